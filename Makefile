@@ -1,0 +1,45 @@
+# ens — Mon espace santé provisioning pipeline. `make help` lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+PKGS  := ./...
+export GOFLAGS := -mod=mod
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+deps: ## Install what the project needs from Debian when missing (PostgreSQL, poppler, Chromium)
+	@missing=(); \
+	if [ -z "$$DATABASE_URL" ] && ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then missing+=(postgresql); fi; \
+	command -v pdftotext >/dev/null || missing+=(poppler-utils); \
+	command -v chromium >/dev/null || missing+=(chromium chromium-driver); \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $${missing[*]}"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; \
+	  else echo "missing: $${missing[*]} — install them (Debian: apt-get install $${missing[*]}) or set DATABASE_URL" >&2; exit 1; fi; \
+	fi
+
+build: ## Build bin/ens
+	$(GO) build -o bin/ens ./cmd/ens
+
+test: deps ## go vet + go test -race (starts its own PostgreSQL unless DATABASE_URL is set)
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+demo: deps build ## Run a whole wave end to end on a private database and a local SMTP server
+	./bin/ens demo
+
+bench: deps build ## Measure throughput against the raw tools; writes var/bench/*.json (not run in CI)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/
+
+lint: ## gofmt and go vet, with the checked-in configuration
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+
+clean: ## Stop the private database and remove local state
+	-./bin/ens db stop 2>/dev/null
+	rm -rf bin var
+
+.PHONY: help deps build test demo bench lint clean

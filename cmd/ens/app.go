@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/ens-sante/ens/fixtures/pgserver"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// exitError carries a process exit code (2: refused input or usage).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(err error) error { return &exitError{code: 2, err: err} }
+
+// app is what every command shares: its streams, logger and configuration.
+// Tests build one and call Run in-process, as the binary does.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	logFormat      string
+	databaseURL    string
+	varDir         string
+	clock          provisioning.Clock
+	pools          []*pgxpool.Pool
+}
+
+// Run executes the ens command line and returns the process exit code.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	a.close()
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "ens:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ens",
+		Short:         "Provision Mon espace santé accounts in waves, with the right to refuse",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.setup()
+		},
+	}
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", envOr("ENS_LOG_FORMAT", "text"), "log format: text or json")
+	root.PersistentFlags().StringVar(&a.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL; unset: a private cluster under var/pg)")
+	root.PersistentFlags().StringVar(&a.varDir, "var-dir", envOr("ENS_VAR_DIR", "var"), "directory for local state: private database, letters, outbox, secrets")
+	root.AddCommand(a.migrateCommand(), a.dbCommand(), a.registryCommand(), a.fixturesCommand(), a.waveCommand(),
+		a.workerCommand(), a.demoCommand())
+	return root
+}
+
+func (a *app) setup() error {
+	var h slog.Handler
+	switch a.logFormat {
+	case "text":
+		h = slog.NewTextHandler(a.stderr, nil)
+	case "json":
+		h = slog.NewJSONHandler(a.stderr, nil)
+	default:
+		return usageError(fmt.Errorf("--log-format must be text or json, not %q", a.logFormat))
+	}
+	a.log = slog.New(h)
+	return nil
+}
+
+// db opens a pool on the configured database, starting the private cluster
+// when no URL is given, and migrates it when asked.
+func (a *app) db(ctx context.Context, maxConns int32, migrate bool) (*pgxpool.Pool, error) {
+	url := a.databaseURL
+	if url == "" {
+		srv, err := pgserver.Start(ctx, filepath.Join(a.varDir, "pg"))
+		if err != nil {
+			return nil, err
+		}
+		url = srv.URL()
+		a.log.Debug("using private PostgreSQL cluster", "dir", srv.Dir())
+	}
+	pool, err := provisioning.OpenPool(ctx, url, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	a.pools = append(a.pools, pool)
+	if migrate {
+		if _, err := provisioning.Migrate(ctx, pool); err != nil {
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+func (a *app) close() {
+	for _, p := range a.pools {
+		p.Close()
+	}
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/pgserver"
+	"github.com/ens-sante/ens/notify/mailsink"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+type demoOptions struct {
+	count  int64
+	window string
+}
+
+func (a *app) demoCommand() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a whole wave end to end on a private database and a local mail server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runDemo(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().Int64Var(&o.count, "count", 2000, "people in the synthetic registry")
+	cmd.Flags().StringVar(&o.window, "window", "20s", "opposition window of the demo wave (a rehearsal)")
+	return cmd
+}
+
+func (a *app) step(format string, args ...any) {
+	fmt.Fprintf(a.stdout, "\n==> "+format+"\n", args...)
+}
+
+func (a *app) runDemo(ctx context.Context, o demoOptions) error {
+	demoDir := filepath.Join(a.varDir, "demo")
+	if err := os.MkdirAll(demoDir, 0o700); err != nil {
+		return err
+	}
+	if err := a.demoKey(); err != nil {
+		return err
+	}
+	if a.databaseURL == "" {
+		a.step("Starting a private PostgreSQL cluster in %s", filepath.Join(a.varDir, "pg"))
+		srv, err := pgserver.Start(ctx, filepath.Join(a.varDir, "pg"))
+		if err != nil {
+			return err
+		}
+		if err := recreateDatabase(ctx, srv.URL(), "ens_demo"); err != nil {
+			return err
+		}
+		a.databaseURL = srv.DatabaseURL("ens_demo")
+		fmt.Fprintf(a.stdout, "database: %s (fresh for this demo)\n", a.databaseURL)
+	}
+	outbox := filepath.Join(a.varDir, "outbox")
+	if os.Getenv("SMTP_URL") == "" {
+		os.RemoveAll(outbox)
+		sink, err := mailsink.Start(mailsink.Options{Dir: outbox})
+		if err != nil {
+			return err
+		}
+		defer sink.Close()
+		os.Setenv("SMTP_URL", sink.URL())
+		a.step("Started a local SMTP server on %s; every email lands in %s", sink.Addr(), outbox)
+	}
+	if os.Getenv("ENS_LETTERS_DIR") == "" {
+		os.RemoveAll(filepath.Join(a.varDir, "letters"))
+	}
+	pool, err := a.db(ctx, 8, true)
+	if err != nil {
+		return err
+	}
+	a.step("Migrated the database (River's and ens's migrations)")
+
+	seed := uint64(time.Now().UnixNano())
+	regPath := filepath.Join(demoDir, "registry.csv")
+	f, err := os.OpenFile(regPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: o.count, Seed: seed}); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	a.step("Generated a synthetic registry of %d people: %s", o.count, regPath)
+
+	a.step("ens registry import %s", regPath)
+	if err := a.sub(ctx, "registry", "import", regPath); err != nil {
+		return err
+	}
+	a.step("ens registry import %s   (again: nothing changes)", regPath)
+	if err := a.sub(ctx, "registry", "import", regPath, "--json"); err != nil {
+		return err
+	}
+
+	wave := "demo-" + time.Now().In(provisioning.Paris).Format("20060102-150405")
+	a.step("ens wave launch %s --window %s   (a rehearsal window, so the demo can show it closing)", wave, o.window)
+	if err := a.sub(ctx, "wave", "launch", wave, "--window", o.window); err != nil {
+		return err
+	}
+	a.step("ens worker --until-idle   (emails over SMTP, letters as PDF)")
+	os.Setenv("ENS_POST_DELAY", "0")
+	if err := a.sub(ctx, "worker", "--until-idle"); err != nil {
+		return err
+	}
+	a.step("ens wave status %s", wave)
+	if err := a.sub(ctx, "wave", "status", wave); err != nil {
+		return err
+	}
+	emls, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
+	pdfs, _ := filepath.Glob(filepath.Join(a.varDir, "letters", "*", "*.pdf"))
+	fmt.Fprintf(a.stdout, "\n%d emails landed in %s; %d letter PDFs (one per department) under %s\n",
+		len(emls), outbox, len(pdfs), filepath.Join(a.varDir, "letters"))
+	_ = pool
+	return nil
+}
+
+// sub runs another ens command in-process, sharing this one's settings.
+func (a *app) sub(ctx context.Context, args ...string) error {
+	full := append([]string{"--database-url", a.databaseURL, "--var-dir", a.varDir, "--log-format", a.logFormat}, args...)
+	if code := Run(ctx, full, a.stdin, a.stdout, a.stderr); code != 0 {
+		return fmt.Errorf("ens %v exited with %d", args, code)
+	}
+	return nil
+}
+
+// demoKey creates a code key for the demo when none is configured.
+func (a *app) demoKey() error {
+	if os.Getenv("ENS_CODE_KEY") != "" || os.Getenv("ENS_CODE_KEY_FILE") != "" {
+		return nil
+	}
+	path := filepath.Join(a.varDir, "secrets", "code.key")
+	if _, err := os.Stat(path); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		b := make([]byte, 32)
+		rand.Read(b) //nolint:errcheck
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+			return fmt.Errorf("writing demo code key: %w", err)
+		}
+		fmt.Fprintf(a.stdout, "created a code key for the demo: %s (mode 0600)\n", path)
+	}
+	return os.Setenv("ENS_CODE_KEY_FILE", path)
+}
+
+func recreateDatabase(ctx context.Context, adminURL, name string) error {
+	c, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connecting to private cluster: %w", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("resetting demo database: %w", err)
+	}
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return fmt.Errorf("creating demo database: %w", err)
+	}
+	return nil
+}

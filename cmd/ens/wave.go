@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+type waveLaunchOptions struct {
+	departments string
+	bornFrom    int
+	bornTo      int
+	limit       int64
+	window      string
+	asJSON      bool
+}
+
+func (o *waveLaunchOptions) spec(name string) (provisioning.WaveSpec, error) {
+	spec := provisioning.WaveSpec{Name: name, BornFrom: o.bornFrom, BornTo: o.bornTo, Limit: o.limit, Actor: operator()}
+	w, err := provisioning.ParseWindow(o.window)
+	if err != nil {
+		return spec, err
+	}
+	spec.Window = w
+	if o.limit < 0 {
+		return spec, errors.New("--limit must not be negative")
+	}
+	if o.bornFrom != 0 && o.bornTo != 0 && o.bornFrom > o.bornTo {
+		return spec, errors.New("--born-from is after --born-to")
+	}
+	for _, d := range strings.Split(o.departments, ",") {
+		d = strings.ToUpper(strings.TrimSpace(d))
+		if d == "" {
+			continue
+		}
+		if !validDepartment(d) {
+			return spec, fmt.Errorf("department %q: expected 01–95, 2A, 2B, 971–976 or 99", d)
+		}
+		spec.Departments = append(spec.Departments, d)
+	}
+	return spec, nil
+}
+
+func validDepartment(d string) bool {
+	switch {
+	case d == "2A" || d == "2B" || d == "99":
+		return true
+	case len(d) == 2 && d >= "01" && d <= "95" && d != "20":
+		return true
+	case len(d) == 3 && d >= "971" && d <= "976":
+		return true
+	}
+	return false
+}
+
+func (a *app) waveCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "wave", Short: "Launch and follow waves"}
+	var lo waveLaunchOptions
+	launch := &cobra.Command{
+		Use:   "launch NAME",
+		Short: "Create accounts for eligible people and queue their notices; relaunching resumes, never duplicates",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := lo.spec(args[0])
+			if err != nil {
+				return usageError(err)
+			}
+			pool, err := a.db(cmd.Context(), 4, true)
+			if err != nil {
+				return err
+			}
+			client, err := jobs.NewInsertClient(pool)
+			if err != nil {
+				return err
+			}
+			res, err := provisioning.LaunchWave(cmd.Context(), pool, spec, jobs.Enqueuer(client), provisioning.LaunchOptions{
+				Clock: a.clock, Progress: a.progress("wave launch", max(spec.Limit, 0)-btoi(spec.Limit == 0)),
+			})
+			if errors.Is(err, provisioning.ErrWaveMismatch) {
+				return usageError(err)
+			}
+			if err != nil {
+				return fmt.Errorf("%w (run the same command again to resume)", err)
+			}
+			a.log.Info("wave launched", "wave", spec.Name, "created", res.Created, "jobs", res.Jobs, "seconds", res.Duration.Seconds())
+			if lo.asJSON {
+				return a.printJSON(res)
+			}
+			verb := "launched"
+			if res.Resumed {
+				verb = "resumed"
+			}
+			fmt.Fprintf(a.stdout, "wave %s %s: %d accounts created (%d pending notice, %d newborns active at once), %d notice jobs queued, window %s\n",
+				spec.Name, verb, res.Created, res.Pending, res.Active, res.Jobs, res.Wave.Window)
+			if res.Wave.Window.Rehearsal() {
+				fmt.Fprintln(a.stdout, "  note: window shorter than 42 days (rehearsal)")
+			}
+			return nil
+		},
+	}
+	launch.Flags().StringVar(&lo.departments, "departments", "", "departments of residence, comma-separated (e.g. 75,2A,974); empty: all")
+	launch.Flags().IntVar(&lo.bornFrom, "born-from", 0, "first birth year")
+	launch.Flags().IntVar(&lo.bornTo, "born-to", 0, "last birth year")
+	launch.Flags().Int64Var(&lo.limit, "limit", 0, "at most this many accounts")
+	launch.Flags().StringVar(&lo.window, "window", "42d", "opposition window: 42d, or shorter for rehearsals (e.g. 2h)")
+	launch.Flags().BoolVar(&lo.asJSON, "json", false, "print the result as JSON")
+
+	var statusJSON bool
+	status := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Counts of a wave's accounts by state and notices by channel",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			st, err := provisioning.GetWaveStatus(cmd.Context(), pool, args[0])
+			if err != nil {
+				return err
+			}
+			if statusJSON {
+				return a.printJSON(st)
+			}
+			a.printStatus(st)
+			return nil
+		},
+	}
+	status.Flags().BoolVar(&statusJSON, "json", false, "print the status as JSON")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List waves",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			waves, err := provisioning.ListWaves(cmd.Context(), pool)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tLAUNCHED\tBY\tACCOUNTS\tWINDOW\tDEPARTMENTS")
+			for _, w := range waves {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", w.Name, w.LaunchedAt.In(provisioning.Paris).Format("2006-01-02 15:04"),
+					w.LaunchedBy, w.Created, w.Window, strings.Join(w.Departments, ","))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(launch, status, list)
+	return cmd
+}
+
+func (a *app) printStatus(st *provisioning.WaveStatus) {
+	fmt.Fprintf(a.stdout, "wave %s — window %s, launched %s by %s\n", st.Wave, st.Window,
+		st.Launched.In(provisioning.Paris).Format("2006-01-02 15:04"), st.By)
+	for _, s := range provisioning.States {
+		fmt.Fprintf(a.stdout, "  %-10s %d\n", s, st.Accounts[s])
+	}
+	for _, ch := range []string{"email", "letter"} {
+		fmt.Fprintf(a.stdout, "  %s:", ch)
+		for _, s := range provisioning.NoticeStatuses {
+			fmt.Fprintf(a.stdout, " %s=%d", s, st.Notices[ch][s])
+		}
+		fmt.Fprintln(a.stdout)
+	}
+}
+
+func btoi(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/spf13/cobra"
+
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+type workerOptions struct {
+	untilIdle       bool
+	smtpConnections int
+	smtpRate        float64
+	noticeWorkers   int
+	postDelay       string
+}
+
+func (a *app) workerCommand() *cobra.Command {
+	var o workerOptions
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Work the job queues (notices, letters, window closing, purge); SIGINT/SIGTERM stop it gracefully",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runWorker(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.untilIdle, "until-idle", false, "work everything due now (retries included, ended windows closed), then exit")
+	cmd.Flags().IntVar(&o.smtpConnections, "smtp-connections", envInt("ENS_SMTP_CONNECTIONS", 4), "SMTP connections kept open")
+	cmd.Flags().Float64Var(&o.smtpRate, "smtp-rate", envFloat("ENS_SMTP_RATE", 0), "at most this many emails per second (0: no cap)")
+	cmd.Flags().IntVar(&o.noticeWorkers, "notice-workers", envInt("ENS_NOTICE_WORKERS", 4), "notice chunks worked at once")
+	cmd.Flags().StringVar(&o.postDelay, "post-delay", envOr("ENS_POST_DELAY", "5d"), "print-and-post delay added to a letter's deadline")
+	return cmd
+}
+
+// workerDeps builds what workers need from the environment.
+func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, error) {
+	key, err := optout.LoadKey()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := a.db(ctx, int32(o.noticeWorkers+o.smtpConnections+6), true)
+	if err != nil {
+		return nil, err
+	}
+	delay, err := provisioning.ParseWindow(o.postDelay)
+	if err != nil && o.postDelay != "0" {
+		return nil, usageError(fmt.Errorf("--post-delay: %w", err))
+	}
+	deps := &jobs.Deps{Pool: pool, Key: key, LettersDir: envOr("ENS_LETTERS_DIR", filepath.Join(a.varDir, "letters")),
+		PostDelay: time.Duration(delay), Clock: a.clock, Logger: a.log}
+	if u := os.Getenv("SMTP_URL"); u != "" {
+		m, err := notify.NewMailer(notify.SMTPConfig{URL: u, From: os.Getenv("ENS_MAIL_FROM"), Connections: o.smtpConnections, Rate: o.smtpRate})
+		if err != nil {
+			return nil, usageError(err)
+		}
+		deps.Mailer = m
+	}
+	return deps, nil
+}
+
+func (a *app) runWorker(ctx context.Context, o workerOptions) error {
+	deps, err := a.workerDeps(ctx, o)
+	if err != nil {
+		return err
+	}
+	if deps.Mailer != nil {
+		defer deps.Mailer.Close()
+	}
+	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, Periodic: !o.untilIdle, Logger: a.log,
+		RetryBase: envDuration("ENS_RETRY_BASE", 10*time.Second)}
+	client, err := jobs.NewClient(deps, cfg)
+	if err != nil {
+		return err
+	}
+	if err := client.Start(ctx); err != nil {
+		return fmt.Errorf("starting River client: %w", err)
+	}
+	stop := func() error {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		return client.Stop(sctx)
+	}
+	a.log.Info("worker started", "until_idle", o.untilIdle, "smtp", deps.Mailer != nil)
+	if !o.untilIdle {
+		<-ctx.Done()
+		a.log.Info("worker stopping")
+		return stop()
+	}
+	err = a.untilIdle(ctx, deps, client)
+	return errors.Join(err, stop())
+}
+
+// untilIdle waits until no job is due or awaiting retry, closes the windows
+// that ended, and repeats until both find nothing.
+func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Client[pgx.Tx]) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	quiet := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		n, err := jobs.Outstanding(ctx, deps, time.Second)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			quiet = 0
+			continue
+		}
+		if quiet++; quiet < 3 {
+			continue // jobs inserted by a finishing transaction show a moment later
+		}
+		closed, err := provisioning.CloseWindows(ctx, deps.Pool, deps.Clock, 0)
+		if err != nil {
+			return err
+		}
+		if closed > 0 {
+			a.log.Info("windows closed", "activated", closed)
+		}
+		groups, err := jobs.SweepLetters(ctx, deps.Pool, jobs.LetterQueuer(client))
+		if err != nil {
+			return err
+		}
+		if groups > 0 {
+			continue
+		}
+		if n, err = jobs.Outstanding(ctx, deps, time.Second); err != nil || n == 0 {
+			a.log.Info("worker idle: nothing left to do")
+			return err
+		}
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}

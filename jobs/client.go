@@ -1,0 +1,85 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// Register adds every worker to workers. client returns the running client,
+// for workers that insert follow-up jobs in their own transactions.
+func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pgx.Tx]) {
+	letters := letterQueuer(client)
+	river.AddWorker(workers, &NotifyChunkWorker{deps: deps, letters: letters})
+	river.AddWorker(workers, &RenderLettersWorker{deps: deps})
+	river.AddWorker(workers, &CloseWindowsWorker{deps: deps, letters: letters})
+	river.AddWorker(workers, &PurgeArchiveWorker{deps: deps})
+}
+
+// LetterQueuer returns the function that queues letter renders through client.
+func LetterQueuer(client *river.Client[pgx.Tx]) provisioning.LetterFunc {
+	return letterQueuer(func() *river.Client[pgx.Tx] { return client })
+}
+
+// NewClient builds a River client that works every queue.
+func NewClient(deps *Deps, cfg Config) (*river.Client[pgx.Tx], error) {
+	cfg.defaults()
+	if deps.Logger == nil {
+		deps.Logger = cfg.Logger
+	}
+	var client *river.Client[pgx.Tx]
+	workers := river.NewWorkers()
+	Register(workers, deps, func() *river.Client[pgx.Tx] { return client })
+	rc := &river.Config{
+		ID:     cfg.ID,
+		Logger: cfg.Logger,
+		Queues: map[string]river.QueueConfig{
+			QueueNotices:     {MaxWorkers: cfg.NoticeWorkers},
+			QueueLetters:     {MaxWorkers: cfg.LetterWorkers},
+			QueueMaintenance: {MaxWorkers: cfg.MaintenanceWorkers},
+		},
+		FetchCooldown:               cfg.FetchCooldown,
+		FetchPollInterval:           cfg.FetchPollInterval,
+		CompletedJobRetentionPeriod: cfg.CompletedRetention,
+		RetryPolicy:                 retryPolicy{base: cfg.RetryBase},
+		Workers:                     workers,
+		JobTimeout:                  5 * time.Minute,
+		RescueStuckJobsAfter:        15 * time.Minute,
+	}
+	if cfg.Periodic {
+		rc.PeriodicJobs = []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return CloseWindowsArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true, ID: "close_windows"}),
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.PurgeInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return PurgeArchiveArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "purge_archive"}),
+		}
+	}
+	c, err := river.NewClient(riverpgxv5.New(deps.Pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("creating River client: %w", err)
+	}
+	client = c
+	return c, nil
+}
+
+// Outstanding counts jobs that are due or will be retried: what
+// `ens worker --until-idle` waits for. Jobs scheduled beyond horizon (a
+// periodic job's next run) do not count.
+func Outstanding(ctx context.Context, deps *Deps, horizon time.Duration) (int64, error) {
+	var n int64
+	err := deps.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job
+		WHERE state IN ('available', 'running', 'retryable', 'pending')
+		   OR (state = 'scheduled' AND scheduled_at <= now() + $1::interval)`, horizon).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting outstanding jobs: %w", err)
+	}
+	return n, nil
+}

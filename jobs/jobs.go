@@ -1,0 +1,137 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// Queue names. Notices have their own queue so that a slow SMTP server never
+// holds up window closing or purges.
+const (
+	QueueNotices     = "notices"
+	QueueLetters     = "letters"
+	QueueMaintenance = "maintenance"
+)
+
+// NotifyChunkArgs dispatches the notices of one chunk of a wave's accounts.
+type NotifyChunkArgs struct {
+	WaveID         int64 `json:"wave_id"`
+	FirstAccountID int64 `json:"first_account_id"`
+	LastAccountID  int64 `json:"last_account_id"`
+}
+
+// Kind is stable: stored jobs refer to it.
+func (NotifyChunkArgs) Kind() string { return "notify_chunk" }
+
+// InsertOpts puts notice chunks on their queue.
+func (NotifyChunkArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: 10}
+}
+
+// CloseWindowsArgs activates the accounts whose opposition window ended.
+type CloseWindowsArgs struct{}
+
+// Kind is stable: stored jobs refer to it.
+func (CloseWindowsArgs) Kind() string { return "close_windows" }
+
+// InsertOpts keeps one sweep queued at a time.
+func (CloseWindowsArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMaintenance, UniqueOpts: river.UniqueOpts{ByArgs: true,
+		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled, rivertype.JobStateRetryable}}}
+}
+
+// Config tunes the River client. Every field has a default suited to one
+// worker process on 2 cores; raise them deliberately for large waves (River
+// fetches at most MaxWorkers jobs per FetchCooldown per queue).
+type Config struct {
+	NoticeWorkers      int           // ENS_NOTICE_WORKERS, default 8
+	LetterWorkers      int           // ENS_LETTER_WORKERS, default 2
+	MaintenanceWorkers int           // default 2
+	FetchCooldown      time.Duration // default 50ms
+	FetchPollInterval  time.Duration // default 1s
+	// CompletedRetention: finished jobs are deleted after this (default 24h),
+	// so tens of millions of them do not pile up.
+	CompletedRetention time.Duration
+	// RetryBase is the first retry delay; attempt n waits RetryBase·2^(n-1),
+	// capped at one hour (default 10s).
+	RetryBase time.Duration
+	// Periodic enables the periodic sweeps (window closing, purge).
+	Periodic      bool
+	SweepInterval time.Duration // default 1 minute
+	PurgeInterval time.Duration // default 24h
+	Logger        *slog.Logger
+	ID            string
+}
+
+func (c *Config) defaults() {
+	if c.NoticeWorkers <= 0 {
+		c.NoticeWorkers = 8
+	}
+	if c.LetterWorkers <= 0 {
+		c.LetterWorkers = 2
+	}
+	if c.MaintenanceWorkers <= 0 {
+		c.MaintenanceWorkers = 2
+	}
+	if c.FetchCooldown <= 0 {
+		c.FetchCooldown = 50 * time.Millisecond
+	}
+	if c.FetchPollInterval <= 0 {
+		c.FetchPollInterval = time.Second
+	}
+	if c.CompletedRetention <= 0 {
+		c.CompletedRetention = 24 * time.Hour
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = 10 * time.Second
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = time.Minute
+	}
+	if c.PurgeInterval <= 0 {
+		c.PurgeInterval = 24 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// retryPolicy backs off exponentially from a configurable base.
+type retryPolicy struct{ base time.Duration }
+
+func (p retryPolicy) NextRetry(job *rivertype.JobRow) time.Time {
+	d := p.base << min(job.Attempt-1, 20)
+	return time.Now().Add(min(d, time.Hour))
+}
+
+// NewInsertClient returns a client that only inserts jobs (wave launches).
+func NewInsertClient(pool *pgxpool.Pool) (*river.Client[pgx.Tx], error) {
+	c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, fmt.Errorf("creating River insert client: %w", err)
+	}
+	return c, nil
+}
+
+// Enqueuer inserts one notify_chunk job per chunk in the launch's
+// transaction, so accounts and the jobs that notify them commit together.
+func Enqueuer(client *river.Client[pgx.Tx]) provisioning.EnqueueFunc {
+	return func(ctx context.Context, tx pgx.Tx, chunks []provisioning.Chunk) error {
+		params := make([]river.InsertManyParams, len(chunks))
+		for i, c := range chunks {
+			params[i] = river.InsertManyParams{Args: NotifyChunkArgs{WaveID: c.WaveID, FirstAccountID: c.FirstAccountID, LastAccountID: c.LastAccountID}}
+		}
+		_, err := client.InsertManyFastTx(ctx, tx, params)
+		return err
+	}
+}

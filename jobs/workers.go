@@ -1,0 +1,325 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// RenderLettersArgs renders the pending letters of one wave and department.
+type RenderLettersArgs struct {
+	WaveID     int64  `json:"wave_id"`
+	Department string `json:"department"`
+}
+
+// Kind is stable: stored jobs refer to it.
+func (RenderLettersArgs) Kind() string { return "render_letters" }
+
+// InsertOpts: one render per wave and department queued or running at a time.
+// Letters created while one runs are picked up by the sweep (QueueLetterSweep).
+func (RenderLettersArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueLetters, UniqueOpts: river.UniqueOpts{ByArgs: true,
+		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled,
+			rivertype.JobStateRunning, rivertype.JobStateRetryable}}}
+}
+
+// PurgeArchiveArgs purges archives past their retention.
+type PurgeArchiveArgs struct{}
+
+// Kind is stable: stored jobs refer to it.
+func (PurgeArchiveArgs) Kind() string { return "purge_archive" }
+
+// InsertOpts puts purges on the maintenance queue.
+func (PurgeArchiveArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueMaintenance} }
+
+// Deps are what the workers need.
+type Deps struct {
+	Pool       *pgxpool.Pool
+	Mailer     *notify.Mailer
+	Key        optout.Key
+	LettersDir string
+	PostDelay  time.Duration
+	// CommitEvery: accepted emails are recorded in groups of this many (or
+	// when the chunk ends); a crash can re-send at most this many messages,
+	// each with its same Message-ID and code. Default 20.
+	CommitEvery int
+	Clock       provisioning.Clock
+	Logger      *slog.Logger
+}
+
+// letterQueuer inserts render jobs in the transaction creating the letters.
+func letterQueuer(client func() *river.Client[pgx.Tx]) provisioning.LetterFunc {
+	return func(ctx context.Context, tx pgx.Tx, waveID int64, depts []string) error {
+		params := make([]river.InsertManyParams, len(depts))
+		for i, d := range depts {
+			params[i] = river.InsertManyParams{Args: RenderLettersArgs{WaveID: waveID, Department: d}}
+		}
+		_, err := client().InsertManyTx(ctx, tx, params)
+		return err
+	}
+}
+
+// NotifyChunkWorker sends a chunk's email notices and queues its letters.
+type NotifyChunkWorker struct {
+	river.WorkerDefaults[NotifyChunkArgs]
+	deps    *Deps
+	letters provisioning.LetterFunc
+}
+
+// Timeout allows a slow SMTP server a few minutes per chunk.
+func (w *NotifyChunkWorker) Timeout(*river.Job[NotifyChunkArgs]) time.Duration { return 10 * time.Minute }
+
+// Work dispatches one chunk.
+func (w *NotifyChunkWorker) Work(ctx context.Context, job *river.Job[NotifyChunkArgs]) error {
+	d := w.deps
+	a := job.Args
+	wave, err := provisioning.GetWaveByID(ctx, d.Pool, a.WaveID)
+	if err != nil {
+		return err
+	}
+	targets, err := provisioning.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID,
+		func(id int64) []byte { return d.Key.LookupHash(d.Key.Derive(id)) }, w.letters, d.Clock)
+	if err != nil {
+		return fmt.Errorf("preparing chunk: %w", err)
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	if d.Mailer == nil {
+		return errors.New("emails to send but no SMTP server configured (SMTP_URL)")
+	}
+	res := w.send(ctx, wave, targets)
+	if res.err != nil {
+		return res.err
+	}
+	if len(res.permanent) > 0 {
+		if _, err := provisioning.FallBackToLetter(ctx, d.Pool, res.permanent, "failed", "smtp permanent refusal", w.letters, d.Clock); err != nil {
+			return err
+		}
+	}
+	if len(res.exhausted) > 0 {
+		if _, err := provisioning.FallBackToLetter(ctx, d.Pool, res.exhausted, "failed", "temporary failures outlasted retries", w.letters, d.Clock); err != nil {
+			return err
+		}
+	}
+	d.Logger.Info("notice chunk dispatched", "wave_id", a.WaveID, "first_account_id", a.FirstAccountID,
+		"sent", res.sent, "permanent", len(res.permanent), "temporary", res.temporary, "attempt", job.Attempt)
+	if res.temporary > 0 {
+		// River retries the job with backoff; accepted messages are recorded
+		// and will not be sent again.
+		return fmt.Errorf("%d email(s) temporarily refused (%s); will retry", res.temporary, res.lastReason)
+	}
+	return nil
+}
+
+type sendOutcome struct {
+	sent, temporary      int
+	permanent, exhausted []int64
+	lastReason           string
+	err                  error
+}
+
+// send renders and sends the chunk's emails over the mailer's connections in
+// parallel, recording acceptances in small groups as they come.
+func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, targets []provisioning.Target) sendOutcome {
+	d := w.deps
+	every := d.CommitEvery
+	if every <= 0 {
+		every = 20
+	}
+	var (
+		mu      sync.Mutex
+		out     sendOutcome
+		pending []provisioning.Sent
+	)
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		batch := pending
+		pending = nil
+		if err := provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, batch, d.Clock); err != nil && out.err == nil {
+			out.err = err
+		}
+	}
+	work := make(chan *provisioning.Target)
+	var wg sync.WaitGroup
+	for range max(1, d.Mailer.Connections()) {
+		wg.Go(func() {
+			for t := range work {
+				r := w.sendOne(ctx, wave, t)
+				mu.Lock()
+				switch r.Outcome {
+				case notify.Accepted:
+					out.sent++
+					pending = append(pending, provisioning.Sent{NoticeID: t.NoticeID, AccountID: t.AccountID, At: d.Clock.Now()})
+					if len(pending) >= every {
+						flush()
+					}
+				case notify.Permanent:
+					out.permanent = append(out.permanent, t.NoticeID)
+				default:
+					if t.Attempts+1 >= provisioning.MaxEmailAttempts {
+						out.exhausted = append(out.exhausted, t.NoticeID)
+					} else {
+						out.temporary++
+						out.lastReason = r.Reason
+						if err := provisioning.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason); err != nil && out.err == nil {
+							out.err = err
+						}
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range targets {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- &targets[i]
+	}
+	close(work)
+	wg.Wait()
+	flush()
+	if out.err == nil && ctx.Err() != nil {
+		out.err = ctx.Err()
+	}
+	return out
+}
+
+func (w *NotifyChunkWorker) sendOne(ctx context.Context, wave *provisioning.Wave, t *provisioning.Target) notify.SendResult {
+	d := w.deps
+	n := noticeOf(t, d.Key, wave.Deadline(d.Clock.Now()))
+	e, err := notify.RenderEmail(n, provisioning.Paris)
+	if err != nil {
+		return notify.SendResult{Outcome: notify.Temporary, Reason: "render error"}
+	}
+	msg, err := d.Mailer.Build(t.NoticeID, t.Email, e)
+	if err != nil {
+		return notify.SendResult{Outcome: notify.Permanent, Reason: "address refused"}
+	}
+	return d.Mailer.Send(ctx, msg)
+}
+
+// noticeOf turns a target into what notify renders; the code is derived
+// here, in memory, and goes nowhere else.
+func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) *notify.Notice {
+	n := &notify.Notice{ID: t.NoticeID, AccountID: t.AccountID, Kind: notify.Kind(t.Kind), Channel: notify.Channel(t.Channel),
+		FirstName: t.FirstName, LastName: t.LastName, Female: t.NIR.Female(), ForGuardian: t.ForGuardian,
+		Deadline: deadline, Email: t.Email, AddressLines: t.Lines, Postcode: t.Postcode, City: t.City,
+		Country: t.Country, Department: t.Department}
+	if t.Kind == provisioning.NoticeOpposition {
+		n.Code = key.Derive(t.AccountID).String()
+	}
+	return n
+}
+
+// RenderLettersWorker renders a wave's pending letters for one department.
+type RenderLettersWorker struct {
+	river.WorkerDefaults[RenderLettersArgs]
+	deps *Deps
+}
+
+// Timeout allows large batches.
+func (w *RenderLettersWorker) Timeout(*river.Job[RenderLettersArgs]) time.Duration { return 30 * time.Minute }
+
+// Work renders the letters.
+func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLettersArgs]) error {
+	d := w.deps
+	dept := job.Args.Department
+	n, err := provisioning.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
+		func(batchID int64, ts []provisioning.Target, deadline time.Time) (*provisioning.LetterFile, error) {
+			ns := make([]*notify.Notice, len(ts))
+			for i := range ts {
+				ns[i] = noticeOf(&ts[i], d.Key, deadline)
+			}
+			notify.SortForPost(ns)
+			now := d.Clock.Now()
+			b, err := notify.RenderLetters(ns, now, provisioning.Paris)
+			if err != nil {
+				return nil, err
+			}
+			dir := filepath.Join(d.LettersDir, fmt.Sprintf("wave-%d", job.Args.WaveID))
+			pdf, manifest, err := notify.WriteBatch(dir, fmt.Sprintf("dept-%s-batch-%06d", dept, batchID), b)
+			if err != nil {
+				return nil, err
+			}
+			pages := make(map[int64]int, len(b.Manifest))
+			for _, r := range b.Manifest {
+				pages[r.NoticeID] = r.Page
+			}
+			return &provisioning.LetterFile{File: pdf, Manifest: manifest, SHA256: b.SHA256, Pages: pages}, nil
+		}, provisioning.LetterOptions{PostDelay: d.PostDelay, Clock: d.Clock})
+	if err != nil {
+		return err
+	}
+	d.Logger.Info("letters rendered", "wave_id", job.Args.WaveID, "department", dept, "letters", n)
+	return nil
+}
+
+// CloseWindowsWorker activates accounts whose window ended.
+type CloseWindowsWorker struct {
+	river.WorkerDefaults[CloseWindowsArgs]
+	deps    *Deps
+	letters provisioning.LetterFunc
+}
+
+// Work runs one sweep: ended windows closed, stray letters queued.
+func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindowsArgs]) error {
+	n, err := provisioning.CloseWindows(ctx, w.deps.Pool, w.deps.Clock, 0)
+	if n > 0 {
+		w.deps.Logger.Info("windows closed", "activated", n)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = SweepLetters(ctx, w.deps.Pool, w.letters)
+	return err
+}
+
+// SweepLetters queues a render for every wave and department that has
+// pending letters; it returns how many groups it found.
+func SweepLetters(ctx context.Context, pool *pgxpool.Pool, letters provisioning.LetterFunc) (int, error) {
+	groups, err := provisioning.PendingLetterGroups(ctx, pool)
+	if err != nil || len(groups) == 0 {
+		return 0, err
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for w, depts := range groups {
+			if err := letters(ctx, tx, w, depts); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return len(groups), err
+}
+
+// PurgeArchiveWorker purges archives past retention.
+type PurgeArchiveWorker struct {
+	river.WorkerDefaults[PurgeArchiveArgs]
+	deps *Deps
+}
+
+// Work runs one purge.
+func (w *PurgeArchiveWorker) Work(ctx context.Context, _ *river.Job[PurgeArchiveArgs]) error {
+	res, err := provisioning.Purge(ctx, w.deps.Pool, w.deps.Key.NIRKey(), false, w.deps.Clock)
+	if err == nil {
+		w.deps.Logger.Info("archive purged", "due", res.Due, "purged", res.Purged)
+	}
+	return err
+}

@@ -1,0 +1,59 @@
+package notify
+
+import (
+	"bytes"
+	"embed"
+	htmltemplate "html/template"
+	"strings"
+	texttemplate "text/template"
+	"time"
+)
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+var (
+	textTmpl = texttemplate.Must(texttemplate.ParseFS(templateFS, "templates/email.txt.tmpl"))
+	htmlTmpl = htmltemplate.Must(htmltemplate.ParseFS(templateFS, "templates/email.html.tmpl"))
+)
+
+// Email is a rendered email notice.
+type Email struct {
+	Subject string
+	Text    string
+	HTML    string
+}
+
+type emailData struct {
+	*Notice
+	Subject, Salutation, DeadlineText, Site, Phone, Reference string
+}
+
+// RenderEmail renders a notice as a French email; a pure function.
+func RenderEmail(n *Notice, loc *time.Location) (*Email, error) {
+	d := emailData{Notice: n, Salutation: n.Salutation(), DeadlineText: FrenchDeadline(n.Deadline, loc),
+		Site: OfficialSite, Phone: OfficialPhone, Reference: n.Reference()}
+	switch n.Kind {
+	case KindInformation:
+		d.Subject = "Mon espace santé : le profil de " + n.FirstName + " a été créé"
+	case KindExtension:
+		d.Subject = "Mon espace santé : le délai d'opposition est prolongé " + d.DeadlineText
+	default:
+		d.Subject = "Mon espace santé : votre profil va être créé – vous pouvez vous y opposer " + d.DeadlineText
+	}
+	var text, html bytes.Buffer
+	if err := textTmpl.Execute(&text, d); err != nil {
+		return nil, err
+	}
+	if err := htmlTmpl.Execute(&html, d); err != nil {
+		return nil, err
+	}
+	return &Email{Subject: d.Subject, Text: squeezeBlankLines(text.String()), HTML: html.String()}, nil
+}
+
+func squeezeBlankLines(s string) string {
+	for strings.Contains(s, "\n\n\n") {
+		s = strings.ReplaceAll(s, "\n\n\n", "\n\n")
+	}
+	return strings.TrimLeft(s, "\n")
+}

@@ -1,0 +1,132 @@
+package notify
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Kind of notice.
+type Kind string
+
+// The kinds of notice.
+const (
+	// KindOpposition announces the account and carries the opposition code.
+	KindOpposition Kind = "opposition"
+	// KindInformation tells a newborn's representative the account exists.
+	KindInformation Kind = "information"
+	// KindExtension announces a later deadline after a window extension.
+	KindExtension Kind = "extension"
+)
+
+// Channel a notice travels by.
+type Channel string
+
+// The channels.
+const (
+	ChannelEmail  Channel = "email"
+	ChannelLetter Channel = "letter"
+)
+
+// Official contact points printed on every notice. The web address is given
+// as text to type, never as a link.
+const (
+	OfficialSite  = "www.monespacesante.fr"
+	OfficialPhone = "34 22 (service gratuit + prix d'un appel)"
+	OfficialPost  = "Mon espace santé – Opposition, TSA 12345, 75000 PARIS"
+)
+
+// Notice is everything a notice shows. Code is the formatted opposition code
+// (empty for information notices); it lives in memory only while rendering.
+type Notice struct {
+	ID        int64
+	AccountID int64
+	Kind      Kind
+	Channel   Channel
+	// The account holder.
+	FirstName, LastName string
+	Female              bool
+	// ForGuardian: the holder is a minor; the notice goes to the representative.
+	ForGuardian bool
+	Code        string
+	Deadline    time.Time
+	Email       string
+	// Postal address: AFNOR lines 2 to 5, postcode, city, country.
+	AddressLines [4]string
+	Postcode     string
+	City         string
+	Country      string
+	Department   string
+}
+
+// Reference is the notice's reference number, printed and quoted to the call
+// centre; it identifies the notice, not the person.
+func (n *Notice) Reference() string { return fmt.Sprintf("ENS-%09d", n.ID) }
+
+// Salutation is "Madame" or "Monsieur", from the NIR's sex digit, or the
+// representative's form for a minor.
+func (n *Notice) Salutation() string {
+	switch {
+	case n.ForGuardian:
+		return "Madame, Monsieur"
+	case n.Female:
+		return "Madame"
+	}
+	return "Monsieur"
+}
+
+// AddressBlock returns the AFNOR NF Z10-011 address: at most 6 lines of at
+// most 38 characters, the last French line "POSTCODE CITY" in capitals, then
+// the country in capitals when abroad.
+func (n *Notice) AddressBlock() []string {
+	civ := "M."
+	if n.Female {
+		civ = "MME"
+	}
+	first := fmt.Sprintf("%s %s %s", civ, n.FirstName, strings.ToUpper(n.LastName))
+	if n.ForGuardian {
+		first = "REPRÉSENTANT LÉGAL DE " + n.FirstName + " " + strings.ToUpper(n.LastName)
+	}
+	lines := []string{truncate(first, 38)}
+	for _, l := range n.AddressLines {
+		if l != "" {
+			lines = append(lines, truncate(l, 38))
+		}
+	}
+	lines = append(lines, truncate(strings.ToUpper(n.Postcode+" "+n.City), 38))
+	if n.Country != "" {
+		lines = append(lines, truncate(strings.ToUpper(n.Country), 38))
+	}
+	return lines
+}
+
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n])
+}
+
+var frMonths = [...]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+	"octobre", "novembre", "décembre"}
+
+// FrenchDate writes a day in full French: "15 mars 2027" ("1er" for the first).
+func FrenchDate(t time.Time, loc *time.Location) string {
+	t = t.In(loc)
+	day := fmt.Sprint(t.Day())
+	if t.Day() == 1 {
+		day = "1er"
+	}
+	return fmt.Sprintf("%s %s %d", day, frMonths[t.Month()-1], t.Year())
+}
+
+// FrenchDeadline is the deadline as every notice states it. A rehearsal
+// window shorter than a day also gives the time.
+func FrenchDeadline(t time.Time, loc *time.Location) string {
+	lt := t.In(loc)
+	if lt.Hour() == 23 && lt.Minute() == 59 {
+		return "jusqu'au " + FrenchDate(t, loc) + " inclus"
+	}
+	return fmt.Sprintf("jusqu'au %s à %02dh%02d", FrenchDate(t, loc), lt.Hour(), lt.Minute())
+}

@@ -1,0 +1,157 @@
+package provisioning_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "registry.csv")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const header = "nir,last_name,first_name,birth_date,email,address_line4,postcode,city,guardian_nir,death_date\n"
+
+func TestImportRejectsEveryReason(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	file := "\ufeff" + header +
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\r\n" + // ok (CRLF)
+		"\n" + // blank line, ignored
+		"284052A32102552,Ñúñez,Gaëlle,1984-05-02,,\"3 rue de l'Église, bât. B\",20000,Ajaccio,,\n" + // ok, quoted comma
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n" + // duplicate_nir
+		"255081416802539,Key,Bad,1955-08-12,a@example.fr,,,,,\n" + // nir_key
+		"25508141680253,Short,Nir,1955-08-12,a@example.fr,,,,,\n" + // nir_format
+		"284052B32102579,Mismatch,Year,1985-05-02,a@example.fr,,,,,\n" + // nir_birth_mismatch
+		"295109912611193,Future,Born,2095-10-01,a@example.fr,,,,,\n" + // birth_date
+		"184127512345640,No,Channel,1984-12-01,not-an-email,,,,,\n" + // no_channel + email_invalid warning
+		"170017512345665,Too,Long,1970-01-01,,12 avenue du Maréchal de Lattre de Tassigny prolongée,75001,Paris,,\n" + // address_too_long
+		"222017512345639,Young,Child,2022-01-15,,1 rue A,75001,Paris,,\n" + // minor_without_guardian
+		"too,few,fields\n" + // column_count
+		"184127512345640,Lef\xe8vre,Bad,1984-12-01,a@example.fr,,,,,\n" // encoding
+	res, err := provisioning.ImportRegistry(context.Background(), pool, writeFile(t, file), provisioning.ImportOptions{})
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	want := map[string]int64{"duplicate_nir": 1, "nir_key": 1, "nir_format": 1, "nir_birth_mismatch": 1,
+		"birth_date": 1, "no_channel": 1, "address_too_long": 1, "minor_without_guardian": 1, "column_count": 1, "encoding": 1}
+	for reason, n := range want {
+		if res.Reasons[reason] != n {
+			t.Errorf("reason %s: got %d, want %d (all: %v)", reason, res.Reasons[reason], n, res.Reasons)
+		}
+	}
+	if res.Read != 12 || res.Accepted != 2 || res.Inserted != 2 || res.Rejected != 10 {
+		t.Fatalf("figures: %+v", res)
+	}
+	if res.Warnings["email_invalid"] != 1 {
+		t.Fatalf("warnings: %v", res.Warnings)
+	}
+	// Rejects are kept, masked, with their line numbers, and in a CSV that
+	// re-imports as it is.
+	var lines int
+	var masked string
+	if err := pool.QueryRow(context.Background(), `SELECT count(*), min(nir_masked) FILTER (WHERE reason = 'nir_key') FROM registry_reject`).Scan(&lines, &masked); err != nil {
+		t.Fatal(err)
+	}
+	if lines != 10 || masked != "2 55 08 14 *** *** 39" {
+		t.Fatalf("kept rejects: %d, masked %q", lines, masked)
+	}
+	rej, err := os.ReadFile(res.RejectsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(rej), "reject_line,reject_reason,nir,") || strings.Count(string(rej), "\n") != 11 {
+		t.Fatalf("rejects file:\n%s", rej)
+	}
+	if fi, _ := os.Stat(res.RejectsFile); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("rejects file mode %v, want 0600", fi.Mode().Perm())
+	}
+	again, err := provisioning.ImportRegistry(context.Background(), pool, res.RejectsFile, provisioning.ImportOptions{RejectsPath: res.RejectsFile + ".2"})
+	if err != nil {
+		t.Fatalf("re-importing the rejects file: %v", err)
+	}
+	if again.Rejected != 9 || again.Reasons["duplicate_nir"] != 0 || again.Unchanged != 1 {
+		t.Fatalf("re-import of uncorrected rejects: %+v", again)
+	}
+}
+
+func TestImportRefusesBadHeader(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	for name, h := range map[string]string{
+		"unknown column":  "nir,last_name,first_name,birth_date,shoe_size\n",
+		"missing nir":     "last_name,first_name,birth_date\n",
+		"repeated column": "nir,nir,last_name,first_name,birth_date\n",
+	} {
+		_, err := provisioning.ImportRegistry(context.Background(), pool, writeFile(t, h+"1,2,3,4,5\n"), provisioning.ImportOptions{})
+		if !errors.Is(err, provisioning.ErrHeader) {
+			t.Errorf("%s: err = %v, want ErrHeader", name, err)
+		}
+	}
+	var n int
+	pool.QueryRow(context.Background(), "SELECT count(*) FROM person").Scan(&n)
+	if n != 0 {
+		t.Fatalf("%d people imported from refused files", n)
+	}
+}
+
+func TestImportTwiceChangesNothingAndLaterFileUpdates(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "reg.csv")
+	f, _ := os.Create(path)
+	if err := fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: 3000, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	first, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Inserted != first.Accepted || first.Rejected == 0 || len(first.Reasons) < 6 {
+		t.Fatalf("first import: %+v", first)
+	}
+	second, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Inserted != 0 || second.Updated != 0 || second.Unchanged != first.Accepted {
+		t.Fatalf("second import changed things: %+v", second)
+	}
+	// A later file changes one person's email.
+	upd := writeFile(t, header+"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n")
+	provisioning.ImportRegistry(ctx, pool, upd, provisioning.ImportOptions{})
+	upd2 := writeFile(t, header+"255081416802538,Martin,Zoé,1955-08-12,zoe.martin@example.fr,,,,,\n")
+	res, err := provisioning.ImportRegistry(ctx, pool, upd2, provisioning.ImportOptions{})
+	if err != nil || res.Updated != 1 || res.Inserted != 0 {
+		t.Fatalf("update: %+v %v", res, err)
+	}
+}
+
+func TestFixturesAreDeterministic(t *testing.T) {
+	t.Parallel()
+	var a, b strings.Builder
+	fixtures.WriteRegistry(&a, fixtures.RegistryOptions{Count: 500, Seed: 3})
+	fixtures.WriteRegistry(&b, fixtures.RegistryOptions{Count: 500, Seed: 3})
+	if a.String() != b.String() {
+		t.Fatal("same seed, different files")
+	}
+	for _, d := range []string{",200", ",97"} { // Corsica and overseas postcodes appear
+		if !strings.Contains(a.String(), d) {
+			t.Errorf("no postcode starting %q in fixture", d)
+		}
+	}
+}

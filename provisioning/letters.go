@@ -1,0 +1,140 @@
+package provisioning
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// LetterFile is what rendering a batch produced.
+type LetterFile struct {
+	File, Manifest, SHA256 string
+	// Pages maps notice id to page number.
+	Pages map[int64]int
+}
+
+// RenderFunc renders targets (sorted by postcode) as batch batchID, every
+// letter printing deadline, and writes the files.
+type RenderFunc func(batchID int64, targets []Target, deadline time.Time) (*LetterFile, error)
+
+// LetterOptions tune letter batches.
+type LetterOptions struct {
+	// PostDelay is the print-and-post delay added to the render day before
+	// the window starts (the CLI's default is 5 days; zero in tests).
+	PostDelay time.Duration
+	// BatchSize is the most letters a PDF holds (default 5000).
+	BatchSize int
+	Clock     Clock
+}
+
+// RenderLetterBatches renders every pending letter of one wave and
+// department, in batches. Each batch is one transaction: the letters are
+// marked sent with the deadline printed on them — the one the system honours
+// — and their accounts notified, or nothing is. Returns letters rendered.
+func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, department string, render RenderFunc, opts LetterOptions) (int, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 5000
+	}
+	wave, err := GetWaveByID(ctx, pool, waveID)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for {
+		n := 0
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			now := opts.Clock.Now()
+			rows, err := tx.Query(ctx, `SELECT n.id, n.kind, t.* FROM (`+targetSelect+`
+				WHERE a.wave_id = $1 AND a.state IN ('pending', 'notified', 'active')) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d)
+				JOIN notice n ON n.account_id = t.id AND n.channel = 'letter' AND n.status = 'pending'
+				WHERE t.d = $3
+				ORDER BY t.pc, n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED`, waveID, Day(now), department, opts.BatchSize)
+			if err != nil {
+				return fmt.Errorf("selecting letters to render: %w", err)
+			}
+			targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Target, error) {
+				var t Target
+				var l2, l3, l4, l5 *string
+				err := row.Scan(&t.NoticeID, &t.Kind, &t.AccountID, &t.FirstName, &t.LastName, &t.NIR, &t.ForGuardian, &t.Email,
+					&l2, &l3, &l4, &l5, &t.Postcode, &t.City, &t.Country, &t.Department)
+				for i, l := range []*string{l2, l3, l4, l5} {
+					if l != nil {
+						t.Lines[i] = *l
+					}
+				}
+				t.Channel = ChannelLetter
+				return t, err
+			})
+			if err != nil {
+				return fmt.Errorf("reading letters to render: %w", err)
+			}
+			n = len(targets)
+			if n == 0 {
+				return nil
+			}
+			deadline := wave.Deadline(now.Add(opts.PostDelay))
+			var batchID int64
+			if err := tx.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence('letter_batch', 'id'))`).Scan(&batchID); err != nil {
+				return err
+			}
+			f, err := render(batchID, targets, deadline)
+			if err != nil {
+				return fmt.Errorf("rendering letter batch: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO letter_batch (id, wave_id, department, file, manifest, sha256, pages, rendered_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, batchID, waveID, department, f.File, f.Manifest, f.SHA256, len(targets), now); err != nil {
+				return fmt.Errorf("recording letter batch: %w", err)
+			}
+			ids, pages, accs := make([]int64, n), make([]int32, n), make([]int64, n)
+			ats, deadlines := make([]time.Time, n), make([]time.Time, n)
+			for i, t := range targets {
+				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, deadline
+			}
+			if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'sent', sent_at = $3, batch_id = $4, page = p.page,
+					deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE $5::timestamptz END, attempts = n.attempts + 1
+				FROM unnest($1::bigint[], $2::int[]) AS p(id, page) WHERE n.id = p.id`, ids, pages, now, batchID, deadline); err != nil {
+				return fmt.Errorf("marking letters rendered: %w", err)
+			}
+			if err := notifyAccounts(ctx, tx, accs, ats, deadlines); err != nil {
+				return err
+			}
+			return AppendAudit(ctx, tx, now, Event{Actor: ActorSystem, Action: "notice.sent", WaveID: &waveID, AccountIDs: accs,
+				Details: map[string]any{"channel": ChannelLetter, "batch_id": batchID, "department": department,
+					"count": n, "printed_deadline": deadline.In(Paris).Format(time.DateOnly)}})
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < opts.BatchSize {
+			return total, nil
+		}
+	}
+}
+
+// PendingLetterGroups lists, by wave, the departments with letters waiting to
+// be rendered.
+func PendingLetterGroups(ctx context.Context, db DBTX) (map[int64][]string, error) {
+	rows, err := db.Query(ctx, `SELECT DISTINCT x.w, t.d FROM (`+targetSelect+`
+		WHERE ($1::bigint IS NULL OR a.wave_id = $1)
+		  AND EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.channel = 'letter' AND n.status = 'pending')
+		  AND a.state IN ('pending', 'notified', 'active')) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d)
+		JOIN LATERAL (SELECT wave_id AS w FROM account WHERE id = t.id) x ON true`, nil, Day(time.Now()))
+	if err != nil {
+		return nil, fmt.Errorf("finding pending letters: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64][]string{}
+	for rows.Next() {
+		var w int64
+		var d string
+		if err := rows.Scan(&w, &d); err != nil {
+			return nil, err
+		}
+		out[w] = append(out[w], d)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,10 @@
+package provisioning_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/ens-sante/ens/fixtures/testdb"
+)
+
+func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }

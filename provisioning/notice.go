@@ -1,0 +1,308 @@
+package provisioning
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// NoticeKind and channel names, as stored.
+const (
+	NoticeOpposition  = "opposition"
+	NoticeInformation = "information"
+	NoticeExtension   = "extension"
+	ChannelEmail      = "email"
+	ChannelLetter     = "letter"
+)
+
+// MaxEmailAttempts: temporary failures beyond this fall back to a letter.
+const MaxEmailAttempts = 5
+
+// Target is a notice to dispatch with what rendering it needs: the holder's
+// name, and the contact of whoever receives it (the representative for a
+// minor). It holds personal data: keep it in memory, never log it.
+type Target struct {
+	NoticeID    int64
+	AccountID   int64
+	Kind        string
+	Channel     string
+	Seq         int
+	FirstName   string
+	LastName    string
+	NIR         NIR
+	ForGuardian bool
+	Email       string
+	Lines       [4]string
+	Postcode    string
+	City        string
+	Country     string
+	Department  string
+	Deadline    *time.Time
+	Attempts    int
+}
+
+// LetterFunc queues letter rendering for a wave's departments inside tx.
+type LetterFunc func(ctx context.Context, tx pgx.Tx, waveID int64, departments []string) error
+
+// targetSelect reads an account's holder and the contact that receives its
+// notices: a minor's representative when the registry knows them.
+const targetSelect = `
+	SELECT a.id, p.first_name, p.last_name, p.nir,
+	       (g.id IS NOT NULL) AS for_guardian,
+	       coalesce(CASE WHEN g.id IS NOT NULL THEN g.email ELSE p.email END, ''),
+	       c.address_line2, c.address_line3, c.address_line4, c.address_line5,
+	       coalesce(c.postcode, ''), coalesce(c.city, ''), coalesce(c.country, ''), coalesce(c.department, '00')
+	FROM account a
+	JOIN person p ON p.id = a.person_id
+	LEFT JOIN person g ON g.nir = p.guardian_nir AND p.birth_date > ($2::date - interval '18 years')
+	   AND g.death_date IS NULL
+	CROSS JOIN LATERAL (SELECT CASE WHEN g.id IS NOT NULL AND g.postcode IS NOT NULL THEN g ELSE p END AS r) x
+	CROSS JOIN LATERAL (SELECT (x.r).address_line2, (x.r).address_line3, (x.r).address_line4, (x.r).address_line5,
+	       (x.r).postcode, (x.r).city, (x.r).country, (x.r).department) c`
+
+// PrepareChunk creates the notices of one chunk of a wave's accounts — an
+// opposition notice for each pending account, an information notice for each
+// newborn — by email when a usable address is known, by letter otherwise. It
+// stores each account's code lookup hash (codeHash) and returns the email
+// notices still to send; letters are queued through letters. Idempotent: a
+// retried chunk finds its notices and skips those already sent.
+func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last int64, codeHash func(accountID int64) []byte, letters LetterFunc, clock Clock) ([]Target, error) {
+	var out []Target
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		now := clock.Now()
+		rows, err := tx.Query(ctx, targetSelect+`
+			WHERE a.wave_id = $1 AND a.id BETWEEN $3 AND $4
+			  AND (a.state = 'pending' OR (a.state = 'active' AND a.notified_at IS NULL))
+			  AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind IN ('opposition', 'information')
+			                  AND (n.channel = 'letter' OR n.status IN ('sent', 'failed', 'bounced')))
+			ORDER BY a.id FOR UPDATE OF a`, waveID, Day(now), first, last)
+		if err != nil {
+			return fmt.Errorf("reading chunk accounts: %w", err)
+		}
+		targets, err := pgx.CollectRows(rows, scanTarget)
+		if err != nil {
+			return fmt.Errorf("reading chunk accounts: %w", err)
+		}
+		var hashIDs []int64
+		var hashes [][]byte
+		var emailIDs, letterIDs []int64
+		var kinds []string
+		states := map[int64]string{}
+		srows, err := tx.Query(ctx, `SELECT id, state FROM account WHERE wave_id = $1 AND id BETWEEN $2 AND $3`, waveID, first, last)
+		if err != nil {
+			return err
+		}
+		for srows.Next() {
+			var id int64
+			var s string
+			if err := srows.Scan(&id, &s); err != nil {
+				srows.Close()
+				return err
+			}
+			states[id] = s
+		}
+		srows.Close()
+		for i := range targets {
+			t := &targets[i]
+			t.Kind = NoticeOpposition
+			if states[t.AccountID] == string(StateActive) {
+				t.Kind = NoticeInformation
+			} else {
+				hashIDs = append(hashIDs, t.AccountID)
+				hashes = append(hashes, codeHash(t.AccountID))
+			}
+			kinds = append(kinds, t.Kind)
+			if t.Email != "" {
+				t.Channel = ChannelEmail
+				emailIDs = append(emailIDs, t.AccountID)
+			} else {
+				t.Channel = ChannelLetter
+				letterIDs = append(letterIDs, t.AccountID)
+			}
+		}
+		if len(hashIDs) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE account a SET code_hash = h.hash
+				FROM unnest($1::bigint[], $2::bytea[]) AS h(id, hash) WHERE a.id = h.id AND a.code_hash IS NULL`, hashIDs, hashes); err != nil {
+				return fmt.Errorf("storing code lookup hashes: %w", err)
+			}
+		}
+		ids := make([]int64, len(targets))
+		channels := make([]string, len(targets))
+		for i, t := range targets {
+			ids[i], channels[i] = t.AccountID, t.Channel
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel)
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`, ids, kinds, channels); err != nil {
+			return fmt.Errorf("creating notices: %w", err)
+		}
+		if len(letterIDs) > 0 {
+			if err := queueLetters(ctx, tx, waveID, letterIDs, letters); err != nil {
+				return err
+			}
+		}
+		if len(emailIDs) == 0 {
+			return nil
+		}
+		nrows, err := tx.Query(ctx, `SELECT id, account_id, attempts FROM notice
+			WHERE account_id = ANY($1) AND channel = 'email' AND kind IN ('opposition', 'information') AND status = 'pending'`, emailIDs)
+		if err != nil {
+			return fmt.Errorf("reading email notices: %w", err)
+		}
+		byAccount := map[int64][2]int64{}
+		for nrows.Next() {
+			var id, acc int64
+			var attempts int
+			if err := nrows.Scan(&id, &acc, &attempts); err != nil {
+				nrows.Close()
+				return err
+			}
+			byAccount[acc] = [2]int64{id, int64(attempts)}
+		}
+		nrows.Close()
+		for _, t := range targets {
+			if n, ok := byAccount[t.AccountID]; ok && t.Channel == ChannelEmail {
+				t.NoticeID, t.Attempts = n[0], int(n[1])
+				out = append(out, t)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func scanTarget(row pgx.CollectableRow) (Target, error) {
+	var t Target
+	var l2, l3, l4, l5 *string
+	err := row.Scan(&t.AccountID, &t.FirstName, &t.LastName, &t.NIR, &t.ForGuardian, &t.Email, &l2, &l3, &l4, &l5,
+		&t.Postcode, &t.City, &t.Country, &t.Department)
+	for i, l := range []*string{l2, l3, l4, l5} {
+		if l != nil {
+			t.Lines[i] = *l
+		}
+	}
+	return t, err
+}
+
+// queueLetters asks for the departments of these accounts' letters to be
+// rendered.
+func queueLetters(ctx context.Context, tx pgx.Tx, waveID int64, accountIDs []int64, letters LetterFunc) error {
+	var depts []string
+	err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT d), '{}') FROM (`+targetSelect+`
+		WHERE a.id = ANY($1)) t(id, f, l, n, g, e, a2, a3, a4, a5, pc, c, co, d)`, accountIDs, Day(time.Now())).Scan(&depts)
+	if err != nil {
+		return fmt.Errorf("finding letter departments: %w", err)
+	}
+	return letters(ctx, tx, waveID, depts)
+}
+
+// Sent is an email the SMTP server accepted.
+type Sent struct {
+	NoticeID  int64
+	AccountID int64
+	At        time.Time
+}
+
+// MarkEmailsSent records accepted emails: the notice is sent with its
+// deadline, the account notified — in one transaction with the audit event.
+func MarkEmailsSent(ctx context.Context, pool *pgxpool.Pool, wave *Wave, sent []Sent, clock Clock) error {
+	if len(sent) == 0 {
+		return nil
+	}
+	ids, accs := make([]int64, len(sent)), make([]int64, len(sent))
+	ats, deadlines := make([]time.Time, len(sent)), make([]time.Time, len(sent))
+	for i, s := range sent {
+		ids[i], accs[i], ats[i], deadlines[i] = s.NoticeID, s.AccountID, s.At, wave.Deadline(s.At)
+	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'sent', sent_at = s.at,
+				deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE s.deadline END, attempts = n.attempts + 1, error = NULL
+			FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS s(id, at, deadline)
+			WHERE n.id = s.id AND n.status = 'pending'`, ids, ats, deadlines); err != nil {
+			return fmt.Errorf("marking emails sent: %w", err)
+		}
+		if err := notifyAccounts(ctx, tx, accs, ats, deadlines); err != nil {
+			return err
+		}
+		return AppendAudit(ctx, tx, clock.Now(), Event{Actor: ActorSystem, Action: "notice.sent", WaveID: &wave.ID,
+			AccountIDs: accs, Details: map[string]any{"channel": ChannelEmail, "count": len(accs)}})
+	})
+}
+
+// notifyAccounts moves pending accounts to notified with their deadline; an
+// account already notified gets the new deadline (a fallback letter's printed
+// date replaces the email's). Newborns, already active, get only notified_at.
+func notifyAccounts(ctx context.Context, tx pgx.Tx, accs []int64, ats, deadlines []time.Time) error {
+	_, err := tx.Exec(ctx, `UPDATE account a SET
+			state = CASE WHEN a.state = 'pending' THEN 'notified' ELSE a.state END,
+			notified_at = coalesce(a.notified_at, s.at),
+			deadline = CASE WHEN a.state IN ('pending', 'notified', 'opposed') THEN s.deadline ELSE a.deadline END
+		FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS s(id, at, deadline)
+		WHERE a.id = s.id AND a.state IN ('pending', 'notified', 'opposed', 'active')`, accs, ats, deadlines)
+	if err != nil {
+		return fmt.Errorf("marking accounts notified: %w", err)
+	}
+	return nil
+}
+
+// RecordTemporaryFailure counts a failed attempt on an email notice.
+func RecordTemporaryFailure(ctx context.Context, db DBTX, noticeID int64, reason string) error {
+	_, err := db.Exec(ctx, `UPDATE notice SET attempts = attempts + 1, error = $2 WHERE id = $1 AND status = 'pending'`, noticeID, reason)
+	if err != nil {
+		return fmt.Errorf("recording email failure: %w", err)
+	}
+	return nil
+}
+
+// FallBackToLetter marks email notices failed (status: "failed" after an SMTP
+// refusal or exhausted retries, "bounced" after a delivery report) and
+// creates a letter notice for each, queued for rendering.
+func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64, status, reason string, letters LetterFunc, clock Clock) (int, error) {
+	n := 0
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var accs []int64
+		var waveIDs []int64
+		rows, err := tx.Query(ctx, `UPDATE notice n SET status = $2, error = $3
+			FROM account a WHERE a.id = n.account_id AND n.id = ANY($1) AND n.channel = 'email'
+			  AND n.status IN ('pending', 'sent') AND a.state IN ('pending', 'notified', 'active')
+			RETURNING n.account_id, a.wave_id`, noticeIDs, status, reason)
+		if err != nil {
+			return fmt.Errorf("marking emails failed: %w", err)
+		}
+		for rows.Next() {
+			var acc, w int64
+			if err := rows.Scan(&acc, &w); err != nil {
+				rows.Close()
+				return err
+			}
+			accs, waveIDs = append(accs, acc), append(waveIDs, w)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n = len(accs)
+		if n == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel)
+			SELECT n.account_id, n.kind, 'letter' FROM notice n WHERE n.id = ANY($1) AND n.status = $2
+			ON CONFLICT DO NOTHING`, noticeIDs, status); err != nil {
+			return fmt.Errorf("creating fallback letters: %w", err)
+		}
+		byWave := map[int64][]int64{}
+		for i, a := range accs {
+			byWave[waveIDs[i]] = append(byWave[waveIDs[i]], a)
+		}
+		for w, ids := range byWave {
+			if err := queueLetters(ctx, tx, w, ids, letters); err != nil {
+				return err
+			}
+		}
+		return AppendAudit(ctx, tx, clock.Now(), Event{Actor: ActorSystem, Action: "notice.fallback_to_letter",
+			AccountIDs: accs, Details: map[string]any{"status": status, "reason": reason}})
+	})
+	return n, err
+}

@@ -1,0 +1,264 @@
+package provisioning
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// RejectReason is the stable code given to a registry row that is not
+// imported (SPEC §1). Operators and acceptance checks rely on these strings.
+type RejectReason string
+
+// The reject reasons of SPEC §1, plus death_date and name_missing (see README).
+const (
+	RejectColumnCount          RejectReason = "column_count"
+	RejectEncoding             RejectReason = "encoding"
+	RejectNIRFormat            RejectReason = "nir_format"
+	RejectNIRKey               RejectReason = "nir_key"
+	RejectNIRBirthMismatch     RejectReason = "nir_birth_mismatch"
+	RejectBirthDate            RejectReason = "birth_date"
+	RejectDuplicateNIR         RejectReason = "duplicate_nir"
+	RejectNoChannel            RejectReason = "no_channel"
+	RejectAddressTooLong       RejectReason = "address_too_long"
+	RejectMinorWithoutGuardian RejectReason = "minor_without_guardian"
+	// RejectDeathDate: an unparsable death date. Not in SPEC §1; a row whose
+	// death cannot be read is neither notified nor silently kept alive.
+	RejectDeathDate RejectReason = "death_date"
+	// RejectNameMissing: an empty last or first name. Not in SPEC §1; a
+	// notice cannot be addressed to nobody.
+	RejectNameMissing RejectReason = "name_missing"
+)
+
+// WarningEmailInvalid is counted when an email is present but unusable; the
+// row is kept and the email treated as absent.
+const WarningEmailInvalid = "email_invalid"
+
+// MaxAddressLine is the AFNOR NF Z10-011 line length: a DL window holds 38
+// characters a line.
+const MaxAddressLine = 38
+
+// Columns of the registry file. RequiredColumns must all appear.
+var (
+	RequiredColumns = []string{"nir", "last_name", "first_name", "birth_date"}
+	OptionalColumns = []string{"email", "address_line2", "address_line3", "address_line4", "address_line5",
+		"postcode", "city", "country", "guardian_nir", "death_date"}
+	// AnnotationColumns are written by the rejects CSV and ignored on import,
+	// so that a corrected rejects file re-imports as it is.
+	AnnotationColumns = []string{"reject_line", "reject_reason"}
+)
+
+// ErrHeader refuses a whole registry file.
+var ErrHeader = errors.New("registry header refused")
+
+// Header maps column names to their positions in a registry file.
+type Header struct {
+	Names []string
+	pos   map[string]int
+}
+
+// ParseHeader validates the header row: every required column present, no
+// unknown or repeated column.
+func ParseHeader(fields []string) (*Header, error) {
+	known := map[string]bool{}
+	for _, c := range append(append(append([]string{}, RequiredColumns...), OptionalColumns...), AnnotationColumns...) {
+		known[c] = true
+	}
+	h := &Header{Names: fields, pos: map[string]int{}}
+	for i, f := range fields {
+		name := strings.ToLower(strings.TrimSpace(f))
+		if i == 0 {
+			name = strings.TrimPrefix(name, "\ufeff")
+		}
+		if !known[name] {
+			return nil, fmt.Errorf("%w: unknown column %q (known: %s)", ErrHeader, f, strings.Join(append(append([]string{}, RequiredColumns...), OptionalColumns...), ", "))
+		}
+		if _, dup := h.pos[name]; dup {
+			return nil, fmt.Errorf("%w: column %q appears twice", ErrHeader, name)
+		}
+		h.pos[name] = i
+	}
+	for _, c := range RequiredColumns {
+		if _, ok := h.pos[c]; !ok {
+			return nil, fmt.Errorf("%w: required column %q is missing", ErrHeader, c)
+		}
+	}
+	return h, nil
+}
+
+func (h *Header) get(rec []string, name string) string {
+	i, ok := h.pos[name]
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(rec[i])
+}
+
+// Person is one accepted registry row.
+type Person struct {
+	NIR          NIR
+	LastName     string
+	FirstName    string
+	BirthDate    time.Time
+	Email        string    // empty when absent or invalid
+	AddressLines [4]string // AFNOR lines 2 to 5
+	Postcode     string
+	City         string
+	Country      string // empty for France
+	GuardianNIR  string
+	DeathDate    *time.Time
+	Department   string // of residence, from the postcode; "99" abroad
+}
+
+// RowResult is the outcome of validating one row: a Person, or a reason.
+type RowResult struct {
+	Person   Person
+	Reject   RejectReason
+	Warnings []string
+	// RawNIR is the nir field as given, for the masked reject record.
+	RawNIR string
+}
+
+// ValidateRow checks one record against SPEC §1. today is the import's
+// calendar day in Europe/Paris, for "not in the future" and minority.
+func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
+	var r RowResult
+	if len(rec) != len(h.Names) {
+		if i, ok := h.pos["nir"]; ok && i < len(rec) {
+			r.RawNIR = rec[i]
+		}
+		r.Reject = RejectColumnCount
+		return r
+	}
+	r.RawNIR = h.get(rec, "nir")
+	for _, f := range rec {
+		if !utf8.ValidString(f) {
+			r.Reject = RejectEncoding
+			return r
+		}
+	}
+	nir, err := ParseNIR(strings.ReplaceAll(r.RawNIR, " ", ""))
+	switch {
+	case errors.Is(err, ErrNIRKey):
+		r.Reject = RejectNIRKey
+		return r
+	case err != nil:
+		r.Reject = RejectNIRFormat
+		return r
+	}
+	p := &r.Person
+	p.NIR = nir
+	p.LastName, p.FirstName = h.get(rec, "last_name"), h.get(rec, "first_name")
+	if p.LastName == "" || p.FirstName == "" {
+		r.Reject = RejectNameMissing
+		return r
+	}
+	birth, err := time.Parse(time.DateOnly, h.get(rec, "birth_date"))
+	if err != nil || birth.After(today) {
+		r.Reject = RejectBirthDate
+		return r
+	}
+	p.BirthDate = birth
+	if nir.CheckBirthDate(birth) != nil {
+		r.Reject = RejectNIRBirthMismatch
+		return r
+	}
+	if d := h.get(rec, "death_date"); d != "" {
+		death, err := time.Parse(time.DateOnly, d)
+		if err != nil || death.Before(birth) {
+			r.Reject = RejectDeathDate
+			return r
+		}
+		p.DeathDate = &death
+	}
+	for i := range p.AddressLines {
+		p.AddressLines[i] = h.get(rec, fmt.Sprintf("address_line%d", i+2))
+	}
+	p.Postcode, p.City, p.Country = h.get(rec, "postcode"), h.get(rec, "city"), h.get(rec, "country")
+	if strings.EqualFold(p.Country, "France") {
+		p.Country = ""
+	}
+	for _, l := range append(p.AddressLines[:], p.Postcode+" "+p.City, p.Country) {
+		if utf8.RuneCountInString(l) > MaxAddressLine {
+			r.Reject = RejectAddressTooLong
+			return r
+		}
+	}
+	if e := h.get(rec, "email"); e != "" {
+		if validEmail(e) {
+			p.Email = e
+		} else {
+			r.Warnings = append(r.Warnings, WarningEmailInvalid)
+		}
+	}
+	p.Department = DepartmentOf(p.Postcode, p.Country)
+	if g := h.get(rec, "guardian_nir"); g != "" {
+		if gn, err := ParseNIR(g); err == nil {
+			p.GuardianNIR = string(gn)
+		}
+	}
+	if p.DeathDate != nil {
+		return r // never notified: no channel or guardian needed
+	}
+	if p.Email == "" && !p.PostalComplete() {
+		r.Reject = RejectNoChannel
+		return r
+	}
+	if IsMinor(birth, today) && p.GuardianNIR == "" {
+		r.Reject = RejectMinorWithoutGuardian
+		return r
+	}
+	return r
+}
+
+// PostalComplete reports whether a letter can be addressed: a line 4 or 5,
+// a postcode (5 digits in France) and a city.
+func (p *Person) PostalComplete() bool {
+	if p.AddressLines[2] == "" && p.AddressLines[3] == "" {
+		return false
+	}
+	if p.City == "" || p.Postcode == "" {
+		return false
+	}
+	return p.Country != "" || (len(p.Postcode) == 5 && isDigits(p.Postcode))
+}
+
+// IsMinor reports whether someone born on birth is under 18 on day.
+func IsMinor(birth, day time.Time) bool {
+	return birth.AddDate(18, 0, 0).After(day)
+}
+
+// DepartmentOf derives the department of residence from a French postcode:
+// 200xx/201xx → 2A, 202xx–206xx → 2B, 97x → 971–976, else the first two
+// digits. Abroad is "99"; an unusable postcode gives "".
+func DepartmentOf(postcode, country string) string {
+	if country != "" {
+		return "99"
+	}
+	if len(postcode) != 5 || !isDigits(postcode) {
+		return ""
+	}
+	switch {
+	case postcode[:2] == "20":
+		if postcode[2] <= '1' {
+			return "2A"
+		}
+		return "2B"
+	case postcode[:2] == "97" || postcode[:2] == "98":
+		return postcode[:3]
+	}
+	return postcode[:2]
+}
+
+func validEmail(s string) bool {
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" {
+		return false
+	}
+	at := strings.LastIndexByte(s, '@')
+	domain := s[at+1:]
+	return at > 0 && strings.Contains(domain, ".") && !strings.HasSuffix(domain, ".") && !strings.ContainsAny(s, " <>")
+}

@@ -1,0 +1,185 @@
+package provisioning_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// importFixture loads a synthetic registry of n people.
+func importFixture(t *testing.T, pool *pgxpool.Pool, n int64, seed uint64) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "reg.csv")
+	f, _ := os.Create(path)
+	if err := fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: n, Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := provisioning.ImportRegistry(context.Background(), pool, path, provisioning.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// countChunks is an EnqueueFunc that records chunks instead of inserting jobs.
+func countChunks(chunks *[]provisioning.Chunk) provisioning.EnqueueFunc {
+	return func(_ context.Context, _ pgx.Tx, c []provisioning.Chunk) error {
+		*chunks = append(*chunks, c...)
+		return nil
+	}
+}
+
+func TestLaunchWaveNeverCreatesAnAccountTwice(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	importFixture(t, pool, 2000, 11)
+	var chunks []provisioning.Chunk
+	opts := provisioning.LaunchOptions{BatchSize: 300, ChunkSize: 100}
+	idf := provisioning.WaveSpec{Name: "idf", Departments: []string{"75", "92", "93", "94"}, Actor: "alice"}
+	first, err := provisioning.LaunchWave(ctx, pool, idf, countChunks(&chunks), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Created == 0 || first.Active == 0 && first.Pending == 0 {
+		t.Fatalf("first launch: %+v", first)
+	}
+	// Relaunch: resumes a completed wave and creates nothing.
+	again, err := provisioning.LaunchWave(ctx, pool, idf, countChunks(&chunks), opts)
+	if err != nil || again.Created != 0 || !again.Resumed {
+		t.Fatalf("relaunch: %+v, %v", again, err)
+	}
+	// An overlapping wave (all departments) creates accounts only for the others.
+	all, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "france", Actor: "bob"}, countChunks(&chunks), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var people, accounts, alive int64
+	pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM person), (SELECT count(*) FROM account),
+		(SELECT count(*) FROM person WHERE death_date IS NULL)`).Scan(&people, &accounts, &alive)
+	if accounts != alive || first.Created+all.Created != accounts {
+		t.Fatalf("accounts %d for %d living people (%d + %d created)", accounts, alive, first.Created, all.Created)
+	}
+	// Chunks cover every pending or newborn account exactly once.
+	var covered int64
+	for _, c := range chunks {
+		var n int64
+		pool.QueryRow(ctx, `SELECT count(*) FROM account WHERE wave_id = $1 AND id BETWEEN $2 AND $3`, c.WaveID, c.FirstAccountID, c.LastAccountID).Scan(&n)
+		if n > 100 {
+			t.Fatalf("chunk of %d accounts, want ≤ 100", n)
+		}
+		covered += n
+	}
+	if covered != accounts {
+		t.Fatalf("chunks cover %d accounts, want %d", covered, accounts)
+	}
+	// Newborns are active at once; nobody dead has an account.
+	var badNewborn, dead int64
+	pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE p.birth_date >= '2022-01-01' AND a.state <> 'active'),
+		count(*) FILTER (WHERE p.death_date IS NOT NULL) FROM account a JOIN person p ON p.id = a.person_id`).Scan(&badNewborn, &dead)
+	if badNewborn != 0 || dead != 0 {
+		t.Fatalf("%d newborns not active, %d dead people with accounts", badNewborn, dead)
+	}
+	// Same name, other criteria: refused.
+	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "idf", Actor: "x"}, countChunks(&chunks), opts); err == nil {
+		t.Fatal("relaunch with other criteria accepted")
+	}
+}
+
+func TestLaunchWaveLimitAndBirthYears(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	importFixture(t, pool, 1000, 5)
+	var chunks []provisioning.Chunk
+	res, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", BornFrom: 1950, BornTo: 1980, Limit: 120, Actor: "a"},
+		countChunks(&chunks), provisioning.LaunchOptions{BatchSize: 50})
+	if err != nil || res.Created != 120 {
+		t.Fatalf("limited launch: %+v %v", res, err)
+	}
+	var outside int64
+	pool.QueryRow(ctx, `SELECT count(*) FROM account a JOIN person p ON p.id = a.person_id
+		WHERE extract(year FROM p.birth_date) NOT BETWEEN 1950 AND 1980`).Scan(&outside)
+	if outside != 0 {
+		t.Fatalf("%d accounts outside the birth years", outside)
+	}
+	st, err := provisioning.GetWaveStatus(ctx, pool, "w")
+	if err != nil || st.Accounts[provisioning.StatePending] != 120 || len(st.Accounts) != len(provisioning.States) {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+}
+
+func TestSchemaRefusesForbiddenTransitions(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	importFixture(t, pool, 50, 1)
+	var chunks []provisioning.Chunk
+	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, countChunks(&chunks), provisioning.LaunchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, q := range map[string]string{
+		"pending to active":           `UPDATE account SET state = 'active', activated_at = now() WHERE state = 'pending'`,
+		"pending to opposed":          `UPDATE account SET state = 'opposed', opposed_at = now() WHERE state = 'pending'`,
+		"notified without a deadline": `UPDATE account SET state = 'notified', notified_at = now() WHERE state = 'pending'`,
+		"unknown state":               `UPDATE account SET state = 'frozen' WHERE state = 'pending'`,
+	} {
+		if _, err := pool.Exec(ctx, q); err == nil {
+			t.Errorf("%s: accepted by the schema", name)
+		}
+	}
+}
+
+func TestAuditChainDetectsTampering(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	importFixture(t, pool, 300, 2)
+	var chunks []provisioning.Chunk
+	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "alice"}, countChunks(&chunks), provisioning.LaunchOptions{BatchSize: 50}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := provisioning.VerifyAudit(ctx, pool)
+	if err != nil || !res.OK || res.Events < 3 {
+		t.Fatalf("verify of an intact log: %+v %v", res, err)
+	}
+	// The database refuses edits and deletions.
+	if _, err := pool.Exec(ctx, `UPDATE audit_event SET actor = 'mallory' WHERE id = 2`); err == nil {
+		t.Fatal("UPDATE of an audit event accepted")
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM audit_event WHERE id = 2`); err == nil {
+		t.Fatal("DELETE of an audit event accepted")
+	}
+	// Behind the trigger's back, an edit is caught and named.
+	tamper := func(q string) *provisioning.VerifyResult {
+		t.Helper()
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, q)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := provisioning.VerifyAudit(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if r := tamper(`UPDATE audit_event SET actor = 'mallory' WHERE id = 3`); r.OK || *r.FirstBroken != 3 {
+		t.Fatalf("edited event not named: %+v", r)
+	}
+	if r := tamper(`UPDATE audit_event SET actor = 'alice' WHERE id = 3; DELETE FROM audit_event WHERE id = 2`); r.OK || *r.FirstBroken != 2 {
+		t.Fatalf("removed event not named: %+v", r)
+	}
+}

@@ -1,0 +1,49 @@
+package provisioning
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// CloseWindows activates, in batches, every notified account whose deadline
+// has passed. Rows are taken with SKIP LOCKED, so several workers share the
+// sweep, and the state is re-checked under the row lock, so an opposition
+// racing the closing either wins entirely or loses entirely.
+func CloseWindows(ctx context.Context, pool *pgxpool.Pool, clock Clock, batch int) (int64, error) {
+	if batch <= 0 {
+		batch = 5000
+	}
+	var total int64
+	for {
+		var n int64
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			now := clock.Now()
+			var ids []int64
+			err := tx.QueryRow(ctx, `WITH due AS (
+					SELECT id FROM account WHERE state = 'notified' AND deadline < $1
+					ORDER BY deadline, id LIMIT $2 FOR UPDATE SKIP LOCKED),
+				up AS (UPDATE account a SET state = 'active', activated_at = $1
+					FROM due WHERE a.id = due.id AND a.state = 'notified' RETURNING a.id)
+				SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM up`, now, batch).Scan(&ids)
+			if err != nil {
+				return fmt.Errorf("activating accounts whose window closed: %w", err)
+			}
+			n = int64(len(ids))
+			if n == 0 {
+				return nil
+			}
+			return AppendAudit(ctx, tx, now, Event{Actor: ActorSystem, Action: "account.activated", AccountIDs: ids,
+				Details: map[string]any{"reason": "window_closed"}})
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
+}
