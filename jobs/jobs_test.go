@@ -1,0 +1,318 @@
+package jobs_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/notify/mailsink"
+	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+
+var testKey = optout.Key(bytes.Repeat([]byte{7}, 32))
+
+type env struct {
+	pool *pgxpool.Pool
+	sink *mailsink.Sink
+	deps *jobs.Deps
+	wave *provisioning.Wave
+}
+
+func setup(t *testing.T, people int64, rule mailsink.Rule) *env {
+	t.Helper()
+	ctx := context.Background()
+	pool := testdb.Pool(t)
+	path := filepath.Join(t.TempDir(), "reg.csv")
+	f, _ := os.Create(path)
+	fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: people, Seed: 42, RejectShare: -1})
+	f.Close()
+	if _, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := mailsink.Start(mailsink.Options{Keep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	sink.SetRule(rule)
+	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: sink.URL(), Connections: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mailer.Close)
+	ins, err := jobs.NewInsertClient(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w1", Actor: "test"}, jobs.Enqueuer(ins),
+		provisioning.LaunchOptions{ChunkSize: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := &jobs.Deps{Pool: pool, Mailer: mailer, Key: testKey, LettersDir: t.TempDir(), CommitEvery: 5,
+		Logger: slog.New(slog.DiscardHandler)}
+	return &env{pool: pool, sink: sink, deps: deps, wave: res.Wave}
+}
+
+func (e *env) client(t *testing.T) *river.Client[pgx.Tx] {
+	t.Helper()
+	c, err := jobs.NewClient(e.deps, jobs.Config{RetryBase: 5 * time.Millisecond, FetchPollInterval: 20 * time.Millisecond,
+		FetchCooldown: 5 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// runUntilIdle works the queues until nothing is due, like ens worker --until-idle.
+func (e *env) runUntilIdle(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := e.client(t)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(context.Background())
+	letters := jobs.LetterQueuer(c)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		n, err := jobs.Outstanding(ctx, e.deps, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			continue
+		}
+		if g, err := jobs.SweepLetters(ctx, e.pool, letters); err != nil {
+			t.Fatal(err)
+		} else if g == 0 {
+			return
+		}
+	}
+}
+
+func TestNoticesReachEveryoneOnceWithFallback(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 400, func(rcpt string) error {
+		switch {
+		case strings.Contains(rcpt, "3@"): // mailbox unknown
+			return mailsink.Permanent
+		case strings.Contains(rcpt, "7@"): // always busy: retries run out
+			return mailsink.Temporary
+		}
+		return nil
+	})
+	e.runUntilIdle(t)
+	ctx := context.Background()
+
+	var pending, notified, active, lettersFor550, emailsFailed int64
+	e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'notified'),
+		count(*) FILTER (WHERE state = 'active') FROM account`).Scan(&pending, &notified, &active)
+	if pending != 0 || notified == 0 || active == 0 {
+		t.Fatalf("pending %d, notified %d, active %d: everyone must be told", pending, notified, active)
+	}
+	e.pool.QueryRow(ctx, `SELECT count(*) FROM notice WHERE channel = 'email' AND status = 'failed'`).Scan(&emailsFailed)
+	e.pool.QueryRow(ctx, `SELECT count(*) FROM notice l JOIN notice m ON m.account_id = l.account_id
+		WHERE l.channel = 'letter' AND l.status = 'sent' AND m.channel = 'email' AND m.status = 'failed'`).Scan(&lettersFor550)
+	if emailsFailed == 0 || lettersFor550 != emailsFailed {
+		t.Fatalf("%d failed emails, %d fallback letters: every failed email needs a letter", emailsFailed, lettersFor550)
+	}
+	// Exactly one notice reached each person: no duplicate Message-ID.
+	seen := map[string]bool{}
+	for _, raw := range e.sink.Messages() {
+		m, err := mail.ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := m.Header.Get("Message-Id")
+		if seen[id] {
+			t.Fatalf("message %s sent twice", id)
+		}
+		seen[id] = true
+		body, _ := io.ReadAll(m.Body)
+		if bytes.Contains(bytes.ToLower(body), []byte("href")) {
+			t.Fatal("a notice contains a link")
+		}
+	}
+	var sent int64
+	e.pool.QueryRow(ctx, `SELECT count(*) FROM notice WHERE channel = 'email' AND status = 'sent'`).Scan(&sent)
+	if int64(len(seen)) != sent {
+		t.Fatalf("%d messages reached the server, %d recorded sent", len(seen), sent)
+	}
+	// Every notice's deadline is the account's; letters print theirs.
+	var mismatched int64
+	e.pool.QueryRow(ctx, `SELECT count(*) FROM account a JOIN notice n ON n.account_id = a.id
+		WHERE n.status = 'sent' AND n.kind = 'opposition' AND a.state = 'notified' AND n.deadline <> a.deadline
+		  AND NOT EXISTS (SELECT 1 FROM notice l WHERE l.account_id = a.id AND l.channel = 'letter' AND l.id > n.id)`).Scan(&mismatched)
+	if mismatched != 0 {
+		t.Fatalf("%d accounts whose deadline is not their notice's", mismatched)
+	}
+	checkNoPlaintextCodes(t, e)
+	checkLetterPDF(t, e)
+}
+
+// checkNoPlaintextCodes dumps every table and River job and searches it for
+// the codes that were sent.
+func checkNoPlaintextCodes(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := e.pool.Query(ctx, `SELECT id FROM account`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := pgx.CollectRows(rows, pgx.RowTo[int64])
+	var dump strings.Builder
+	trows, _ := e.pool.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
+	tables, _ := pgx.CollectRows(trows, pgx.RowTo[string])
+	for _, tbl := range tables {
+		r, err := e.pool.Query(ctx, fmt.Sprintf(`SELECT row_to_json(x)::text FROM %s x`, pgx.Identifier{tbl}.Sanitize()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, _ := pgx.CollectRows(r, pgx.RowTo[string])
+		dump.WriteString(strings.Join(lines, "\n"))
+	}
+	text := strings.ToUpper(dump.String())
+	for _, id := range ids {
+		c := testKey.Derive(id)
+		if strings.Contains(text, string(c)) || strings.Contains(text, c.String()) {
+			t.Fatalf("the code of account %d is stored in clear", id)
+		}
+	}
+}
+
+// checkLetterPDF extracts a letter's text and checks what a person reads.
+func checkLetterPDF(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	var file string
+	var accountID int64
+	var first, last string
+	err := e.pool.QueryRow(ctx, `SELECT b.file, a.id, p.first_name, p.last_name FROM letter_batch b
+		JOIN notice n ON n.batch_id = b.id JOIN account a ON a.id = n.account_id JOIN person p ON p.id = a.person_id
+		WHERE n.kind = 'opposition' AND p.guardian_nir IS NULL ORDER BY n.id LIMIT 1`).Scan(&file, &accountID, &first, &last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("letter file mode %v, want 0600", fi.Mode().Perm())
+	}
+	out, err := exec.Command("pdftotext", "-layout", file, "-").Output()
+	if err != nil {
+		t.Fatalf("pdftotext: %v", err)
+	}
+	text := string(out)
+	for _, want := range []string{testKey.Derive(accountID).String(), first, strings.ToUpper(last), "inclus", "www.monespacesante.fr"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("letter text lacks %q", want)
+		}
+	}
+}
+
+func TestCrashMidWaveLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 400, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := e.client(t)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Stop abruptly once some mail went out.
+	for e.sink.Count() < 60 {
+		time.Sleep(2 * time.Millisecond)
+	}
+	cancel()
+	stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	c.StopAndCancel(stopCtx)
+	stop()
+	before := e.sink.Count()
+	e.runUntilIdle(t)
+
+	var pending int64
+	e.pool.QueryRow(context.Background(), `SELECT count(*) FROM account WHERE state = 'pending'`).Scan(&pending)
+	if pending != 0 {
+		t.Fatalf("%d accounts never notified after the restart", pending)
+	}
+	ids := map[string]int{}
+	for _, raw := range e.sink.Messages() {
+		m, _ := mail.ReadMessage(bytes.NewReader(raw))
+		ids[m.Header.Get("Message-Id")]++
+	}
+	dups := 0
+	for _, n := range ids {
+		dups += n - 1
+	}
+	// Only messages accepted in the instant before the crash may repeat, at
+	// most one commit group per connection, and with their same Message-ID.
+	if dups > 3*e.deps.CommitEvery {
+		t.Fatalf("%d duplicates after a crash (had sent %d)", dups, before)
+	}
+	t.Logf("crash after %d messages: %d duplicate(s), all with the same Message-ID", before, dups)
+}
+
+func TestBounceSwitchesToLetterWithItsPrintedDeadline(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 60, nil)
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	var noticeID, accountID int64
+	var emailDeadline time.Time
+	err := e.pool.QueryRow(ctx, `SELECT n.id, n.account_id, a.deadline FROM notice n JOIN account a ON a.id = n.account_id
+		WHERE n.channel = 'email' AND n.status = 'sent' AND n.kind = 'opposition' ORDER BY n.id LIMIT 1`).Scan(&noticeID, &accountID, &emailDeadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := fmt.Sprintf("From: MAILER-DAEMON@example.fr\r\nTo: ne-pas-repondre@monespacesante.fr\r\nSubject: Undelivered\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"+
+		"--B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"+
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.fr\r\n\r\n"+
+		"Final-Recipient: rfc822; someone@example.fr\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"+
+		"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <ens-notice-%d@monespacesante.fr>\r\nSubject: x\r\n\r\n--B--\r\n", noticeID)
+	b, err := notify.ParseDSN(strings.NewReader(dsn))
+	if err != nil || b.NoticeID != noticeID || !b.Permanent {
+		t.Fatalf("ParseDSN: %+v %v", b, err)
+	}
+	if _, err := notify.ParseDSN(strings.NewReader("Subject: hello\r\n\r\nnot a report")); err == nil {
+		t.Fatal("a plain message parsed as a bounce")
+	}
+	ins, _ := jobs.NewInsertClient(e.pool)
+	for range 2 { // idempotent
+		if _, err := provisioning.FallBackToLetter(ctx, e.pool, []int64{b.NoticeID}, "bounced", "dsn", jobs.LetterQueuer(ins), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.deps.PostDelay = 5 * 24 * time.Hour
+	e.runUntilIdle(t)
+	var letters int
+	var newDeadline, printed time.Time
+	e.pool.QueryRow(ctx, `SELECT count(*), max(n.deadline), max(a.deadline) FROM notice n JOIN account a ON a.id = n.account_id
+		WHERE n.account_id = $1 AND n.channel = 'letter' AND n.status = 'sent'`, accountID).Scan(&letters, &printed, &newDeadline)
+	if letters != 1 {
+		t.Fatalf("%d letters after the bounce, want 1", letters)
+	}
+	if !newDeadline.Equal(printed) || !newDeadline.After(emailDeadline) {
+		t.Fatalf("account deadline %v, letter printed %v, email said %v", newDeadline, printed, emailDeadline)
+	}
+}
