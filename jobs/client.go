@@ -16,7 +16,9 @@ import (
 // for workers that insert follow-up jobs in their own transactions.
 func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pgx.Tx]) {
 	letters := letterQueuer(client)
-	river.AddWorker(workers, &NotifyChunkWorker{deps: deps, letters: letters})
+	chunk := &NotifyChunkWorker{deps: deps, letters: letters}
+	river.AddWorker(workers, chunk)
+	river.AddWorker(workers, &SendExtensionsWorker{deps: deps, chunk: chunk})
 	river.AddWorker(workers, &RenderLettersWorker{deps: deps})
 	river.AddWorker(workers, &CloseWindowsWorker{deps: deps, letters: letters})
 	river.AddWorker(workers, &PurgeArchiveWorker{deps: deps})

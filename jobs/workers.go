@@ -43,7 +43,9 @@ type PurgeArchiveArgs struct{}
 func (PurgeArchiveArgs) Kind() string { return "purge_archive" }
 
 // InsertOpts puts purges on the maintenance queue.
-func (PurgeArchiveArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueMaintenance} }
+func (PurgeArchiveArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMaintenance}
+}
 
 // Deps are what the workers need.
 type Deps struct {
@@ -80,7 +82,9 @@ type NotifyChunkWorker struct {
 }
 
 // Timeout allows a slow SMTP server a few minutes per chunk.
-func (w *NotifyChunkWorker) Timeout(*river.Job[NotifyChunkArgs]) time.Duration { return 10 * time.Minute }
+func (w *NotifyChunkWorker) Timeout(*river.Job[NotifyChunkArgs]) time.Duration {
+	return 10 * time.Minute
+}
 
 // Work dispatches one chunk.
 func (w *NotifyChunkWorker) Work(ctx context.Context, job *river.Job[NotifyChunkArgs]) error {
@@ -222,6 +226,9 @@ func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) *notif
 		FirstName: t.FirstName, LastName: t.LastName, Female: t.NIR.Female(), ForGuardian: t.ForGuardian,
 		Deadline: deadline, Email: t.Email, AddressLines: t.Lines, Postcode: t.Postcode, City: t.City,
 		Country: t.Country, Department: t.Department}
+	if t.Kind == provisioning.NoticeExtension {
+		n.Kind = notify.KindExtension
+	}
 	if t.Kind == provisioning.NoticeOpposition {
 		n.Code = key.Derive(t.AccountID).String()
 	}
@@ -235,7 +242,9 @@ type RenderLettersWorker struct {
 }
 
 // Timeout allows large batches.
-func (w *RenderLettersWorker) Timeout(*river.Job[RenderLettersArgs]) time.Duration { return 30 * time.Minute }
+func (w *RenderLettersWorker) Timeout(*river.Job[RenderLettersArgs]) time.Duration {
+	return 30 * time.Minute
+}
 
 // Work renders the letters.
 func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLettersArgs]) error {
@@ -322,4 +331,63 @@ func (w *PurgeArchiveWorker) Work(ctx context.Context, _ *river.Job[PurgeArchive
 		w.deps.Logger.Info("archive purged", "due", res.Due, "purged", res.Purged)
 	}
 	return err
+}
+
+// SendExtensionsArgs sends the pending extension emails of every wave.
+type SendExtensionsArgs struct{}
+
+// Kind is stable: stored jobs refer to it.
+func (SendExtensionsArgs) Kind() string { return "send_extensions" }
+
+// InsertOpts: one at a time.
+func (SendExtensionsArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueNotices, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// SendExtensionsWorker tells people their window was extended.
+type SendExtensionsWorker struct {
+	river.WorkerDefaults[SendExtensionsArgs]
+	deps  *Deps
+	chunk *NotifyChunkWorker
+}
+
+// Work sends extension emails in batches; failures fall back to letters.
+func (w *SendExtensionsWorker) Work(ctx context.Context, job *river.Job[SendExtensionsArgs]) error {
+	d := w.deps
+	for {
+		targets, err := provisioning.PendingExtensionEmails(ctx, d.Pool, 500)
+		if err != nil || len(targets) == 0 {
+			return err
+		}
+		if d.Mailer == nil {
+			return errors.New("extension emails to send but no SMTP server configured (SMTP_URL)")
+		}
+		byWave := map[int64][]provisioning.Target{}
+		for _, t := range targets {
+			var waveID int64
+			if err := d.Pool.QueryRow(ctx, `SELECT wave_id FROM account WHERE id = $1`, t.AccountID).Scan(&waveID); err != nil {
+				return err
+			}
+			byWave[waveID] = append(byWave[waveID], t)
+		}
+		for waveID, ts := range byWave {
+			wave, err := provisioning.GetWaveByID(ctx, d.Pool, waveID)
+			if err != nil {
+				return err
+			}
+			res := w.chunk.send(ctx, wave, ts)
+			if res.err != nil {
+				return res.err
+			}
+			failed := append(res.permanent, res.exhausted...)
+			if len(failed) > 0 {
+				if _, err := provisioning.FallBackToLetter(ctx, d.Pool, failed, "failed", "smtp refusal", w.chunk.letters, d.Clock); err != nil {
+					return err
+				}
+			}
+			if res.temporary > 0 {
+				return fmt.Errorf("%d extension email(s) temporarily refused; will retry", res.temporary)
+			}
+		}
+	}
 }

@@ -287,8 +287,8 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 		if n == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel)
-			SELECT n.account_id, n.kind, 'letter' FROM notice n WHERE n.id = ANY($1) AND n.status = $2
+		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, seq)
+			SELECT n.account_id, n.kind, 'letter', n.seq FROM notice n WHERE n.id = ANY($1) AND n.status = $2
 			ON CONFLICT DO NOTHING`, noticeIDs, status); err != nil {
 			return fmt.Errorf("creating fallback letters: %w", err)
 		}

@@ -156,7 +156,7 @@ func (a *app) waveCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(launch, status, list)
+	cmd.AddCommand(launch, status, list, a.waveExtendCommand())
 	return cmd
 }
 

@@ -101,9 +101,9 @@ type session struct {
 	rcpt []string
 }
 
-func (x *session) Reset()                                     { x.rcpt = nil }
-func (x *session) Logout() error                              { return nil }
-func (x *session) Mail(string, *smtp.MailOptions) error       { return nil }
+func (x *session) Reset()                               { x.rcpt = nil }
+func (x *session) Logout() error                        { return nil }
+func (x *session) Mail(string, *smtp.MailOptions) error { return nil }
 func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if r := x.s.rule.Load(); r != nil && *r != nil {
 		if err := (*r)(to); err != nil {

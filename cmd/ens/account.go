@@ -1,0 +1,242 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+func parseNIRArg(s string) (provisioning.NIR, error) {
+	n, err := provisioning.ParseNIR(s)
+	if err != nil {
+		return "", usageError(fmt.Errorf("NIR %s: %w", provisioning.MaskNIR(s), err))
+	}
+	return n, nil
+}
+
+func (a *app) accountCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "account", Short: "Look up and act on one person's account"}
+	var asJSON bool
+	show := &cobra.Command{
+		Use:   "show NIR",
+		Short: "State, deadline and timestamps of a person's account",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			nir, err := parseNIRArg(args[0])
+			if err != nil {
+				return err
+			}
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			acc, err := provisioning.GetAccount(cmd.Context(), pool, nir)
+			if err != nil {
+				return err
+			}
+			a.log.Info("account looked up", "account_id", acc.ID, "operator", operator())
+			if asJSON {
+				return a.printJSON(acc)
+			}
+			a.printAccount(acc)
+			return nil
+		},
+	}
+	show.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	var op, reason string
+	act := func(use, short string, f func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error)) *cobra.Command {
+		c := &cobra.Command{Use: use + " NIR", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if op == "" {
+					return usageError(errors.New("--operator is required: the action is audited by name"))
+				}
+				nir, err := parseNIRArg(args[0])
+				if err != nil {
+					return err
+				}
+				acc, err := f(cmd, nir)
+				if errors.Is(err, provisioning.ErrState) {
+					return usageError(err)
+				}
+				if err != nil {
+					return err
+				}
+				a.printAccount(acc)
+				return nil
+			}}
+		c.Flags().StringVar(&op, "operator", "", "name of the operator (audited)")
+		return c
+	}
+	reinstate := act("reinstate", "Give an account to a person who opposed and changed their mind", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
+		pool, err := a.db(cmd.Context(), 2, true)
+		if err != nil {
+			return nil, err
+		}
+		return provisioning.Reinstate(cmd.Context(), pool, nir, op, a.clock)
+	})
+	del := act("delete", "Close an active account and archive its data for ten years", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
+		r := provisioning.DeletionReason(reason)
+		if r != provisioning.ReasonRequest && r != provisioning.ReasonDeceased && r != provisioning.ReasonFraud {
+			return nil, usageError(errors.New("--reason must be request, deceased or fraud"))
+		}
+		pool, err := a.db(cmd.Context(), 2, true)
+		if err != nil {
+			return nil, err
+		}
+		return provisioning.DeleteAccount(cmd.Context(), pool, nir, r, op, a.clock)
+	})
+	del.Flags().StringVar(&reason, "reason", "request", "request, deceased or fraud")
+	reopen := act("reopen", "Restore an archived account within its ten years", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
+		pool, err := a.db(cmd.Context(), 2, true)
+		if err != nil {
+			return nil, err
+		}
+		return provisioning.ReopenAccount(cmd.Context(), pool, nir, op, a.clock)
+	})
+	cmd.AddCommand(show, reinstate, del, reopen)
+	return cmd
+}
+
+func (a *app) printAccount(acc *provisioning.Account) {
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.In(provisioning.Paris).Format("2006-01-02 15:04:05 MST")
+	}
+	fmt.Fprintf(a.stdout, "account %d (%s), wave %s: %s\n  created %s, notified %s, deadline %s\n  opposed %s, activated %s, closed %s, cancelled %s\n",
+		acc.ID, acc.NIRMasked, acc.Wave, acc.State, acc.CreatedAt.In(provisioning.Paris).Format("2006-01-02 15:04:05 MST"),
+		ts(acc.NotifiedAt), ts(acc.Deadline), ts(acc.OpposedAt), ts(acc.ActivatedAt), ts(acc.ClosedAt), ts(acc.CancelledAt))
+}
+
+func (a *app) waveExtendCommand() *cobra.Command {
+	var until string
+	cmd := &cobra.Command{
+		Use:   "extend NAME",
+		Short: "Extend a wave's window to the end of a later day; the people concerned are told",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			day, err := time.Parse(time.DateOnly, until)
+			if err != nil {
+				return usageError(errors.New("--until must be a date, YYYY-MM-DD"))
+			}
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			n, err := provisioning.ExtendWave(cmd.Context(), pool, args[0], day, operator(), a.clock)
+			if errors.Is(err, provisioning.ErrState) {
+				return usageError(err)
+			}
+			if err != nil {
+				return err
+			}
+			client, err := jobs.NewInsertClient(pool)
+			if err != nil {
+				return err
+			}
+			if _, err := client.Insert(cmd.Context(), jobs.SendExtensionsArgs{}, nil); err != nil {
+				return fmt.Errorf("queueing extension notices: %w", err)
+			}
+			fmt.Fprintf(a.stdout, "wave %s extended to %s inclus: %d people will be told\n", args[0], until, n)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&until, "until", "", "new last day (YYYY-MM-DD), later than every current deadline")
+	return cmd
+}
+
+func (a *app) archiveCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "archive", Short: "The ten-year archive of deleted accounts"}
+	var dry, asJSON bool
+	purge := &cobra.Command{
+		Use:   "purge",
+		Short: "Purge archives past their retention (a non-identifying trace stays)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key, err := optout.LoadKey()
+			if err != nil {
+				return err
+			}
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			res, err := provisioning.Purge(cmd.Context(), pool, key.NIRKey(), dry, a.clock)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return a.printJSON(res)
+			}
+			verb := "purged"
+			if dry {
+				verb = "would purge (dry run)"
+			}
+			fmt.Fprintf(a.stdout, "%d archive(s) due; %s %d\n", res.Due, verb, max(res.Purged, res.Due*btoi(dry)))
+			return nil
+		},
+	}
+	purge.Flags().BoolVar(&dry, "dry-run", false, "count what is due without purging")
+	purge.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	stats := &cobra.Command{
+		Use:   "stats",
+		Short: "The archive in aggregate: counts by reason and year (what auditors may read)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			rows, err := provisioning.ArchiveCounts(cmd.Context(), pool)
+			if err != nil {
+				return err
+			}
+			return a.printJSON(rows)
+		},
+	}
+	cmd.AddCommand(purge, stats)
+	return cmd
+}
+
+func (a *app) auditCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "audit", Short: "The hash-chained audit log"}
+	var asJSON bool
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Walk the chain and name the first changed or removed event",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			res, err := provisioning.VerifyAudit(cmd.Context(), pool)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := a.printJSON(res); err != nil {
+					return err
+				}
+			} else if res.OK {
+				fmt.Fprintf(a.stdout, "audit log intact: %d events\n", res.Events)
+			} else {
+				fmt.Fprintf(a.stdout, "audit log BROKEN at event %d: %s (%d events)\n", *res.FirstBroken, res.Problem, res.Events)
+			}
+			if !res.OK {
+				return &exitError{code: 3, err: errors.New("audit chain verification failed")}
+			}
+			return nil
+		},
+	}
+	verify.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.AddCommand(verify)
+	return cmd
+}

@@ -1,0 +1,321 @@
+package optout
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ens-sante/ens/provisioning"
+)
+
+//go:embed web/*
+var webFS embed.FS
+
+var pageTmpl = template.Must(template.ParseFS(webFS, "web/page.html"))
+
+// maxBody caps request bodies: a code and a date fit in far less.
+const maxBody = 4 << 10
+
+// Handler serves the public site and the call centre's JSON API.
+type Handler struct {
+	svc *Service
+	mux *http.ServeMux
+	log *slog.Logger
+}
+
+// NewHandler builds the public handler: security headers, body limits and
+// cross-origin (CSRF) protection around every route.
+func NewHandler(svc *Service) http.Handler {
+	h := &Handler{svc: svc, mux: http.NewServeMux(), log: svc.Log}
+	h.mux.HandleFunc("GET /{$}", h.form)
+	h.mux.HandleFunc("GET /style.css", h.style)
+	h.mux.HandleFunc("POST /verifier", h.verify)
+	h.mux.HandleFunc("POST /confirmer", h.confirm)
+	h.mux.HandleFunc("POST /annuler", h.undo)
+	h.mux.HandleFunc("GET /recu/{ref}", h.receiptPDF)
+	h.mux.HandleFunc("POST /api/v1/oppositions", h.apiOppose)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.Pool.Ping(r.Context()); err != nil {
+			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n") //nolint:errcheck
+	})
+	csrf := http.NewCrossOriginProtection()
+	return securityHeaders(csrf.Handler(h.recoverer(h.mux)))
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Strict-Transport-Security", "max-age=63072000")
+		hd.Set("Cache-Control", "no-store")
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverer turns a panic into a logged 500 rather than a dropped connection.
+func (h *Handler) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				h.log.Error("handler panic", "path", r.URL.Path, "panic", v)
+				http.Error(w, "Erreur interne", http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// outcome maps an error to what the person is told: one place for statuses
+// and messages. A wrong pair gets the same answer whether the code exists.
+type outcome struct {
+	status  int
+	code    string // JSON status
+	message string // French, for the person
+	field   string // which form field it concerns
+}
+
+func outcomeOf(err error) outcome {
+	var tm *TooManyError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &tm):
+		return outcome{http.StatusTooManyRequests, "too_many_attempts", "Trop de tentatives. Merci de réessayer dans quelques minutes.", ""}
+	case errors.Is(err, ErrMistyped):
+		return outcome{http.StatusUnprocessableEntity, "mistyped", "Ce code comporte une erreur de saisie : vérifiez chaque caractère.", "code"}
+	case errors.Is(err, ErrMalformed):
+		return outcome{http.StatusBadRequest, "malformed", "Le code d'opposition compte 12 caractères (chiffres et lettres).", "code"}
+	case errors.Is(err, ErrBirthDate):
+		return outcome{http.StatusBadRequest, "birth_date_invalid", "La date de naissance doit être au format JJ/MM/AAAA.", "birth_date"}
+	case errors.Is(err, provisioning.ErrNoMatch):
+		return outcome{http.StatusNotFound, "no_match", "Le code ou la date de naissance est incorrect.", "code"}
+	case errors.Is(err, provisioning.ErrWindowClosed):
+		return outcome{http.StatusGone, "window_closed", "Le délai d'opposition est terminé : ce code ne peut plus être utilisé. Vous pouvez fermer le profil à tout moment depuis Mon espace santé.", ""}
+	case errors.As(err, &mbe):
+		return outcome{http.StatusRequestEntityTooLarge, "too_large", "Requête trop volumineuse.", ""}
+	case errors.Is(err, errBadRequest):
+		return outcome{http.StatusBadRequest, "bad_request", "Requête invalide.", ""}
+	case errors.Is(err, context.Canceled):
+		return outcome{499, "cancelled", "", ""}
+	}
+	return outcome{http.StatusInternalServerError, "error", "Le service est momentanément indisponible. Merci de réessayer plus tard.", ""}
+}
+
+var errBadRequest = errors.New("bad request")
+
+type pageData struct {
+	Title, Step, Notice, Error, ErrorField       string
+	Code, BirthDate, FirstMasked, Deadline, Phone string
+	Reference, At                                 string
+}
+
+func (h *Handler) render(w http.ResponseWriter, status int, d pageData) {
+	d.Phone = "34 22"
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := pageTmpl.ExecuteTemplate(w, "page", d); err != nil {
+		h.log.Error("rendering page", "error", err)
+	}
+}
+
+func (h *Handler) style(w http.ResponseWriter, _ *http.Request) {
+	b, _ := webFS.ReadFile("web/style.css")
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Write(b) //nolint:errcheck
+}
+
+func (h *Handler) form(w http.ResponseWriter, _ *http.Request) {
+	h.render(w, http.StatusOK, pageData{Title: "Refuser la création de mon profil", Step: "form"})
+}
+
+func (h *Handler) request(r *http.Request, channel string) (Request, error) {
+	if err := r.ParseForm(); err != nil {
+		return Request{}, errors.Join(errBadRequest, err)
+	}
+	return Request{Code: r.PostForm.Get("code"), BirthDate: r.PostForm.Get("birth_date"), Client: clientIP(r),
+		Channel: channel, Actor: provisioning.ActorPublic}, nil
+}
+
+func (h *Handler) formError(w http.ResponseWriter, req Request, err error) {
+	o := outcomeOf(err)
+	if o.status >= 500 {
+		h.log.Error("opposition form", "error", err)
+	}
+	if o.status == http.StatusTooManyRequests {
+		var tm *TooManyError
+		errors.As(err, &tm)
+		w.Header().Set("Retry-After", strconv.Itoa(int(tm.RetryAfter.Seconds())+1))
+	}
+	h.render(w, o.status, pageData{Title: "Refuser la création de mon profil", Step: "form", Error: o.message,
+		ErrorField: o.field, Code: req.Code, BirthDate: req.BirthDate})
+}
+
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
+	req, err := h.request(r, ChannelWeb)
+	if err != nil {
+		h.formError(w, req, err)
+		return
+	}
+	holder, err := h.svc.Lookup(r.Context(), req)
+	if err != nil {
+		h.formError(w, req, err)
+		return
+	}
+	d := pageData{Code: req.Code, BirthDate: req.BirthDate, FirstMasked: holder.FirstMasked,
+		Deadline: deadlineText(*holder.Deadline)}
+	if holder.Opposition != nil {
+		d.Title, d.Step, d.Reference, d.At = "Opposition déjà enregistrée", "opposed", holder.Opposition.Reference, timeText(holder.Opposition.At)
+	} else {
+		d.Title, d.Step = "Confirmez votre opposition", "confirm"
+	}
+	h.render(w, http.StatusOK, d)
+}
+
+func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
+	req, err := h.request(r, ChannelWeb)
+	if err != nil {
+		h.formError(w, req, err)
+		return
+	}
+	res, err := h.svc.Oppose(r.Context(), req)
+	if err != nil {
+		h.formError(w, req, err)
+		return
+	}
+	d := pageData{Code: req.Code, BirthDate: req.BirthDate, FirstMasked: res.Receipt.FirstMasked,
+		Reference: res.Receipt.Reference, At: timeText(res.Receipt.At), Deadline: deadlineText(res.Receipt.Deadline)}
+	d.Title, d.Step = "Opposition enregistrée", "receipt"
+	if res.AlreadyOpposed {
+		d.Title, d.Step = "Opposition déjà enregistrée", "opposed"
+	}
+	h.render(w, http.StatusOK, d)
+}
+
+func (h *Handler) undo(w http.ResponseWriter, r *http.Request) {
+	req, err := h.request(r, ChannelWeb)
+	if err != nil {
+		h.formError(w, req, err)
+		return
+	}
+	rec, err := h.svc.Undo(r.Context(), req)
+	if err != nil {
+		h.formError(w, req, err)
+		return
+	}
+	h.render(w, http.StatusOK, pageData{Title: "Opposition annulée", Step: "undone", Reference: rec.Reference})
+}
+
+func (h *Handler) receiptPDF(w http.ResponseWriter, r *http.Request) {
+	ref, ok := strings.CutSuffix(r.PathValue("ref"), ".pdf")
+	if !ok || len(ref) > 32 {
+		http.NotFound(w, r)
+		return
+	}
+	rec, err := provisioning.ReceiptByReference(r.Context(), h.svc.Pool, ref)
+	if errors.Is(err, provisioning.ErrNotFound) {
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		h.log.Error("reading receipt", "error", err)
+		http.Error(w, "Service momentanément indisponible", http.StatusInternalServerError)
+		return
+	}
+	pdf, err := ReceiptPDF(rec)
+	if err != nil {
+		h.log.Error("rendering receipt", "error", err)
+		http.Error(w, "Service momentanément indisponible", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/pdf")
+	w.Header().Set("Content-Disposition", `attachment; filename="recu-opposition-`+ref+`.pdf"`)
+	w.Write(pdf) //nolint:errcheck
+}
+
+type apiRequest struct {
+	Code      string `json:"code"`
+	BirthDate string `json:"birth_date"`
+}
+
+type apiResponse struct {
+	Status  string                `json:"status"`
+	Message string                `json:"message,omitempty"`
+	Receipt *provisioning.Receipt `json:"receipt,omitempty"`
+}
+
+func (h *Handler) apiOppose(w http.ResponseWriter, r *http.Request) {
+	var in apiRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			err = errors.Join(errBadRequest, err)
+		}
+		h.apiError(w, err)
+		return
+	}
+	res, err := h.svc.Oppose(r.Context(), Request{Code: in.Code, BirthDate: in.BirthDate, Client: clientIP(r),
+		Channel: ChannelAPI, Actor: provisioning.ActorPublic})
+	if err != nil {
+		h.apiError(w, err)
+		return
+	}
+	out := apiResponse{Status: "opposed", Receipt: res.Receipt}
+	if res.AlreadyOpposed {
+		out.Status, out.Message = "already_opposed", "Une opposition était déjà enregistrée ; rien n'a changé."
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) apiError(w http.ResponseWriter, err error) {
+	o := outcomeOf(err)
+	if o.status >= 500 {
+		h.log.Error("opposition API", "error", err)
+	}
+	var tm *TooManyError
+	if errors.As(err, &tm) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(tm.RetryAfter.Seconds())+1))
+	}
+	writeJSON(w, o.status, apiResponse{Status: o.code, Message: o.message})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck
+}
+
+// clientIP is the connection's address. Behind a reverse proxy, configure
+// the proxy to rate-limit too (see README): headers are not trusted here.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func deadlineText(t time.Time) string {
+	return frenchDeadline(t)
+}
+
+func timeText(t time.Time) string {
+	lt := t.In(provisioning.Paris)
+	return frenchDate(lt) + " à " + lt.Format("15h04")
+}

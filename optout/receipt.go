@@ -1,0 +1,64 @@
+package optout
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/jung-kurt/gofpdf"
+
+	"github.com/ens-sante/ens/provisioning"
+)
+
+var months = [...]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+	"octobre", "novembre", "décembre"}
+
+func frenchDate(t time.Time) string {
+	t = t.In(provisioning.Paris)
+	d := fmt.Sprint(t.Day())
+	if t.Day() == 1 {
+		d = "1er"
+	}
+	return fmt.Sprintf("%s %s %d", d, months[t.Month()-1], t.Year())
+}
+
+func frenchDeadline(t time.Time) string {
+	lt := t.In(provisioning.Paris)
+	if lt.Hour() == 23 && lt.Minute() == 59 {
+		return "jusqu'au " + frenchDate(t) + " inclus"
+	}
+	return "jusqu'au " + frenchDate(t) + " à " + lt.Format("15h04")
+}
+
+// ReceiptPDF renders the proof of an opposition; the same receipt always
+// gives the same bytes.
+func ReceiptPDF(r *provisioning.Receipt) ([]byte, error) {
+	pdf := gofpdf.New("P", "mm", "A4", "")
+	pdf.SetCreationDate(r.At.UTC())
+	pdf.SetModificationDate(r.At.UTC())
+	pdf.SetCatalogSort(true)
+	tr := pdf.UnicodeTranslatorFromDescriptor("")
+	pdf.AddPage()
+	pdf.SetFont("Helvetica", "B", 16)
+	pdf.CellFormat(0, 10, tr("Mon espace santé – Reçu d'opposition"), "", 1, "L", false, 0, "")
+	pdf.Ln(6)
+	pdf.SetFont("Helvetica", "", 12)
+	lines := []string{
+		"Numéro de reçu : " + r.Reference,
+		"Enregistrée le " + frenchDate(r.At) + " à " + r.At.In(provisioning.Paris).Format("15h04"),
+		"Profil concerné : " + r.FirstMasked,
+		"Canal : " + map[string]string{ChannelWeb: "site internet", ChannelAPI: "téléphone", ChannelAgent: "courrier ou téléphone (agent)"}[r.Channel],
+	}
+	if r.Undone {
+		lines = append(lines, "Cette opposition a ensuite été annulée à la demande de la personne.")
+	} else {
+		lines = append(lines, "Le profil Mon espace santé ne sera pas créé.",
+			"Vous pouvez annuler cette opposition "+frenchDeadline(r.Deadline)+" avec le même code.")
+	}
+	for _, l := range lines {
+		pdf.MultiCell(0, 7, tr(l), "", "L", false)
+	}
+	var buf bytes.Buffer
+	err := pdf.Output(&buf)
+	return buf.Bytes(), err
+}

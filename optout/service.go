@@ -1,0 +1,139 @@
+package optout
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// Channels an opposition arrives by.
+const (
+	ChannelWeb   = "web"
+	ChannelAPI   = "api"
+	ChannelAgent = "agent"
+)
+
+// Errors a person can be told about. A wrong code and a wrong birth date are
+// the same error (provisioning.ErrNoMatch), whether the code exists or not.
+var (
+	ErrBirthDate = errors.New("birth date is not a valid date")
+)
+
+// TooManyError: slow down; try again after RetryAfter.
+type TooManyError struct{ RetryAfter time.Duration }
+
+func (e *TooManyError) Error() string { return fmt.Sprintf("too many attempts; retry in %s", e.RetryAfter) }
+
+// Service is the opposition logic every channel shares.
+type Service struct {
+	Pool    *pgxpool.Pool
+	Key     Key
+	Limiter *Limiter
+	Clock   provisioning.Clock
+	Log     *slog.Logger
+}
+
+// Request is one attempt: what the person typed, and where it came from.
+type Request struct {
+	Code      string
+	BirthDate string
+	Client    string // client address, for rate limiting
+	Channel   string
+	Actor     string
+}
+
+// ParseBirthDate accepts YYYY-MM-DD and JJ/MM/AAAA.
+func ParseBirthDate(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{time.DateOnly, "02/01/2006", "2/1/2006"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, ErrBirthDate
+}
+
+// check validates a request and returns its lookup hash and birth date,
+// applying the rate limits. Only malformed input and wrong pairs count as
+// failures.
+func (s *Service) check(r Request) ([]byte, time.Time, []string, error) {
+	code, err := ParseCode(r.Code)
+	keys := []string{"ip:" + r.Client}
+	if err == nil {
+		h := s.Key.LookupHash(code)
+		keys = append(keys, "code:"+hex.EncodeToString(h[:8]))
+		if wait := s.Limiter.Wait(keys...); wait > 0 {
+			return nil, time.Time{}, keys, &TooManyError{RetryAfter: wait}
+		}
+		birth, berr := ParseBirthDate(r.BirthDate)
+		if berr != nil {
+			return nil, time.Time{}, keys, berr
+		}
+		return h, birth, keys, nil
+	}
+	if wait := s.Limiter.Wait(keys...); wait > 0 {
+		return nil, time.Time{}, keys, &TooManyError{RetryAfter: wait}
+	}
+	s.Limiter.Fail(keys...)
+	return nil, time.Time{}, keys, err
+}
+
+func (s *Service) settle(keys []string, err error) {
+	if errors.Is(err, provisioning.ErrNoMatch) {
+		s.Limiter.Fail(keys...)
+	} else if err == nil {
+		s.Limiter.Succeed(keys...)
+	}
+}
+
+// Lookup is step one: whose account is it (first name masked), and is it
+// already opposed?
+func (s *Service) Lookup(ctx context.Context, r Request) (*provisioning.Holder, error) {
+	h, birth, keys, err := s.check(r)
+	if err != nil {
+		return nil, err
+	}
+	holder, err := provisioning.FindHolder(ctx, s.Pool, h, birth)
+	if err == nil && holder.State != provisioning.StateNotified && holder.State != provisioning.StateOpposed &&
+		holder.State != provisioning.StateActive {
+		err = provisioning.ErrNoMatch
+	}
+	if err == nil && (holder.Deadline == nil || holder.Deadline.Before(s.Clock.Now()) || holder.State == provisioning.StateActive) {
+		err = provisioning.ErrWindowClosed
+	}
+	s.settle(keys, err)
+	return holder, err
+}
+
+// Oppose is step two: record the opposition.
+func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeResult, error) {
+	h, birth, keys, err := s.check(r)
+	if err != nil {
+		return nil, err
+	}
+	res, err := provisioning.Oppose(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
+	s.settle(keys, err)
+	if err == nil {
+		s.Log.Info("opposition recorded", "channel", r.Channel, "reference", res.Receipt.Reference, "already", res.AlreadyOpposed)
+	}
+	return res, err
+}
+
+// Undo withdraws an opposition within the window.
+func (s *Service) Undo(ctx context.Context, r Request) (*provisioning.Receipt, error) {
+	h, birth, keys, err := s.check(r)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := provisioning.UndoOpposition(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
+	s.settle(keys, err)
+	return rec, err
+}

@@ -1,0 +1,289 @@
+package optout_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+
+// holder is a notified account as its owner knows it.
+type holder struct {
+	id    int64
+	birth string
+	code  optout.Code
+}
+
+// notified imports n people, launches a wave and marks its pending accounts
+// notified with deadline, as the notice workers would.
+func notified(t *testing.T, pool *pgxpool.Pool, n int64, deadline time.Time) []holder {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "reg.csv")
+	f, _ := os.Create(path)
+	fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: n, Seed: 9, RejectShare: -1})
+	f.Close()
+	if _, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "t"}, noJobs, provisioning.LaunchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := pool.Query(ctx, `SELECT a.id, p.birth_date::text FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'pending' ORDER BY a.id`)
+	var hs []holder
+	for rows.Next() {
+		var h holder
+		rows.Scan(&h.id, &h.birth)
+		h.code = key.Derive(h.id)
+		hs = append(hs, h)
+	}
+	rows.Close()
+	for _, h := range hs {
+		if _, err := pool.Exec(ctx, `UPDATE account SET state = 'notified', notified_at = now() - interval '1 day', deadline = $2, code_hash = $3 WHERE id = $1`,
+			h.id, deadline, key.LookupHash(h.code)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return hs
+}
+
+func newService(pool *pgxpool.Pool) *optout.Service {
+	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(), Log: slog.New(slog.DiscardHandler)}
+}
+
+func post(t *testing.T, srv *httptest.Server, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	resp, err := http.Post(srv.URL+"/api/v1/oppositions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, out, resp.Header
+}
+
+func TestAPIContract(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, 40, time.Now().Add(24*time.Hour))
+	srv := httptest.NewServer(optout.NewHandler(newService(pool)))
+	defer srv.Close()
+	h := hs[0]
+	body := func(code, birth string) string { return `{"code":"` + code + `","birth_date":"` + birth + `"}` }
+
+	if st, out, _ := post(t, srv, body(strings.ToLower(string(h.code)), h.birth)); st != 200 || out["status"] != "opposed" || out["receipt"] == nil {
+		t.Fatalf("right pair: %d %v", st, out)
+	}
+	if st, out, _ := post(t, srv, body(h.code.String(), h.birth)); st != 200 || out["status"] != "already_opposed" {
+		t.Fatalf("opposing twice: %d %v", st, out)
+	}
+	// Wrong birth date and unknown code: the same answer.
+	st1, out1, _ := post(t, srv, body(hs[1].code.String(), "1900-01-01"))
+	st2, out2, _ := post(t, srv, body(key.Derive(999_999).String(), hs[1].birth))
+	if st1 != st2 || out1["status"] != out2["status"] || out1["message"] != out2["message"] || st1/100 != 4 {
+		t.Fatalf("wrong pair answers differ: %d %v / %d %v", st1, out1, st2, out2)
+	}
+	typo := []byte(hs[2].code)
+	typo[3] = map[bool]byte{true: 'A', false: 'B'}[typo[3] != 'A']
+	if st, out, _ := post(t, srv, body(string(typo), hs[2].birth)); st != 422 || out["status"] != "mistyped" {
+		t.Fatalf("typo: %d %v", st, out)
+	}
+	for _, bad := range []string{`{`, `[]`, `{"code":1}`, `{"code":"x","birth_date":"y","extra":1}`, strings.Repeat("a", 10000)} {
+		if st, _, _ := post(t, srv, bad); st/100 != 4 {
+			t.Errorf("malformed body %.20q: status %d, want 4xx", bad, st)
+		}
+	}
+	if resp, _ := http.Get(srv.URL + "/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("healthz: %d", resp.StatusCode)
+	}
+}
+
+func TestWindowClosedAndRateLimit(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, 20, time.Now().Add(-time.Minute))
+	srv := httptest.NewServer(optout.NewHandler(newService(pool)))
+	defer srv.Close()
+	st, out, _ := post(t, srv, `{"code":"`+hs[0].code.String()+`","birth_date":"`+hs[0].birth+`"}`)
+	if st != 410 || out["status"] != "window_closed" {
+		t.Fatalf("after the deadline: %d %v", st, out)
+	}
+	// Guessing slows down, without locking anyone out for good.
+	var last int
+	var hdr http.Header
+	for i := 0; i < 8; i++ {
+		last, _, hdr = post(t, srv, `{"code":"`+key.Derive(int64(500_000+i)).String()+`","birth_date":"1970-01-01"}`)
+	}
+	if last != 429 || hdr.Get("Retry-After") == "" {
+		t.Fatalf("after 8 wrong guesses: %d, Retry-After %q", last, hdr.Get("Retry-After"))
+	}
+}
+
+func TestFormTwoStepsReceiptAndUndo(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, 20, time.Now().Add(48*time.Hour))
+	srv := httptest.NewServer(optout.NewHandler(newService(pool)))
+	defer srv.Close()
+	h := hs[0]
+	form := url.Values{"code": {h.code.String()}, "birth_date": {h.birth[8:10] + "/" + h.birth[5:7] + "/" + h.birth[:4]}}
+	page := func(path string) (int, string) {
+		resp, err := http.PostForm(srv.URL+path, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+			t.Fatalf("no CSP on %s", path)
+		}
+		return resp.StatusCode, string(b)
+	}
+	st, body := page("/verifier")
+	if st != 200 || !strings.Contains(body, "Confirmez votre opposition") || !strings.Contains(body, "**") {
+		t.Fatalf("step one: %d\n%s", st, body)
+	}
+	var state string
+	pool.QueryRow(context.Background(), `SELECT state FROM account WHERE id = $1`, h.id).Scan(&state)
+	if state != "notified" {
+		t.Fatalf("step one alone changed the account to %s", state)
+	}
+	st, body = page("/confirmer")
+	if st != 200 || !strings.Contains(body, "Opposition enregistrée") {
+		t.Fatalf("step two: %d\n%s", st, body)
+	}
+	i := strings.Index(body, "OPP-")
+	ref := body[i : i+15]
+	resp, err := http.Get(srv.URL + "/recu/" + ref + ".pdf")
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/pdf" {
+		t.Fatalf("receipt PDF: %v %v", resp.StatusCode, err)
+	}
+	pdf, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cmd := exec.Command("pdftotext", "-", "-")
+	cmd.Stdin = strings.NewReader(string(pdf))
+	text, err := cmd.Output()
+	if err != nil || !strings.Contains(string(text), ref) || !strings.Contains(string(text), "Reçu d'opposition") {
+		t.Fatalf("receipt text: %v\n%s", err, text)
+	}
+	st, body = page("/annuler")
+	pool.QueryRow(context.Background(), `SELECT state FROM account WHERE id = $1`, h.id).Scan(&state)
+	if st != 200 || state != "notified" || !strings.Contains(body, "annulée") {
+		t.Fatalf("undo: %d, state %s", st, state)
+	}
+	// A cross-site form post is refused (CSRF).
+	req, _ := http.NewRequest("POST", srv.URL+"/confirmer", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site post: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestOppositionRacingTheClosingHasOneWinner(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	deadline := time.Now().Add(time.Hour)
+	hs := notified(t, pool, 250, deadline)
+	// The opposition sees the window open, the sweep sees it ended: both
+	// are eligible, and only the database's row lock decides.
+	svc := newService(pool)
+	svc.Limiter = optout.NewLimiter()
+	svc.Limiter.FreeFailures = 1 << 20
+	svc.Clock = func() time.Time { return deadline.Add(-time.Second) }
+	after := provisioning.Clock(func() time.Time { return deadline.Add(time.Second) })
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	answeredOpposed := map[int64]bool{}
+	for i, h := range hs {
+		wg.Go(func() {
+			res, err := svc.Oppose(ctx, optout.Request{Code: h.code.String(), BirthDate: h.birth, Client: "c", Channel: optout.ChannelAPI, Actor: "public"})
+			if err == nil && !res.AlreadyOpposed {
+				mu.Lock()
+				answeredOpposed[h.id] = true
+				mu.Unlock()
+			}
+		})
+		if i%25 == 0 {
+			wg.Go(func() {
+				if _, err := provisioning.CloseWindows(ctx, pool, after, 10); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	provisioning.CloseWindows(ctx, pool, after, 0)
+	rows, _ := pool.Query(ctx, `SELECT a.id, a.state, EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id AND o.undone_at IS NULL)
+		FROM account a WHERE a.state IN ('opposed', 'active', 'notified')`)
+	defer rows.Close()
+	opposed, active := 0, 0
+	for rows.Next() {
+		var id int64
+		var state string
+		var hasOpp bool
+		rows.Scan(&id, &state, &hasOpp)
+		switch {
+		case state == "active" && (hasOpp || answeredOpposed[id]):
+			t.Fatalf("account %d is active but its opposition was recorded", id)
+		case state == "opposed" && !hasOpp:
+			t.Fatalf("account %d opposed without a receipt", id)
+		case state == "notified":
+			t.Fatalf("account %d left notified after its window", id)
+		}
+		if state == "opposed" {
+			opposed++
+		} else if state == "active" {
+			active++
+		}
+	}
+	t.Logf("%d opposed, %d activated", opposed, active)
+	if opposed != len(answeredOpposed) {
+		t.Fatalf("%d answered opposed, %d opposed", len(answeredOpposed), opposed)
+	}
+}
+
+func FuzzAPI(f *testing.F) {
+	for _, s := range []string{`{"code":"ABCD-EFGH-JKMN","birth_date":"1984-03-15"}`, `{}`, `{"code":null}`, `"x"`, "\xff", `{"birth_date":"31/02/1984","code":"0000-0000-0000"}`} {
+		f.Add(s)
+	}
+	pool := testdb.Pool(f)
+	h := optout.NewHandler(newService(pool))
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, path := range []string{"/api/v1/oppositions", "/verifier", "/confirmer", "/annuler"} {
+			req := httptest.NewRequest("POST", path, strings.NewReader(body))
+			if path == "/api/v1/oppositions" {
+				req.Header.Set("Content-Type", "application/json")
+			} else {
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code >= 500 {
+				t.Fatalf("%s with %q: %d", path, body, rec.Code)
+			}
+		}
+	})
+}

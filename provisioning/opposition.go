@@ -1,0 +1,262 @@
+package provisioning
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Opposition outcomes that are not a success.
+var (
+	// ErrNoMatch: no account has this code with this birth date. The same
+	// error whether the code exists or not.
+	ErrNoMatch = errors.New("no account matches this code and birth date")
+	// ErrWindowClosed: the deadline has passed; the code no longer works.
+	ErrWindowClosed = errors.New("the opposition window is closed")
+)
+
+// Holder is what the public form may show of whose account it is.
+type Holder struct {
+	AccountID   int64
+	FirstMasked string // "Z***"
+	State       State
+	Deadline    *time.Time
+	Opposition  *Receipt
+}
+
+// Receipt is the proof of an opposition.
+type Receipt struct {
+	Reference   string    `json:"reference"`
+	At          time.Time `json:"at"`
+	Channel     string    `json:"channel"`
+	FirstMasked string    `json:"first_name"`
+	Deadline    time.Time `json:"deadline"`
+	Undone      bool      `json:"undone,omitempty"`
+}
+
+// MaskFirstName keeps the first letter: "Zoé" → "Z**".
+func MaskFirstName(s string) string {
+	r, size := utf8.DecodeRuneInString(s)
+	if size == 0 {
+		return ""
+	}
+	return string(r) + strings.Repeat("*", max(2, utf8.RuneCountInString(s)-1))
+}
+
+// FindHolder looks a code's account up by its lookup hash and birth date.
+func FindHolder(ctx context.Context, db DBTX, codeHash []byte, birth time.Time) (*Holder, error) {
+	var h Holder
+	var first string
+	err := db.QueryRow(ctx, `SELECT a.id, p.first_name, a.state, a.deadline FROM account a JOIN person p ON p.id = a.person_id
+		WHERE a.code_hash = $1 AND p.birth_date = $2`, codeHash, birth).Scan(&h.AccountID, &first, &h.State, &h.Deadline)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNoMatch
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up code: %w", err)
+	}
+	h.FirstMasked = MaskFirstName(first)
+	if h.State == StateOpposed {
+		h.Opposition, err = standingReceipt(ctx, db, h.AccountID, first)
+	}
+	return &h, err
+}
+
+func standingReceipt(ctx context.Context, db DBTX, accountID int64, first string) (*Receipt, error) {
+	r := &Receipt{FirstMasked: MaskFirstName(first)}
+	err := db.QueryRow(ctx, `SELECT o.reference, o.at, o.channel, a.deadline FROM opposition o JOIN account a ON a.id = o.account_id
+		WHERE o.account_id = $1 AND o.undone_at IS NULL`, accountID).Scan(&r.Reference, &r.At, &r.Channel, &r.Deadline)
+	if err != nil {
+		return nil, fmt.Errorf("reading opposition: %w", err)
+	}
+	return r, nil
+}
+
+// OpposeResult says what an opposition did.
+type OpposeResult struct {
+	Receipt        *Receipt
+	AlreadyOpposed bool
+}
+
+// Oppose records an opposition for the account holding codeHash, if birth
+// matches and its window is open. The database decides atomically: the
+// account must still be notified with a deadline not passed at the moment
+// the row is locked, so a concurrent window closing wins or loses whole.
+func Oppose(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, channel, actor string, clock Clock) (*OpposeResult, error) {
+	var out *OpposeResult
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		now := clock.Now()
+		var id int64
+		var first string
+		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'opposed', opposed_at = $3
+			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
+			  AND a.state = 'notified' AND a.deadline >= $3
+			RETURNING a.id, p.first_name`, codeHash, birth, now).Scan(&id, &first)
+		if errors.Is(err, pgx.ErrNoRows) {
+			h, err := FindHolder(ctx, tx, codeHash, birth)
+			if err != nil {
+				return err
+			}
+			switch {
+			case h.State == StateOpposed:
+				out = &OpposeResult{Receipt: h.Opposition, AlreadyOpposed: true}
+				return nil
+			case h.State == StateNotified || h.State == StateActive:
+				return ErrWindowClosed
+			}
+			return ErrNoMatch // pending, cancelled, closed…: the code does not work
+		}
+		if err != nil {
+			return fmt.Errorf("recording opposition: %w", err)
+		}
+		r := &Receipt{Reference: newReference(), At: now, Channel: channel, FirstMasked: MaskFirstName(first)}
+		if err := tx.QueryRow(ctx, `INSERT INTO opposition (reference, account_id, at, channel, actor) VALUES ($1, $2, $3, $4, $5)
+			RETURNING (SELECT deadline FROM account WHERE id = $2)`, r.Reference, id, now, channel, actor).Scan(&r.Deadline); err != nil {
+			return fmt.Errorf("recording opposition: %w", err)
+		}
+		out = &OpposeResult{Receipt: r}
+		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.opposed", AccountIDs: []int64{id},
+			Details: map[string]any{"channel": channel, "reference": r.Reference}})
+	})
+	return out, err
+}
+
+// UndoOpposition withdraws an opposition while the window is open ("j'ai
+// changé d'avis"): the account is notified again, with its same deadline.
+func UndoOpposition(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, channel, actor string, clock Clock) (*Receipt, error) {
+	var out *Receipt
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		now := clock.Now()
+		var id int64
+		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'notified', opposed_at = NULL
+			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
+			  AND a.state = 'opposed' AND a.deadline >= $3 RETURNING a.id`, codeHash, birth, now).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if h, err := FindHolder(ctx, tx, codeHash, birth); err != nil {
+				return err
+			} else if h.State == StateOpposed {
+				return ErrWindowClosed
+			}
+			return ErrNoMatch
+		}
+		if err != nil {
+			return fmt.Errorf("withdrawing opposition: %w", err)
+		}
+		out = &Receipt{Undone: true, At: now, Channel: channel}
+		if err := tx.QueryRow(ctx, `UPDATE opposition SET undone_at = $2 WHERE account_id = $1 AND undone_at IS NULL RETURNING reference`,
+			id, now).Scan(&out.Reference); err != nil {
+			return fmt.Errorf("withdrawing opposition: %w", err)
+		}
+		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.opposition_withdrawn", AccountIDs: []int64{id},
+			Details: map[string]any{"channel": channel, "reference": out.Reference}})
+	})
+	return out, err
+}
+
+// ReceiptByReference reads a receipt for download.
+func ReceiptByReference(ctx context.Context, db DBTX, ref string) (*Receipt, error) {
+	r := &Receipt{Reference: ref}
+	var first string
+	var undone *time.Time
+	err := db.QueryRow(ctx, `SELECT o.at, o.channel, p.first_name, a.deadline, o.undone_at FROM opposition o
+		JOIN account a ON a.id = o.account_id JOIN person p ON p.id = a.person_id WHERE o.reference = $1`, ref).
+		Scan(&r.At, &r.Channel, &first, &r.Deadline, &undone)
+	if err != nil {
+		return nil, notFound(err, "receipt")
+	}
+	r.FirstMasked, r.Undone = MaskFirstName(first), undone != nil
+	return r, nil
+}
+
+// Reinstate gives an account to a person who opposed and then asked for it
+// after all (an operator action, audited).
+func Reinstate(ctx context.Context, pool *pgxpool.Pool, nir NIR, actor string, clock Clock) (*Account, error) {
+	return changeAccount(ctx, pool, nir, func(tx pgx.Tx, a *Account, now time.Time) error {
+		if a.State != StateOpposed {
+			return fmt.Errorf("%w: reinstating an account in state %s", ErrState, a.State)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE account SET state = 'active', activated_at = $2 WHERE id = $1`, a.ID, now); err != nil {
+			return fmt.Errorf("reinstating account: %w", err)
+		}
+		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.reinstated", AccountIDs: []int64{a.ID}})
+	}, clock)
+}
+
+// ExtendWave pushes a wave's deadline to the end of day until (Paris) for
+// every account whose window is still open, and creates an extension notice
+// for each of them. It never shortens a window.
+func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time.Time, actor string, clock Clock) (int64, error) {
+	end := EndOfDay(time.Date(until.Year(), until.Month(), until.Day(), 12, 0, 0, 0, Paris))
+	var n int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		now := clock.Now()
+		w, err := GetWave(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		var latest *time.Time
+		if err := tx.QueryRow(ctx, `SELECT max(deadline) FROM account WHERE wave_id = $1 AND state IN ('notified', 'opposed')`, w.ID).Scan(&latest); err != nil {
+			return err
+		}
+		if (latest != nil && !end.After(*latest)) || (w.ExtendedUntil != nil && !end.After(*w.ExtendedUntil)) || !end.After(now) {
+			return fmt.Errorf("%w: %s would not extend the window (an extension never shortens it)", ErrState, end.Format(time.DateOnly))
+		}
+		if _, err := tx.Exec(ctx, `UPDATE wave SET extended_until = $2 WHERE id = $1`, w.ID, end); err != nil {
+			return err
+		}
+		var ids []int64
+		if err := tx.QueryRow(ctx, `WITH up AS (
+				UPDATE account SET deadline = $2 WHERE wave_id = $1 AND state IN ('notified', 'opposed') AND deadline >= $3
+				RETURNING id)
+			SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM up`, w.ID, end, now).Scan(&ids); err != nil {
+			return fmt.Errorf("extending deadlines: %w", err)
+		}
+		n = int64(len(ids))
+		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, seq)
+			SELECT a.id, 'extension',
+			       CASE WHEN EXISTS (SELECT 1 FROM notice e WHERE e.account_id = a.id AND e.channel = 'email' AND e.status = 'sent')
+			            THEN 'email' ELSE 'letter' END,
+			       (SELECT count(*) + 1 FROM notice x WHERE x.account_id = a.id AND x.kind = 'extension')
+			FROM account a WHERE a.id = ANY($1)`, ids); err != nil {
+			return fmt.Errorf("creating extension notices: %w", err)
+		}
+		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "wave.extended", WaveID: &w.ID, AccountIDs: ids,
+			Details: map[string]any{"until": end.Format(time.DateOnly)}})
+	})
+	return n, err
+}
+
+// PendingExtensionEmails returns extension email notices not yet sent.
+func PendingExtensionEmails(ctx context.Context, db DBTX, limit int) ([]Target, error) {
+	rows, err := db.Query(ctx, `SELECT n.id, n.seq, t.* FROM notice n JOIN (`+targetSelect+` WHERE $1::int IS NOT NULL) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d)
+		ON t.id = n.account_id WHERE n.kind = 'extension' AND n.channel = 'email' AND n.status = 'pending' ORDER BY n.id LIMIT $1`, limit, Day(time.Now()))
+	if err != nil {
+		return nil, fmt.Errorf("reading extension notices: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Target, error) {
+		var t Target
+		var l2, l3, l4, l5 *string
+		err := row.Scan(&t.NoticeID, &t.Seq, &t.AccountID, &t.FirstName, &t.LastName, &t.NIR, &t.ForGuardian, &t.Email,
+			&l2, &l3, &l4, &l5, &t.Postcode, &t.City, &t.Country, &t.Department)
+		t.Kind, t.Channel = NoticeExtension, ChannelEmail
+		return t, err
+	})
+}
+
+const refAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+func newReference() string {
+	b := make([]byte, 10)
+	rand.Read(b) //nolint:errcheck
+	for i := range b {
+		b[i] = refAlphabet[b[i]&31]
+	}
+	return "OPP-" + string(b[:5]) + "-" + string(b[5:])
+}
