@@ -119,7 +119,7 @@ func outcomeOf(err error) outcome {
 var errBadRequest = errors.New("bad request")
 
 type pageData struct {
-	Title, Step, Notice, Error, ErrorField       string
+	Title, Step, Notice, Error, ErrorField        string
 	Code, BirthDate, FirstMasked, Deadline, Phone string
 	Reference, At                                 string
 }

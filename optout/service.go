@@ -30,7 +30,9 @@ var (
 // TooManyError: slow down; try again after RetryAfter.
 type TooManyError struct{ RetryAfter time.Duration }
 
-func (e *TooManyError) Error() string { return fmt.Sprintf("too many attempts; retry in %s", e.RetryAfter) }
+func (e *TooManyError) Error() string {
+	return fmt.Sprintf("too many attempts; retry in %s", e.RetryAfter)
+}
 
 // Service is the opposition logic every channel shares.
 type Service struct {
