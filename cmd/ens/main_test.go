@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/notify/mailsink"
+)
+
+func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+
+type cli struct {
+	t   *testing.T
+	url string
+	dir string
+}
+
+func (c *cli) run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	full := append([]string{"--database-url", c.url, "--var-dir", c.dir}, args...)
+	code := Run(context.Background(), full, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func (c *cli) json(v any, args ...string) {
+	c.t.Helper()
+	code, out, errs := c.run(args...)
+	if code != 0 {
+		c.t.Fatalf("ens %v: exit %d\n%s", args, code, errs)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		c.t.Fatalf("ens %v: %v\n%s", args, err, out)
+	}
+}
+
+func TestWaveEndToEnd(t *testing.T) {
+	sink, err := mailsink.Start(mailsink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	t.Setenv("SMTP_URL", sink.URL())
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	t.Setenv("ENS_POST_DELAY", "0")
+	t.Setenv("ENS_RETRY_BASE", "10ms")
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	reg := filepath.Join(c.dir, "reg.csv")
+	if code, _, errs := c.run("fixtures", "registry", "--count", "600", "--seed", "3", "-o", reg); code != 0 {
+		t.Fatal(errs)
+	}
+
+	var imp map[string]any
+	c.json(&imp, "registry", "import", reg, "--json")
+	for _, k := range []string{"file", "read", "accepted", "inserted", "updated", "unchanged", "rejected", "reasons", "warnings"} {
+		if _, ok := imp[k]; !ok {
+			t.Fatalf("import JSON lacks %q: %v", k, imp)
+		}
+	}
+	if imp["read"].(float64) != 600 || imp["rejected"].(float64) == 0 {
+		t.Fatalf("import: %v", imp)
+	}
+	c.json(&imp, "registry", "import", reg, "--json")
+	if imp["inserted"].(float64) != 0 || imp["updated"].(float64) != 0 {
+		t.Fatalf("second import changed things: %v", imp)
+	}
+	bad := filepath.Join(c.dir, "bad.csv")
+	os.WriteFile(bad, []byte("nir,shoe_size\n1,2\n"), 0o600)
+	if code, _, errs := c.run("registry", "import", bad); code != 2 || !strings.Contains(errs, "shoe_size") {
+		t.Fatalf("bad header: exit %d, %s", code, errs)
+	}
+
+	if code, out, errs := c.run("wave", "launch", "w1", "--window", "1h"); code != 0 || !strings.Contains(out, "rehearsal") {
+		t.Fatalf("launch: %d %s %s", code, out, errs)
+	}
+	// Two workers share the database.
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range codes {
+		wg.Go(func() { codes[i], _, _ = c.run("worker", "--until-idle") })
+	}
+	wg.Wait()
+	if codes[0] != 0 || codes[1] != 0 {
+		t.Fatalf("workers exited %v", codes)
+	}
+	var st struct {
+		Wave     string                      `json:"wave"`
+		Window   string                      `json:"window"`
+		Accounts map[string]int64            `json:"accounts"`
+		Notices  map[string]map[string]int64 `json:"notices"`
+	}
+	c.json(&st, "wave", "status", "w1", "--json")
+	for _, s := range []string{"pending", "notified", "opposed", "active", "closed", "cancelled"} {
+		if _, ok := st.Accounts[s]; !ok {
+			t.Fatalf("status lacks state %s: %v", s, st.Accounts)
+		}
+	}
+	if st.Accounts["pending"] != 0 || st.Accounts["notified"] == 0 || st.Window != "1h0m0s" {
+		t.Fatalf("status after workers: %+v", st)
+	}
+	if int64(sink.Count()) != st.Notices["email"]["sent"] {
+		t.Fatalf("%d emails reached the server, %d recorded", sink.Count(), st.Notices["email"]["sent"])
+	}
+	if code, out, _ := c.run("audit", "verify"); code != 0 || !strings.Contains(out, "intact") {
+		t.Fatalf("audit verify: %d %s", code, out)
+	}
+	if code, _, _ := c.run("wave", "extend", "w1", "--until", "2020-01-01"); code != 2 {
+		t.Fatalf("an extension into the past was accepted: %d", code)
+	}
+	var purge map[string]any
+	c.json(&purge, "archive", "purge", "--dry-run", "--json")
+	if _, ok := purge["due"]; !ok {
+		t.Fatalf("purge JSON: %v", purge)
+	}
+}

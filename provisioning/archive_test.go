@@ -1,0 +1,104 @@
+package provisioning_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+func TestDeleteArchivePurgeAndReopen(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	importFixture(t, pool, 200, 4)
+	var chunks []provisioning.Chunk
+	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, countChunks(&chunks), provisioning.LaunchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Two newborns' accounts are active from the start.
+	rows, _ := pool.Query(ctx, `SELECT p.nir FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'active' ORDER BY a.id LIMIT 2`)
+	var nirs []provisioning.NIR
+	for rows.Next() {
+		var n provisioning.NIR
+		rows.Scan(&n)
+		nirs = append(nirs, n)
+	}
+	rows.Close()
+	if len(nirs) < 2 {
+		t.Fatal("fixture has fewer than two newborns")
+	}
+	deletedAt := time.Date(2027, 2, 28, 10, 0, 0, 0, provisioning.Paris)
+	at := func(t time.Time) provisioning.Clock { return func() time.Time { return t } }
+	for _, n := range nirs {
+		acc, err := provisioning.DeleteAccount(ctx, pool, n, provisioning.ReasonRequest, "op", at(deletedAt))
+		if err != nil || acc.State != provisioning.StateArchived {
+			t.Fatalf("delete: %+v %v", acc, err)
+		}
+	}
+	if _, err := provisioning.DeleteAccount(ctx, pool, nirs[0], provisioning.ReasonRequest, "op", at(deletedAt)); !errors.Is(err, provisioning.ErrState) {
+		t.Fatalf("deleting twice: %v", err)
+	}
+	counts, err := provisioning.ArchiveCounts(ctx, pool)
+	if err != nil || len(counts) != 1 || counts[0].Count != 2 || counts[0].Year != 2027 {
+		t.Fatalf("archive counts: %+v %v", counts, err)
+	}
+	// Reopen one within the ten years: restored with its data.
+	if acc, err := provisioning.ReopenAccount(ctx, pool, nirs[1], "op", at(deletedAt.AddDate(3, 0, 0))); err != nil || acc.State != provisioning.StateActive {
+		t.Fatalf("reopen: %+v %v", acc, err)
+	}
+	key := []byte("0123456789abcdef0123456789abcdef")
+	// The day before the ten years end: nothing is purged.
+	retain := provisioning.RetainUntil(deletedAt)
+	res, err := provisioning.Purge(ctx, pool, key, false, at(retain.Add(-24*time.Hour)))
+	if err != nil || res.Due != 0 || res.Purged != 0 {
+		t.Fatalf("purge a day early: %+v %v", res, err)
+	}
+	res, err = provisioning.Purge(ctx, pool, key, true, at(retain))
+	if err != nil || res.Due != 1 || res.Purged != 0 {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	res, err = provisioning.Purge(ctx, pool, key, false, at(retain))
+	if err != nil || res.Due != 1 || res.Purged != 1 {
+		t.Fatalf("purge: %+v %v", res, err)
+	}
+	// Personal data is gone from every table; a keyed trace remains.
+	var persons, archives, traces int
+	pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM person WHERE nir = $1), (SELECT count(*) FROM archive),
+		(SELECT count(*) FROM purge_trace WHERE nir_hash = $2)`, string(nirs[0]), provisioning.NIRHash(key, string(nirs[0]))).Scan(&persons, &archives, &traces)
+	if persons != 0 || archives != 0 || traces != 1 {
+		t.Fatalf("after purge: %d person rows, %d archives, %d traces", persons, archives, traces)
+	}
+	if v, err := provisioning.VerifyAudit(ctx, pool); err != nil || !v.OK {
+		t.Fatalf("audit after purge: %+v %v", v, err)
+	}
+}
+
+func TestDeathInRegistryCancelsAndArchives(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	file := header +
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n" +
+		"222017512345639,Petit,Léo,2022-01-15,,1 rue A,75001,Paris,255081416802538,\n"
+	if _, err := provisioning.ImportRegistry(ctx, pool, writeFile(t, file), provisioning.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var chunks []provisioning.Chunk
+	provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, countChunks(&chunks), provisioning.LaunchOptions{})
+	deaths := header +
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,2027-01-02\n" +
+		"222017512345639,Petit,Léo,2022-01-15,,1 rue A,75001,Paris,255081416802538,2027-01-03\n"
+	res, err := provisioning.ImportRegistry(ctx, pool, writeFile(t, deaths), provisioning.ImportOptions{})
+	if err != nil || res.Cancelled != 1 || res.Closed != 1 || res.Updated != 2 {
+		t.Fatalf("deaths: %+v %v", res, err)
+	}
+	var reason string
+	pool.QueryRow(ctx, `SELECT reason FROM archive`).Scan(&reason)
+	if reason != "deceased" {
+		t.Fatalf("archive reason %q", reason)
+	}
+}
