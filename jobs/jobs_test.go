@@ -38,7 +38,7 @@ type env struct {
 	wave *provisioning.Wave
 }
 
-func setup(t *testing.T, people int64, rule mailsink.Rule) *env {
+func setup(t testing.TB, people int64, rule mailsink.Rule) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool := testdb.Pool(t)
@@ -74,7 +74,7 @@ func setup(t *testing.T, people int64, rule mailsink.Rule) *env {
 	return &env{pool: pool, sink: sink, deps: deps, wave: res.Wave}
 }
 
-func (e *env) client(t *testing.T) *river.Client[pgx.Tx] {
+func (e *env) client(t testing.TB) *river.Client[pgx.Tx] {
 	t.Helper()
 	c, err := jobs.NewClient(e.deps, jobs.Config{RetryBase: 5 * time.Millisecond, FetchPollInterval: 20 * time.Millisecond,
 		FetchCooldown: 5 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
@@ -85,7 +85,7 @@ func (e *env) client(t *testing.T) *river.Client[pgx.Tx] {
 }
 
 // runUntilIdle works the queues until nothing is due, like ens worker --until-idle.
-func (e *env) runUntilIdle(t *testing.T) {
+func (e *env) runUntilIdle(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -234,3 +234,22 @@ func ArchiveCounts(ctx context.Context, db DBTX) ([]ArchiveCount, error) {
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[ArchiveCount])
 }
+
+// ArchiveAccounts closes and archives many active accounts in batches of
+// 5,000 (bulk deletions, and the benchmark).
+func ArchiveAccounts(ctx context.Context, pool *pgxpool.Pool, ids []int64, reason DeletionReason, actor string, clock Clock) (int64, error) {
+	var total int64
+	for len(ids) > 0 {
+		batch := ids[:min(5000, len(ids))]
+		ids = ids[len(batch):]
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			n, err := closeAndArchive(ctx, tx, batch, reason, actor, clock.Now())
+			total += n
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}

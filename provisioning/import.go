@@ -35,6 +35,14 @@ type ImportResult struct {
 	Cancelled int64         `json:"cancelled"`
 	Closed    int64         `json:"closed"`
 	Duration  time.Duration `json:"-"`
+	// Phases times each step, in seconds, for operators and reports.
+	Phases map[string]float64 `json:"phases_s"`
+}
+
+func (r *ImportResult) phase(name string, start time.Time) time.Time {
+	now := time.Now()
+	r.Phases[name] = float64(now.Sub(start).Milliseconds()) / 1000
+	return now
 }
 
 // ImportOptions tunes an import.
@@ -98,7 +106,7 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 	}
 	defer rejects.abort()
 
-	res := &ImportResult{File: filepath.Base(path), Reasons: map[string]int64{}, Warnings: map[string]int64{}}
+	res := &ImportResult{File: filepath.Base(path), Reasons: map[string]int64{}, Warnings: map[string]int64{}, Phases: map[string]float64{}}
 	now := opts.Clock.Now()
 	today := Day(now)
 
@@ -107,28 +115,41 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 		return nil, fmt.Errorf("starting import transaction: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7100003)`); err != nil {
+		return nil, fmt.Errorf("waiting for another import to finish: %w", err)
+	}
 	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off;
-		CREATE TEMP TABLE registry_stage (
-			line bigint, reason text, nir_masked text, nir text, sex smallint, last_name text, first_name text,
+		CREATE UNLOGGED TABLE registry_stage (
+			line bigint, reason text, nir_masked text, nir text COLLATE "C", sex smallint, last_name text, first_name text,
 			birth_date date, email text, address_line2 text, address_line3 text, address_line4 text,
 			address_line5 text, postcode text, city text, country text, guardian_nir text, death_date date,
-			department text) ON COMMIT DROP`); err != nil {
+			department text)`); err != nil {
 		return nil, fmt.Errorf("creating import staging table: %w", err)
 	}
 	src := &stageSource{r: cr, h: header, today: today, res: res, rejects: rejects, progress: opts.Progress}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"registry_stage"}, stageColumns, src); err != nil {
+		src.drain()
 		if src.err != nil {
 			err = src.err
 		}
 		return nil, fmt.Errorf("copying registry rows (after line %d): %w", src.line, err)
 	}
+	t := res.phase("copy", start)
 	res.ImportID, err = finishImport(ctx, tx, res, header, rejects, path, hex.EncodeToString(sum.Sum(nil)), opts.Actor, now)
 	if err != nil {
 		return nil, err
 	}
+	t = time.Now()
+	// Created and dropped in the import's transaction (imports are
+	// serialised): an unlogged table uses shared buffers, where a temporary
+	// one spills through a small backend-local cache.
+	if _, err := tx.Exec(ctx, `DROP TABLE registry_stage`); err != nil {
+		return nil, fmt.Errorf("dropping import staging table: %w", err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("committing import: %w", err)
 	}
+	res.phase("commit", t)
 	if res.Rejected > 0 {
 		if err := rejects.commit(); err != nil {
 			return res, err
@@ -140,6 +161,7 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 }
 
 func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, header *Header, rejects *rejectsWriter, path, sha, actor string, now time.Time) (int64, error) {
+	t := time.Now()
 	// The first appearance of a NIR wins; later ones are duplicates.
 	dups, err := tx.Query(ctx, `UPDATE registry_stage s SET reason = 'duplicate_nir'
 		FROM (SELECT line, row_number() OVER (PARTITION BY nir ORDER BY line) AS rn
@@ -180,6 +202,7 @@ func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, header *Hea
 		return 0, fmt.Errorf("finding duplicate NIRs: %w", err)
 	}
 
+	t = res.phase("duplicates", t)
 	var importID int64
 	if err := tx.QueryRow(ctx, `INSERT INTO registry_import (file_name, file_sha256) VALUES ($1, $2) RETURNING id`,
 		filepath.Base(path), sha).Scan(&importID); err != nil {
@@ -189,30 +212,38 @@ func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, header *Hea
 		SELECT $1, line, reason, nir_masked FROM registry_stage WHERE reason IS NOT NULL`, importID); err != nil {
 		return 0, fmt.Errorf("keeping rejected rows: %w", err)
 	}
-	err = tx.QueryRow(ctx, `WITH up AS (
-		INSERT INTO person (`+personColumns+`)
-		SELECT `+personColumns+` FROM registry_stage WHERE reason IS NULL
-		ON CONFLICT (nir) DO UPDATE SET
-		    sex = excluded.sex, last_name = excluded.last_name, first_name = excluded.first_name,
-		    birth_date = excluded.birth_date, email = excluded.email,
-		    address_line2 = excluded.address_line2, address_line3 = excluded.address_line3,
-		    address_line4 = excluded.address_line4, address_line5 = excluded.address_line5,
-		    postcode = excluded.postcode, city = excluded.city, country = excluded.country,
-		    guardian_nir = excluded.guardian_nir, death_date = excluded.death_date,
-		    department = excluded.department, updated_at = now()
-		WHERE (person.sex, person.last_name, person.first_name, person.birth_date, person.email,
-		       person.address_line2, person.address_line3, person.address_line4, person.address_line5,
-		       person.postcode, person.city, person.country, person.guardian_nir, person.death_date)
+	// Changed people first, then new ones: cheaper than INSERT … ON CONFLICT,
+	// and imports are serialised by importLock so no other import races us.
+	err = tx.QueryRow(ctx, `WITH u AS (
+		UPDATE person p SET sex = s.sex, last_name = s.last_name, first_name = s.first_name, birth_date = s.birth_date,
+		    email = s.email, address_line2 = s.address_line2, address_line3 = s.address_line3,
+		    address_line4 = s.address_line4, address_line5 = s.address_line5, postcode = s.postcode, city = s.city,
+		    country = s.country, guardian_nir = s.guardian_nir, death_date = s.death_date, department = s.department,
+		    updated_at = now()
+		FROM registry_stage s
+		WHERE s.reason IS NULL AND p.nir = s.nir
+		  AND (p.sex, p.last_name, p.first_name, p.birth_date, p.email, p.address_line2, p.address_line3,
+		       p.address_line4, p.address_line5, p.postcode, p.city, p.country, p.guardian_nir, p.death_date)
 		    IS DISTINCT FROM
-		      (excluded.sex, excluded.last_name, excluded.first_name, excluded.birth_date, excluded.email,
-		       excluded.address_line2, excluded.address_line3, excluded.address_line4, excluded.address_line5,
-		       excluded.postcode, excluded.city, excluded.country, excluded.guardian_nir, excluded.death_date)
-		RETURNING (xmax = 0) AS inserted)
-		SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up`).Scan(&res.Inserted, &res.Updated)
+		      (s.sex, s.last_name, s.first_name, s.birth_date, s.email, s.address_line2, s.address_line3,
+		       s.address_line4, s.address_line5, s.postcode, s.city, s.country, s.guardian_nir, s.death_date)
+		RETURNING 1)
+		SELECT count(*) FROM u`).Scan(&res.Updated)
 	if err != nil {
-		return 0, fmt.Errorf("upserting registry rows: %w", err)
+		return 0, fmt.Errorf("updating registry rows: %w", err)
+	}
+	err = tx.QueryRow(ctx, `WITH i AS (
+		INSERT INTO person (`+personColumns+`)
+		SELECT `+personColumns+` FROM registry_stage s
+		WHERE s.reason IS NULL AND NOT EXISTS (SELECT 1 FROM person p WHERE p.nir = s.nir)
+		ORDER BY s.nir -- index locality
+		RETURNING 1)
+		SELECT count(*) FROM i`).Scan(&res.Inserted)
+	if err != nil {
+		return 0, fmt.Errorf("inserting registry rows: %w", err)
 	}
 	res.Unchanged = res.Accepted - res.Inserted - res.Updated
+	t = res.phase("upsert", t)
 
 	// A death cancels what has not been sent and closes what is active.
 	deaths, err := applyDeaths(ctx, tx, now)
@@ -220,6 +251,7 @@ func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, header *Hea
 		return 0, err
 	}
 	res.Cancelled, res.Closed = deaths.cancelled, deaths.closed
+	res.phase("deaths", t)
 
 	warnings, _ := jsonOf(res.Warnings)
 	if _, err := tx.Exec(ctx, `UPDATE registry_import SET finished_at = $2, read = $3, accepted = $4, inserted = $5,
@@ -234,8 +266,9 @@ func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, header *Hea
 	return importID, err
 }
 
-// stageSource feeds the COPY: it reads, validates and converts one row at a
-// time, writing rejected rows to the rejects CSV as it goes.
+// stageSource feeds the COPY. A producer goroutine reads, validates and
+// converts rows (writing rejected ones to the rejects CSV) in batches, so
+// parsing runs on one core while the COPY encodes and sends on the other.
 type stageSource struct {
 	r        *csv.Reader
 	h        *Header
@@ -246,57 +279,111 @@ type stageSource struct {
 	line     int64
 	vals     []any
 	err      error
+
+	batches chan stageBatch
+	cur     [][]any
+	next    int
+	started bool
 }
 
+type stageBatch struct {
+	rows [][]any
+	err  error
+}
+
+const stageBatchSize = 2048
+
 func (s *stageSource) Next() bool {
+	if !s.started {
+		s.started = true
+		s.batches = make(chan stageBatch, 8)
+		go s.produce()
+	}
+	for s.next >= len(s.cur) {
+		b, ok := <-s.batches
+		if !ok {
+			return false
+		}
+		if b.err != nil {
+			s.err = b.err
+			return false
+		}
+		s.cur, s.next = b.rows, 0
+	}
+	s.vals = s.cur[s.next]
+	s.next++
+	return true
+}
+
+// produce runs in its own goroutine; it alone touches the reader, the
+// figures and the rejects file until it closes the channel.
+func (s *stageSource) produce() {
+	defer close(s.batches)
+	batch := make([][]any, 0, stageBatchSize)
 	for {
-		rec, err := s.r.Read()
-		if errors.Is(err, io.EOF) {
-			return false
+		row, err := s.readRow()
+		if err != nil {
+			s.batches <- stageBatch{err: err}
+			return
 		}
-		s.res.Read++
-		if s.progress != nil && s.res.Read%50_000 == 0 {
-			s.progress(s.res.Read)
+		if row == nil {
+			break
 		}
-		var pe *csv.ParseError
-		switch {
-		case errors.As(err, &pe):
-			// Broken quoting: the fields cannot be told apart.
-			s.line = int64(pe.StartLine)
-			s.reject(RowResult{Reject: RejectColumnCount}, nil)
-			return true
-		case err != nil:
-			s.err = fmt.Errorf("reading registry file: %w", err)
-			return false
+		batch = append(batch, row)
+		if len(batch) == stageBatchSize {
+			s.batches <- stageBatch{rows: batch}
+			batch = make([][]any, 0, stageBatchSize)
 		}
-		s.line = int64(lineOf(s.r))
-		r := s.h.ValidateRow(rec, s.today)
-		for _, w := range r.Warnings {
-			s.res.Warnings[w]++
-		}
-		if r.Reject != "" {
-			s.reject(r, rec)
-			return true
-		}
-		s.res.Accepted++
-		p := &r.Person
-		var death any
-		if p.DeathDate != nil {
-			death = *p.DeathDate
-		}
-		s.vals = []any{s.line, nil, "", string(p.NIR), int16(p.NIR.Sex()), p.LastName, p.FirstName, p.BirthDate,
-			nullable(p.Email), nullable(p.AddressLines[0]), nullable(p.AddressLines[1]), nullable(p.AddressLines[2]),
-			nullable(p.AddressLines[3]), nullable(p.Postcode), nullable(p.City), nullable(p.Country),
-			nullable(p.GuardianNIR), death, nullable(p.Department)}
-		return true
+	}
+	if len(batch) > 0 {
+		s.batches <- stageBatch{rows: batch}
 	}
 }
 
-func (s *stageSource) reject(r RowResult, rec []string) {
+// readRow returns the next staged row, nil at the end of the file.
+func (s *stageSource) readRow() ([]any, error) {
+	rec, err := s.r.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, nil
+	}
+	s.res.Read++
+	if s.progress != nil && s.res.Read%50_000 == 0 {
+		s.progress(s.res.Read)
+	}
+	var pe *csv.ParseError
+	switch {
+	case errors.As(err, &pe):
+		// Broken quoting: the fields cannot be told apart.
+		s.line = int64(pe.StartLine)
+		return s.reject(RowResult{Reject: RejectColumnCount}, nil)
+	case err != nil:
+		return nil, fmt.Errorf("reading registry file: %w", err)
+	}
+	s.line = int64(lineOf(s.r))
+	r := s.h.ValidateRow(rec, s.today)
+	for _, w := range r.Warnings {
+		s.res.Warnings[w]++
+	}
+	if r.Reject != "" {
+		return s.reject(r, rec)
+	}
+	s.res.Accepted++
+	p := &r.Person
+	var death any
+	if p.DeathDate != nil {
+		death = *p.DeathDate
+	}
+	return []any{s.line, nil, "", string(p.NIR), int16(p.NIR.Sex()), p.LastName, p.FirstName, p.BirthDate,
+		nullable(p.Email), nullable(p.AddressLines[0]), nullable(p.AddressLines[1]), nullable(p.AddressLines[2]),
+		nullable(p.AddressLines[3]), nullable(p.Postcode), nullable(p.City), nullable(p.Country),
+		nullable(p.GuardianNIR), death, nullable(p.Department)}, nil
+}
+
+func (s *stageSource) reject(r RowResult, rec []string) ([]any, error) {
 	s.res.Rejected++
 	s.res.Reasons[string(r.Reject)]++
-	if err := s.rejects.writeRecord(s.line, r.Reject, s.h, rec); err != nil && s.err == nil {
-		s.err = err
+	if err := s.rejects.writeRecord(s.line, r.Reject, s.h, rec); err != nil {
+		return nil, err
 	}
 	// Rows rejected after their NIR was read keep it for duplicate detection
 	// (the first appearance wins, whatever became of it).
@@ -304,11 +391,20 @@ func (s *stageSource) reject(r RowResult, rec []string) {
 	if n, err := ParseNIR(r.RawNIR); err == nil {
 		nir = string(n)
 	}
-	s.vals = []any{s.line, string(r.Reject), MaskNIR(r.RawNIR), nir, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+	return []any{s.line, string(r.Reject), MaskNIR(r.RawNIR), nir, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}, nil
 }
 
-func (s *stageSource) Values() ([]any, error) { return s.vals, s.err }
+func (s *stageSource) Values() ([]any, error) { return s.vals, nil }
 func (s *stageSource) Err() error             { return s.err }
+
+// drain waits for the producer after a failed COPY, so that it stops
+// touching the figures and the rejects file.
+func (s *stageSource) drain() {
+	if s.started {
+		for range s.batches {
+		}
+	}
+}
 
 func lineOf(r *csv.Reader) int {
 	line, _ := r.FieldPos(0)

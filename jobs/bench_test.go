@@ -1,0 +1,128 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jung-kurt/gofpdf"
+	"github.com/wneessen/go-mail"
+
+	"github.com/ens-sante/ens/fixtures/benchutil"
+	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/notify/mailsink"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// BenchmarkEmails: notices through the whole pipeline (River jobs, database,
+// rendering, SMTP) against a bare go-mail loop sending the same messages to
+// the same sink over the same number of connections.
+func BenchmarkEmails(b *testing.B) {
+	n := benchutil.Size(20_000)
+	const conns = 4
+	// Bare go-mail.
+	sink, err := mailsink.Start(mailsink.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: sink.URL(), Connections: conns})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, _ := notify.RenderEmail(&notify.Notice{ID: 1, Kind: notify.KindOpposition, FirstName: "Zoé", LastName: "Martin",
+		Code: "ABCD-EFGH-JKMN", Deadline: time.Now()}, provisioning.Paris)
+	client, _ := mail.NewClient("127.0.0.1", mail.WithPort(portOf(sink.Addr())), mail.WithTLSPolicy(mail.NoTLS), mail.WithoutNoop())
+	start := time.Now()
+	var wg sync.WaitGroup
+	per := n / conns
+	for range conns {
+		wg.Go(func() {
+			c, err := client.DialToSMTPClientWithContext(context.Background())
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer client.CloseWithSMTPClient(c)
+			for i := range per {
+				m, _ := mailer.Build(int64(i), fmt.Sprintf("p%d@example.fr", i), e)
+				if err := client.SendWithSMTPClient(c, m); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	bareRate := float64(per*conns) / time.Since(start).Seconds()
+	mailer.Close()
+
+	// Pipeline: a wave of n people with email, from launch to every email sent.
+	env := setup(b, n*10/7, nil)
+	env.deps.Mailer, _ = notify.NewMailer(notify.SMTPConfig{URL: env.sink.URL(), Connections: conns})
+	env.deps.CommitEvery = 50
+	env.sink.SetRule(nil)
+	start = time.Now()
+	env.runUntilIdle(b)
+	secs := time.Since(start).Seconds()
+	var emails, letters int64
+	env.pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE channel = 'email'), count(*) FILTER (WHERE channel = 'letter')
+		FROM notice WHERE status = 'sent'`).Scan(&emails, &letters)
+	rate := float64(emails) / secs
+	benchutil.Record(b, "emails", map[string]any{
+		"bare_go_mail_msgs_per_s": int(bareRate), "pipeline_emails_per_s": int(rate), "ratio": float64(int(rate/bareRate*100)) / 100,
+		"target_ratio": 0.7, "connections": conns, "wave_people": env.wave.Created, "emails": emails, "letters": letters,
+		"wave_dispatch_seconds": float64(int(secs*100)) / 100,
+		"note": "pipeline time includes letter rendering of people without email",
+	})
+}
+
+// BenchmarkLetters: letter pages through rendering and the batch writer
+// against bare gofpdf drawing the same page.
+func BenchmarkLetters(b *testing.B) {
+	n := int(benchutil.Size(5000))
+	ns := make([]*notify.Notice, n)
+	for i := range ns {
+		ns[i] = &notify.Notice{ID: int64(i), Kind: notify.KindOpposition, FirstName: "Gaëlle", LastName: "Ñúñez", Female: true,
+			Code: "ABCD-EFGH-JKMN", Deadline: time.Now(), AddressLines: [4]string{"", "", "12 rue de l'Église", ""},
+			Postcode: fmt.Sprintf("75%03d", i%1000), City: "Paris"}
+	}
+	start := time.Now()
+	pdf := gofpdf.New("P", "mm", "A4", "")
+	tr := pdf.UnicodeTranslatorFromDescriptor("")
+	for range n {
+		pdf.AddPage()
+		pdf.SetFont("Helvetica", "", 10.5)
+		for l := 0; l < 30; l++ {
+			pdf.SetXY(20, float64(20+l*8))
+			pdf.CellFormat(170, 5, tr("Votre profil Mon espace santé va être créé – ligne de texte représentative."), "", 0, "L", false, 0, "")
+		}
+	}
+	pdf.Output(discard{})
+	bare := float64(n) / time.Since(start).Seconds()
+	start = time.Now()
+	notify.SortForPost(ns)
+	batch, err := notify.RenderLetters(ns, time.Now(), provisioning.Paris)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := notify.WriteBatch(b.TempDir(), "bench", batch); err != nil {
+		b.Fatal(err)
+	}
+	ours := float64(n) / time.Since(start).Seconds()
+	benchutil.Record(b, "letters", map[string]any{"pages": n, "bare_gofpdf_pages_per_s": int(bare), "pipeline_pages_per_s": int(ours),
+		"ratio": float64(int(ours/bare*100)) / 100, "target_ratio": 0.7})
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func portOf(addr string) int {
+	var p int
+	fmt.Sscanf(addr[len("127.0.0.1:"):], "%d", &p)
+	return p
+}
+

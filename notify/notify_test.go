@@ -1,0 +1,86 @@
+package notify_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+func sample() *notify.Notice {
+	return &notify.Notice{ID: 12, AccountID: 34, Kind: notify.KindOpposition, FirstName: "Gaëlle", LastName: "Ñúñez",
+		Female: true, Code: "ABCD-EFGH-JKMN", Deadline: time.Date(2027, 3, 15, 23, 59, 59, 0, provisioning.Paris),
+		Email: "g@example.fr", AddressLines: [4]string{"Appartement 3", "", "12 rue de l'Église", ""},
+		Postcode: "75011", City: "Paris"}
+}
+
+func TestEmailStatesDeadlineAndHasNoLink(t *testing.T) {
+	t.Parallel()
+	e, err := notify.RenderEmail(sample(), provisioning.Paris)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{e.Text, e.HTML} {
+		for _, want := range []string{"jusqu'au 15 mars 2027 inclus", "ABCD-EFGH-JKMN", "Madame", "www.monespacesante.fr"} {
+			if !strings.Contains(part, want) && !strings.Contains(part, strings.ReplaceAll(want, "'", "&#39;")) {
+				t.Errorf("email lacks %q", want)
+			}
+		}
+	}
+	if strings.Contains(strings.ToLower(e.HTML), "<a ") || strings.Contains(strings.ToLower(e.HTML), "href") {
+		t.Fatal("the HTML notice contains a link")
+	}
+	if !strings.Contains(e.Subject, "15 mars 2027") {
+		t.Fatalf("subject %q", e.Subject)
+	}
+}
+
+func TestAddressBlockFitsTheWindow(t *testing.T) {
+	t.Parallel()
+	n := sample()
+	n.FirstName, n.LastName = "Marie-Christine-Éléonore", "de La Rochefoucauld-Montmorency"
+	n.AddressLines = [4]string{"Appartement 3", "Résidence Les Érables", "12 rue de l'Église", "BP 45"}
+	lines := n.AddressBlock()
+	if len(lines) > 6 {
+		t.Fatalf("%d lines, want ≤ 6", len(lines))
+	}
+	for _, l := range lines {
+		if utf8.RuneCountInString(l) > 38 {
+			t.Fatalf("line %q longer than 38", l)
+		}
+	}
+	if last := lines[len(lines)-1]; last != "75011 PARIS" {
+		t.Fatalf("last line %q", last)
+	}
+	n.Country = "Belgique"
+	if l := n.AddressBlock(); l[len(l)-1] != "BELGIQUE" {
+		t.Fatalf("abroad: %v", l)
+	}
+}
+
+func TestFrenchDate(t *testing.T) {
+	t.Parallel()
+	if got := notify.FrenchDate(time.Date(2027, 8, 1, 12, 0, 0, 0, time.UTC), provisioning.Paris); got != "1er août 2027" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestLettersRenderToTheSameBytes(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2027, 1, 31, 9, 0, 0, 0, time.UTC)
+	a, err := notify.RenderLetters([]*notify.Notice{sample()}, at, provisioning.Paris)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := notify.RenderLetters([]*notify.Notice{sample()}, at, provisioning.Paris)
+	if !bytes.Equal(a.PDF, b.PDF) || a.SHA256 != b.SHA256 {
+		t.Fatal("the same batch rendered to different bytes")
+	}
+	if len(a.Manifest) != 1 || a.Manifest[0].Page != 1 || a.Manifest[0].NoticeID != 12 {
+		t.Fatalf("manifest %+v", a.Manifest)
+	}
+}

@@ -1,0 +1,120 @@
+package provisioning_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/benchutil"
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// BenchmarkImportAndLaunch measures `ens registry import` against a plain
+// psql \copy of the same file, then wave launch with and without the audit
+// log, then archiving and purging.
+func BenchmarkImportAndLaunch(b *testing.B) {
+	ctx := context.Background()
+	rows := benchutil.Size(1_000_000)
+	path := filepath.Join(b.TempDir(), "registry.csv")
+	f, _ := os.Create(path)
+	if err := fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: rows, Seed: 1, RejectShare: -1}); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	ens := filepath.Join(benchutil.Root(), "bin", "ens")
+	if _, err := os.Stat(ens); err != nil {
+		b.Skip("bin/ens not built: run make bench")
+	}
+
+	// Raw: psql \copy into an equivalent table of text columns.
+	rawURL := testdb.URL(b)
+	if out, err := exec.Command("psql", rawURL, "-qc", `CREATE TABLE raw (nir text, last_name text, first_name text, birth_date text,
+		email text, address_line2 text, address_line3 text, address_line4 text, address_line5 text, postcode text, city text,
+		country text, guardian_nir text, death_date text)`).CombinedOutput(); err != nil {
+		b.Fatalf("psql: %v %s", err, out)
+	}
+	start := time.Now()
+	if out, err := exec.Command("psql", rawURL, "-qc", fmt.Sprintf(`\copy raw FROM '%s' CSV HEADER`, path)).CombinedOutput(); err != nil {
+		b.Fatalf("psql \\copy: %v %s", err, out)
+	}
+	rawSecs := time.Since(start).Seconds()
+
+	// ens registry import, as a separate process, for its peak RSS.
+	url := testdb.URL(b)
+	cmd := exec.Command(ens, "--database-url", url, "--log-format", "json", "registry", "import", path, "--json")
+	start = time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("ens registry import: %v %s", err, out)
+	}
+	ensSecs := time.Since(start).Seconds()
+	rssMB := float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+	benchutil.Record(b, "import", map[string]any{
+		"rows": rows, "psql_copy_rows_per_s": int(float64(rows) / rawSecs), "ens_import_rows_per_s": int(float64(rows) / ensSecs),
+		"ratio": round(rawSecs / ensSecs), "target_ratio": 0.5, "peak_rss_mb": round(rssMB), "target_peak_rss_mb": 300,
+		"command": "ens registry import FILE --json",
+	})
+
+	// Wave launch on the imported people, with and without audit (a copy
+	// of the database for the second run).
+	pool, err := provisioning.OpenPool(ctx, url, 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	var chunks []provisioning.Chunk
+	noEnqueue := countChunks(&chunks)
+	launch := func(name string, noAudit bool) float64 {
+		chunks = chunks[:0]
+		res, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: name, Actor: "bench", Limit: rows},
+			noEnqueue, provisioning.LaunchOptions{NoAudit: noAudit})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return res.Duration.Seconds()
+	}
+	noAuditSecs := launch("bench-no-audit", true)
+	if _, err := pool.Exec(ctx, `DELETE FROM account`); err != nil {
+		b.Fatal(err)
+	}
+	pool.Exec(ctx, `VACUUM ANALYZE account`)
+	auditSecs := launch("bench-audit", false)
+	benchutil.Record(b, "wave_launch", map[string]any{
+		"accounts": rows, "seconds": round(auditSecs), "accounts_per_s": int(float64(rows) / auditSecs), "target_seconds": 60,
+		"seconds_without_audit": round(noAuditSecs), "audit_overhead_pct": round(100 * (auditSecs - noAuditSecs) / noAuditSecs),
+		"target_audit_overhead_pct": 15, "note": "job insertion excluded (measured with the notice pipeline)",
+	})
+
+	// Archive and purge 100,000 active accounts.
+	n := min(benchutil.Size(100_000), rows)
+	if _, err := pool.Exec(ctx, `UPDATE account SET state = 'notified', notified_at = now(), deadline = now() + interval '1 day'
+		WHERE id IN (SELECT id FROM account WHERE state = 'pending' ORDER BY id LIMIT $1)`, n); err != nil {
+		b.Fatal(err)
+	}
+	pool.Exec(ctx, `UPDATE account SET state = 'active', activated_at = now() WHERE state = 'notified'`)
+	var ids []int64
+	pool.QueryRow(ctx, `SELECT array_agg(id) FROM account WHERE state = 'active'`).Scan(&ids)
+	start = time.Now()
+	if _, err := provisioning.ArchiveAccounts(ctx, pool, ids, provisioning.ReasonRequest, "bench", nil); err != nil {
+		b.Fatal(err)
+	}
+	archiveSecs := time.Since(start).Seconds()
+	later := provisioning.Clock(func() time.Time { return time.Now().AddDate(10, 0, 1) })
+	start = time.Now()
+	res, err := provisioning.Purge(ctx, pool, []byte("bench-key-bench-key-bench-key-32"), false, later)
+	if err != nil {
+		b.Fatal(err)
+	}
+	purgeSecs := time.Since(start).Seconds()
+	benchutil.Record(b, "archive_purge", map[string]any{
+		"archived": len(ids), "archive_seconds": round(archiveSecs), "purged": res.Purged, "purge_seconds": round(purgeSecs),
+	})
+}
+
+func round(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
