@@ -60,7 +60,7 @@ func BenchmarkEmails(b *testing.B) {
 	mailer.Close()
 
 	// Pipeline: a wave of n people with email, from launch to every email sent.
-	env := setup(b, n*10/7, nil)
+	env := setupChunks(b, n*10/7, nil, 500)
 	env.deps.Mailer, _ = notify.NewMailer(notify.SMTPConfig{URL: env.sink.URL(), Connections: conns})
 	env.deps.CommitEvery = 50
 	env.sink.SetRule(nil)
@@ -68,14 +68,15 @@ func BenchmarkEmails(b *testing.B) {
 	env.runUntilIdle(b)
 	secs := time.Since(start).Seconds()
 	var emails, letters int64
-	env.pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE channel = 'email'), count(*) FILTER (WHERE channel = 'letter')
-		FROM notice WHERE status = 'sent'`).Scan(&emails, &letters)
-	rate := float64(emails) / secs
+	var lastEmail time.Time
+	env.pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE channel = 'email'), count(*) FILTER (WHERE channel = 'letter'),
+		max(sent_at) FILTER (WHERE channel = 'email') FROM notice WHERE status = 'sent'`).Scan(&emails, &letters, &lastEmail)
+	rate := float64(emails) / lastEmail.Sub(start).Seconds()
 	benchutil.Record(b, "emails", map[string]any{
 		"bare_go_mail_msgs_per_s": int(bareRate), "pipeline_emails_per_s": int(rate), "ratio": float64(int(rate/bareRate*100)) / 100,
 		"target_ratio": 0.7, "connections": conns, "wave_people": env.wave.Created, "emails": emails, "letters": letters,
 		"wave_dispatch_seconds": float64(int(secs*100)) / 100,
-		"note": "pipeline time includes letter rendering of people without email",
+		"note":                  "emails/s from the start of the worker to the last email accepted; wave_dispatch_seconds until every notice (letters too) is out",
 	})
 }
 
@@ -125,4 +126,3 @@ func portOf(addr string) int {
 	fmt.Sscanf(addr[len("127.0.0.1:"):], "%d", &p)
 	return p
 }
-

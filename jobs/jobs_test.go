@@ -40,6 +40,11 @@ type env struct {
 
 func setup(t testing.TB, people int64, rule mailsink.Rule) *env {
 	t.Helper()
+	return setupChunks(t, people, rule, 40)
+}
+
+func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int) *env {
+	t.Helper()
 	ctx := context.Background()
 	pool := testdb.Pool(t)
 	path := filepath.Join(t.TempDir(), "reg.csv")
@@ -65,7 +70,7 @@ func setup(t testing.TB, people int64, rule mailsink.Rule) *env {
 		t.Fatal(err)
 	}
 	res, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w1", Actor: "test"}, jobs.Enqueuer(ins),
-		provisioning.LaunchOptions{ChunkSize: 40})
+		provisioning.LaunchOptions{ChunkSize: chunk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ type holder struct {
 
 // notified imports n people, launches a wave and marks its pending accounts
 // notified with deadline, as the notice workers would.
-func notified(t *testing.T, pool *pgxpool.Pool, n int64, deadline time.Time) []holder {
+func notified(t testing.TB, pool *pgxpool.Pool, n int64, deadline time.Time) []holder {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "reg.csv")
