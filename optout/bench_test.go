@@ -85,7 +85,9 @@ func loadTest(b *testing.B, url string, hs []holder, duration time.Duration, wor
 	}
 	wg.Wait()
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-	pct := func(p float64) float64 { return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000 }
+	pct := func(p float64) float64 {
+		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
 	errors5xx := 0
 	byStatus := map[string]int{}
 	for c, n := range statuses {

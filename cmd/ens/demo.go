@@ -5,9 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -15,6 +21,7 @@ import (
 	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/fixtures/pgserver"
 	"github.com/ens-sante/ens/notify/mailsink"
+	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 )
 
@@ -122,7 +129,89 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	pdfs, _ := filepath.Glob(filepath.Join(a.varDir, "letters", "*", "*.pdf"))
 	fmt.Fprintf(a.stdout, "\n%d emails landed in %s; %d letter PDFs (one per department) under %s\n",
 		len(emls), outbox, len(pdfs), filepath.Join(a.varDir, "letters"))
-	_ = pool
+
+	if err := a.demoOppositions(ctx, pool, wave); err != nil {
+		return err
+	}
+	a.step("Waiting for the %s window to end, then ens worker --until-idle closes it", o.window)
+	var last time.Time
+	if err := pool.QueryRow(ctx, `SELECT coalesce(max(deadline), now()) FROM account a JOIN wave w ON w.id = a.wave_id WHERE w.name = $1`, wave).Scan(&last); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(time.Until(last) + time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := a.sub(ctx, "worker", "--until-idle"); err != nil {
+		return err
+	}
+	a.step("ens report %s", wave)
+	if err := a.sub(ctx, "report", wave); err != nil {
+		return err
+	}
+	pdf := filepath.Join(demoDir, wave+".pdf")
+	if err := a.sub(ctx, "report", wave, "--format", "pdf", "-o", pdf); err != nil {
+		return err
+	}
+	a.step("ens audit verify")
+	if err := a.sub(ctx, "audit", "verify"); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "\nDone. Open %s for the auditors' report; run 'ens serve' for the public form and 'ens db stop' to stop the database.\n", pdf)
+	return nil
+}
+
+// demoOppositions opposes a few accounts through the real public API, as
+// the call centre's tools would, and opposes then withdraws one more.
+func (a *app) demoOppositions(ctx context.Context, pool *pgxpool.Pool, wave string) error {
+	a.step("A few people oppose through the real API (POST /api/v1/oppositions on a local ens serve)")
+	svc, err := a.optoutService(ctx, 4)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: optout.NewHandler(svc), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck
+	defer srv.Close()
+	rows, err := pool.Query(ctx, `SELECT a.id, p.birth_date::text FROM account a JOIN person p ON p.id = a.person_id
+		JOIN wave w ON w.id = a.wave_id WHERE w.name = $1 AND a.state = 'notified' ORDER BY a.id LIMIT 6`, wave)
+	if err != nil {
+		return err
+	}
+	type who struct {
+		id    int64
+		birth string
+	}
+	var people []who
+	for rows.Next() {
+		var p who
+		if err := rows.Scan(&p.id, &p.birth); err != nil {
+			rows.Close()
+			return err
+		}
+		people = append(people, p)
+	}
+	rows.Close()
+	for i, p := range people {
+		// The demo knows the key, so it can play the person who read the notice.
+		code := svc.Key.Derive(p.id).String()
+		birth := p.birth
+		if i == len(people)-1 {
+			birth = "1900-01-01" // a wrong birth date: the generic answer
+		}
+		body := fmt.Sprintf(`{"code":%q,"birth_date":%q}`, code, birth)
+		resp, err := http.Post("http://"+ln.Addr().String()+"/api/v1/oppositions", "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Fprintf(a.stdout, "  account %d: HTTP %d %s", p.id, resp.StatusCode, b)
+	}
 	return nil
 }
 
