@@ -1,15 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/jobs/ops"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 )
@@ -27,7 +34,7 @@ func (a *app) optoutService(ctx context.Context, conns int32) (*optout.Service, 
 }
 
 func (a *app) serveCommand() *cobra.Command {
-	var addr string
+	var addr, opsAddr string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the public opposition form and the call centre's JSON API",
@@ -41,10 +48,69 @@ func (a *app) serveCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("listening on %s: %w", addr, err)
 			}
-			return a.serve(cmd.Context(), ln, optout.NewHandler(svc))
+			if opsAddr == "" {
+				return a.serve(cmd.Context(), ln, optout.NewHandler(svc))
+			}
+			opsLn, opsH, err := a.opsArea(cmd.Context(), svc.Pool, opsAddr)
+			if err != nil {
+				return err
+			}
+			g, ctx := errgroup.WithContext(cmd.Context())
+			g.Go(func() error { return a.serve(ctx, ln, optout.NewHandler(svc)) })
+			g.Go(func() error { return a.serve(ctx, opsLn, opsH) })
+			return g.Wait()
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", envOr("ENS_ADDR", "127.0.0.1:8080"), "listen address")
+	cmd.Flags().StringVar(&addr, "addr", envOr("ENS_ADDR", "127.0.0.1:8080"), "listen address of the public site")
+	cmd.Flags().StringVar(&opsAddr, "ops-addr", envOr("ENS_OPS_ADDR", "127.0.0.1:8081"), "listen address of /ops/ and /metrics (internal network only; empty: off)")
+	return cmd
+}
+
+// opsArea prepares the operators' and auditors' area and its listener.
+func (a *app) opsArea(ctx context.Context, pool *pgxpool.Pool, addr string) (net.Listener, http.Handler, error) {
+	users, err := ops.LoadUsers()
+	if err != nil {
+		a.log.Warn("ops area has no users: every /ops/ request will be refused", "error", err)
+		users = map[string]ops.User{}
+	}
+	client, err := jobs.NewInsertClient(pool)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := ops.NewHandler(pool, client, users, a.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := h.Start(ctx); err != nil {
+		return nil, nil, fmt.Errorf("starting River UI: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	fmt.Fprintf(a.stdout, "operations area: http://%s/ops/ (River UI at /ops/river/, metrics at /metrics)\n", ln.Addr())
+	return ln, h, nil
+}
+
+func (a *app) opsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "ops", Short: "The operators' and auditors' web area"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "hash",
+		Short: "Read a password on stdin and print its bcrypt hash, for ENS_OPS_USERS (name:role:hash)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pass, err := io.ReadAll(io.LimitReader(a.stdin, 1024))
+			if err != nil {
+				return err
+			}
+			h, err := bcrypt.GenerateFromPassword(bytes.TrimRight(pass, "\r\n"), bcrypt.DefaultCost)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, string(h))
+			return nil
+		},
+	})
 	return cmd
 }
 

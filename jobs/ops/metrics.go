@@ -1,0 +1,65 @@
+package ops
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collector reads its figures from the database at each scrape, so that
+// every worker and server process contributes and restarts lose nothing.
+type collector struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+var (
+	descNotices     = prometheus.NewDesc("ens_notices", "Notices by channel and status.", []string{"channel", "status"}, nil)
+	descOppositions = prometheus.NewDesc("ens_oppositions", "Standing oppositions by channel.", []string{"channel"}, nil)
+	descWithdrawn   = prometheus.NewDesc("ens_oppositions_withdrawn", "Oppositions withdrawn within the window.", nil, nil)
+	descAccounts    = prometheus.NewDesc("ens_accounts", "Accounts by state.", []string{"state"}, nil)
+	descJobs        = prometheus.NewDesc("ens_river_jobs", "River jobs by kind and state (finished jobs are kept 24 hours).", []string{"kind", "state"}, nil)
+	descImportRows  = prometheus.NewDesc("ens_import_rows_total", "Registry rows imported, by outcome.", []string{"outcome"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gauge := func(desc *prometheus.Desc, q string, labels int, vt prometheus.ValueType) {
+		rows, err := c.pool.Query(ctx, q)
+		if err != nil {
+			c.log.Error("collecting metrics", "error", err)
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			vals := make([]string, labels)
+			var n float64
+			ptrs := make([]any, 0, labels+1)
+			for i := range vals {
+				ptrs = append(ptrs, &vals[i])
+			}
+			if err := rows.Scan(append(ptrs, &n)...); err != nil {
+				c.log.Error("collecting metrics", "error", err)
+				return
+			}
+			ch <- prometheus.MustNewConstMetric(desc, vt, n, vals...)
+		}
+	}
+	gauge(descNotices, `SELECT channel, status, count(*)::float8 FROM notice GROUP BY 1, 2`, 2, prometheus.GaugeValue)
+	gauge(descOppositions, `SELECT channel, count(*)::float8 FROM opposition WHERE undone_at IS NULL GROUP BY 1`, 1, prometheus.GaugeValue)
+	gauge(descWithdrawn, `SELECT count(*)::float8 FROM opposition WHERE undone_at IS NOT NULL`, 0, prometheus.GaugeValue)
+	gauge(descAccounts, `SELECT s.state, count(a.id)::float8 FROM account_state s LEFT JOIN account a ON a.state = s.state GROUP BY 1`, 1, prometheus.GaugeValue)
+	gauge(descJobs, `SELECT kind, state::text, count(*)::float8 FROM river_job GROUP BY 1, 2`, 2, prometheus.GaugeValue)
+	gauge(descImportRows, `SELECT o, sum(n)::float8 FROM registry_import,
+		LATERAL (VALUES ('read', read), ('accepted', accepted), ('rejected', rejected), ('inserted', inserted), ('updated', updated)) v(o, n) GROUP BY 1`, 1, prometheus.CounterValue)
+}
