@@ -40,16 +40,16 @@ type env struct {
 
 func setup(t testing.TB, people int64, rule mailsink.Rule) *env {
 	t.Helper()
-	return setupChunks(t, people, rule, 40)
+	return setupChunks(t, people, rule, 40, 0)
 }
 
-func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int) *env {
+func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int, emailShare float64) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool := testdb.Pool(t)
 	path := filepath.Join(t.TempDir(), "reg.csv")
 	f, _ := os.Create(path)
-	fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: people, Seed: 42, RejectShare: -1})
+	fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: people, Seed: 42, RejectShare: -1, EmailShare: emailShare})
 	f.Close()
 	if _, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ens-sante/ens/provisioning"
 )
 
 // Kind of notice.
@@ -108,25 +110,10 @@ func truncate(s string, n int) string {
 	return string([]rune(s)[:n])
 }
 
-var frMonths = [...]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
-	"octobre", "novembre", "décembre"}
-
 // FrenchDate writes a day in full French: "15 mars 2027" ("1er" for the first).
-func FrenchDate(t time.Time, loc *time.Location) string {
-	t = t.In(loc)
-	day := fmt.Sprint(t.Day())
-	if t.Day() == 1 {
-		day = "1er"
-	}
-	return fmt.Sprintf("%s %s %d", day, frMonths[t.Month()-1], t.Year())
-}
+func FrenchDate(t time.Time, loc *time.Location) string { return provisioning.FrenchDate(t.In(loc)) }
 
-// FrenchDeadline is the deadline as every notice states it. A rehearsal
-// window shorter than a day also gives the time.
+// FrenchDeadline is the deadline as every notice states it.
 func FrenchDeadline(t time.Time, loc *time.Location) string {
-	lt := t.In(loc)
-	if lt.Hour() == 23 && lt.Minute() == 59 {
-		return "jusqu'au " + FrenchDate(t, loc) + " inclus"
-	}
-	return fmt.Sprintf("jusqu'au %s à %02dh%02d", FrenchDate(t, loc), lt.Hour(), lt.Minute())
+	return provisioning.FrenchDeadline(t.In(loc))
 }

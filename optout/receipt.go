@@ -2,7 +2,6 @@ package optout
 
 import (
 	"bytes"
-	"fmt"
 	"time"
 
 	"github.com/jung-kurt/gofpdf"
@@ -10,25 +9,8 @@ import (
 	"github.com/ens-sante/ens/provisioning"
 )
 
-var months = [...]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
-	"octobre", "novembre", "décembre"}
-
-func frenchDate(t time.Time) string {
-	t = t.In(provisioning.Paris)
-	d := fmt.Sprint(t.Day())
-	if t.Day() == 1 {
-		d = "1er"
-	}
-	return fmt.Sprintf("%s %s %d", d, months[t.Month()-1], t.Year())
-}
-
-func frenchDeadline(t time.Time) string {
-	lt := t.In(provisioning.Paris)
-	if lt.Hour() == 23 && lt.Minute() == 59 {
-		return "jusqu'au " + frenchDate(t) + " inclus"
-	}
-	return "jusqu'au " + frenchDate(t) + " à " + lt.Format("15h04")
-}
+func frenchDate(t time.Time) string     { return provisioning.FrenchDate(t) }
+func frenchDeadline(t time.Time) string { return provisioning.FrenchDeadline(t) }
 
 // ReceiptPDF renders the proof of an opposition; the same receipt always
 // gives the same bytes.

@@ -148,6 +148,11 @@ type PurgeResult struct {
 // the person's data goes from every table and a non-identifying trace stays.
 // Nothing is purged a moment before retain_until. A dry run only counts.
 func Purge(ctx context.Context, pool *pgxpool.Pool, nirKey []byte, dryRun bool, clock Clock) (*PurgeResult, error) {
+	return PurgeWithProgress(ctx, pool, nirKey, dryRun, clock, nil)
+}
+
+// PurgeWithProgress is Purge, calling progress with the count purged so far.
+func PurgeWithProgress(ctx context.Context, pool *pgxpool.Pool, nirKey []byte, dryRun bool, clock Clock, progress func(int64)) (*PurgeResult, error) {
 	now := clock.Now()
 	res := &PurgeResult{DryRun: dryRun}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM archive WHERE retain_until <= $1`, now).Scan(&res.Due); err != nil {
@@ -159,6 +164,9 @@ func Purge(ctx context.Context, pool *pgxpool.Pool, nirKey []byte, dryRun bool, 
 			return res, err
 		}
 		res.Purged += n
+		if progress != nil {
+			progress(res.Purged)
+		}
 		if n == 0 {
 			break
 		}

@@ -118,7 +118,7 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7100003)`); err != nil {
 		return nil, fmt.Errorf("waiting for another import to finish: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off;
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off; SET LOCAL work_mem = '256MB';
 		CREATE UNLOGGED TABLE registry_stage (
 			line bigint, reason text, nir_masked text, nir text COLLATE "C", sex smallint, last_name text, first_name text,
 			birth_date date, email text, address_line2 text, address_line3 text, address_line4 text,

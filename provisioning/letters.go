@@ -56,16 +56,8 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 				return fmt.Errorf("selecting letters to render: %w", err)
 			}
 			targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Target, error) {
-				var t Target
-				var l2, l3, l4, l5 *string
-				err := row.Scan(&t.NoticeID, &t.Kind, &t.AccountID, &t.FirstName, &t.LastName, &t.NIR, &t.ForGuardian, &t.Email,
-					&l2, &l3, &l4, &l5, &t.Postcode, &t.City, &t.Country, &t.Department)
-				for i, l := range []*string{l2, l3, l4, l5} {
-					if l != nil {
-						t.Lines[i] = *l
-					}
-				}
-				t.Channel = ChannelLetter
+				t := Target{Channel: ChannelLetter}
+				err := scanTargetInto(row, &t, &t.NoticeID, &t.Kind)
 				return t, err
 			})
 			if err != nil {

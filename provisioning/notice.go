@@ -175,15 +175,23 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 
 func scanTarget(row pgx.CollectableRow) (Target, error) {
 	var t Target
+	err := scanTargetInto(row, &t)
+	return t, err
+}
+
+// scanTargetInto scans leading columns into lead, then targetSelect's
+// columns into t.
+func scanTargetInto(row pgx.CollectableRow, t *Target, lead ...any) error {
 	var l2, l3, l4, l5 *string
-	err := row.Scan(&t.AccountID, &t.FirstName, &t.LastName, &t.NIR, &t.ForGuardian, &t.Email, &l2, &l3, &l4, &l5,
+	dest := append(lead, &t.AccountID, &t.FirstName, &t.LastName, &t.NIR, &t.ForGuardian, &t.Email, &l2, &l3, &l4, &l5,
 		&t.Postcode, &t.City, &t.Country, &t.Department)
+	err := row.Scan(dest...)
 	for i, l := range []*string{l2, l3, l4, l5} {
 		if l != nil {
 			t.Lines[i] = *l
 		}
 	}
-	return t, err
+	return err
 }
 
 // queueLetters asks for the departments of these accounts' letters to be

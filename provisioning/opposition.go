@@ -241,11 +241,8 @@ func PendingExtensionEmails(ctx context.Context, db DBTX, limit int) ([]Target, 
 		return nil, fmt.Errorf("reading extension notices: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Target, error) {
-		var t Target
-		var l2, l3, l4, l5 *string
-		err := row.Scan(&t.NoticeID, &t.Seq, &t.AccountID, &t.FirstName, &t.LastName, &t.NIR, &t.ForGuardian, &t.Email,
-			&l2, &l3, &l4, &l5, &t.Postcode, &t.City, &t.Country, &t.Department)
-		t.Kind, t.Channel = NoticeExtension, ChannelEmail
+		t := Target{Kind: NoticeExtension, Channel: ChannelEmail}
+		err := scanTargetInto(row, &t, &t.NoticeID, &t.Seq)
 		return t, err
 	})
 }

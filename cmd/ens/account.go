@@ -168,7 +168,11 @@ func (a *app) archiveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := provisioning.Purge(cmd.Context(), pool, key.NIRKey(), dry, a.clock)
+			var due int64
+			if err := pool.QueryRow(cmd.Context(), `SELECT count(*) FROM archive WHERE retain_until <= now()`).Scan(&due); err != nil {
+				return err
+			}
+			res, err := provisioning.PurgeWithProgress(cmd.Context(), pool, key.NIRKey(), dry, a.clock, a.progress("archive purge", due))
 			if err != nil {
 				return err
 			}

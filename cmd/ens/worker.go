@@ -109,6 +109,11 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	quiet := 0
+	initial, err := jobs.Outstanding(ctx, deps, time.Second)
+	if err != nil {
+		return err
+	}
+	progress := a.progress("jobs worked", initial)
 	for {
 		select {
 		case <-ctx.Done():
@@ -121,6 +126,7 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		}
 		if n > 0 {
 			quiet = 0
+			progress(max(0, initial-n))
 			continue
 		}
 		if quiet++; quiet < 3 {

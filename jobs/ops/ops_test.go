@@ -36,7 +36,10 @@ func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
 	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, none, provisioning.LaunchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	hash := func(p string) string { h, _ := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost); return string(h) }
+	hash := func(p string) string {
+		h, _ := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+		return string(h)
+	}
 	users, err := ops.ParseUsers(strings.NewReader("# users\nolga:operator:" + hash("o-pass") + "\nadam:auditor:" + hash("a-pass") + "\n"))
 	if err != nil {
 		t.Fatal(err)
