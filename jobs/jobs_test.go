@@ -321,3 +321,42 @@ func TestBounceSwitchesToLetterWithItsPrintedDeadline(t *testing.T) {
 		t.Fatalf("account deadline %v, letter printed %v, email said %v", newDeadline, printed, emailDeadline)
 	}
 }
+
+func TestExtensionTellsPeopleTheirNewDeadline(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 80, nil)
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	before := e.sink.Count()
+	until := time.Now().AddDate(0, 3, 0)
+	n, err := provisioning.ExtendWave(ctx, e.pool, "w1", until, "olga", nil)
+	if err != nil || n == 0 {
+		t.Fatalf("extend: %d %v", n, err)
+	}
+	if _, err := provisioning.ExtendWave(ctx, e.pool, "w1", until.AddDate(0, 0, -1), "olga", nil); err == nil {
+		t.Fatal("an extension that shortens the window was accepted")
+	}
+	ins, _ := jobs.NewInsertClient(e.pool)
+	if _, err := ins.Insert(ctx, jobs.SendExtensionsArgs{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.runUntilIdle(t)
+	want := time.Date(until.Year(), until.Month(), until.Day(), 23, 59, 59, 0, provisioning.Paris)
+	var wrong, extensions, pending int64
+	e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE deadline <> $1) FROM account WHERE state IN ('notified', 'opposed')`, want).Scan(&wrong)
+	e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'pending')
+		FROM notice WHERE kind = 'extension'`).Scan(&extensions, &pending)
+	if wrong != 0 || extensions != n || pending != 0 {
+		t.Fatalf("%d deadlines not moved, %d extension notices sent of %d, %d pending", wrong, extensions, n, pending)
+	}
+	var emailed int64
+	e.pool.QueryRow(ctx, `SELECT count(*) FROM notice WHERE kind = 'extension' AND channel = 'email'`).Scan(&emailed)
+	if e.sink.Count()-before != emailed {
+		t.Fatalf("%d extension emails reached the server, %d recorded", e.sink.Count()-before, emailed)
+	}
+	for _, raw := range e.sink.Messages()[before:] {
+		if !bytes.Contains(raw, []byte("prolong")) {
+			t.Fatal("an extension email does not say the window was extended")
+		}
+	}
+}

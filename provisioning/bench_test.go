@@ -65,6 +65,9 @@ func BenchmarkImportAndLaunch(b *testing.B) {
 
 	// Wave launch on the imported people, with and without the audit log,
 	// each on its own identical copy of the imported database.
+	if out, err := exec.Command("psql", url, "-qc", "VACUUM ANALYZE").CombinedOutput(); err != nil {
+		b.Fatalf("vacuum: %v %s", err, out)
+	}
 	cloneURL := testdb.Clone(b, url)
 	var chunks []provisioning.Chunk
 	launch := func(dbURL string, noAudit bool) (float64, *pgxpool.Pool) {

@@ -47,11 +47,16 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 		n := 0
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			now := opts.Clock.Now()
-			rows, err := tx.Query(ctx, `SELECT n.id, n.kind, t.* FROM (`+targetSelect+`
-				WHERE a.wave_id = $1 AND a.state IN ('pending', 'notified', 'active')) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d)
-				JOIN notice n ON n.account_id = t.id AND n.channel = 'letter' AND n.status = 'pending'
-				WHERE t.d = $3
-				ORDER BY t.pc, n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED`, waveID, Day(now), department, opts.BatchSize)
+			// Pick the batch by the indexed department first; only then
+			// resolve the addresses of those accounts.
+			rows, err := tx.Query(ctx, `WITH picked AS (
+					SELECT n.id, n.kind, n.account_id FROM notice n JOIN account a ON a.id = n.account_id
+					WHERE n.channel = 'letter' AND n.status = 'pending' AND n.department = $3 AND a.wave_id = $1
+					  AND a.state IN ('pending', 'notified', 'active')
+					ORDER BY n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED)
+				SELECT p.id, p.kind, t.* FROM picked p JOIN (`+targetSelect+`
+					WHERE a.id IN (SELECT account_id FROM picked)) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d)
+				ON t.id = p.account_id ORDER BY t.pc, p.id`, waveID, Day(now), department, opts.BatchSize)
 			if err != nil {
 				return fmt.Errorf("selecting letters to render: %w", err)
 			}
@@ -110,11 +115,8 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 // PendingLetterGroups lists, by wave, the departments with letters waiting to
 // be rendered.
 func PendingLetterGroups(ctx context.Context, db DBTX) (map[int64][]string, error) {
-	rows, err := db.Query(ctx, `SELECT DISTINCT x.w, t.d FROM (`+targetSelect+`
-		WHERE ($1::bigint IS NULL OR a.wave_id = $1)
-		  AND EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.channel = 'letter' AND n.status = 'pending')
-		  AND a.state IN ('pending', 'notified', 'active')) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d)
-		JOIN LATERAL (SELECT wave_id AS w FROM account WHERE id = t.id) x ON true`, nil, Day(time.Now()))
+	rows, err := db.Query(ctx, `SELECT DISTINCT a.wave_id, n.department FROM notice n JOIN account a ON a.id = n.account_id
+		WHERE n.channel = 'letter' AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')`)
 	if err != nil {
 		return nil, fmt.Errorf("finding pending letters: %w", err)
 	}

@@ -3,6 +3,7 @@ package provisioning
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -131,15 +132,21 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 		}
 		ids := make([]int64, len(targets))
 		channels := make([]string, len(targets))
+		depts := make([]*string, len(targets))
+		letterDepts := map[string]bool{}
 		for i, t := range targets {
 			ids[i], channels[i] = t.AccountID, t.Channel
+			if t.Channel == ChannelLetter {
+				depts[i] = &targets[i].Department
+				letterDepts[t.Department] = true
+			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel)
-			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`, ids, kinds, channels); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, department)
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING`, ids, kinds, channels, depts); err != nil {
 			return fmt.Errorf("creating notices: %w", err)
 		}
 		if len(letterIDs) > 0 {
-			if err := queueLetters(ctx, tx, waveID, letterIDs, letters); err != nil {
+			if err := letters(ctx, tx, waveID, keys(letterDepts)); err != nil {
 				return err
 			}
 		}
@@ -194,16 +201,65 @@ func scanTargetInto(row pgx.CollectableRow, t *Target, lead ...any) error {
 	return err
 }
 
-// queueLetters asks for the departments of these accounts' letters to be
-// rendered.
-func queueLetters(ctx context.Context, tx pgx.Tx, waveID int64, accountIDs []int64, letters LetterFunc) error {
-	var depts []string
-	err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT d), '{}') FROM (`+targetSelect+`
-		WHERE a.id = ANY($1)) t(id, f, l, n, g, e, a2, a3, a4, a5, pc, c, co, d)`, accountIDs, Day(time.Now())).Scan(&depts)
+// recipientDepartments gives, for each account, the department of whoever
+// receives its letters.
+func recipientDepartments(ctx context.Context, tx pgx.Tx, accountIDs []int64) (map[int64]string, error) {
+	rows, err := tx.Query(ctx, `SELECT t.id, t.d FROM (`+targetSelect+`
+		WHERE a.id = ANY($1)) t(id, f, l, n, g, e, a2, a3, a4, a5, pc, c, co, d)`, accountIDs, Day(time.Now()))
 	if err != nil {
-		return fmt.Errorf("finding letter departments: %w", err)
+		return nil, fmt.Errorf("finding letter departments: %w", err)
 	}
-	return letters(ctx, tx, waveID, depts)
+	defer rows.Close()
+	out := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var d string
+		if err := rows.Scan(&id, &d); err != nil {
+			return nil, err
+		}
+		out[id] = d
+	}
+	return out, rows.Err()
+}
+
+// createLetters creates letter notices copying kind and seq from the given
+// notices, each with its addressee's department, and queues their rendering.
+func createLetters(ctx context.Context, tx pgx.Tx, from []int64, accs []int64, waveOf map[int64]int64, letters LetterFunc) error {
+	depts, err := recipientDepartments(ctx, tx, accs)
+	if err != nil {
+		return err
+	}
+	dAcc, dDept := make([]int64, 0, len(depts)), make([]string, 0, len(depts))
+	byWave := map[int64]map[string]bool{}
+	for a, d := range depts {
+		dAcc, dDept = append(dAcc, a), append(dDept, d)
+		w := waveOf[a]
+		if byWave[w] == nil {
+			byWave[w] = map[string]bool{}
+		}
+		byWave[w][d] = true
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, seq, department)
+		SELECT n.account_id, n.kind, 'letter', n.seq, d.dept FROM notice n
+		JOIN unnest($2::bigint[], $3::text[]) AS d(acc, dept) ON d.acc = n.account_id
+		WHERE n.id = ANY($1) ON CONFLICT DO NOTHING`, from, dAcc, dDept); err != nil {
+		return fmt.Errorf("creating letters: %w", err)
+	}
+	for w, ds := range byWave {
+		if err := letters(ctx, tx, w, keys(ds)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Sent is an email the SMTP server accepted.
@@ -295,19 +351,12 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 		if n == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, seq)
-			SELECT n.account_id, n.kind, 'letter', n.seq FROM notice n WHERE n.id = ANY($1) AND n.status = $2
-			ON CONFLICT DO NOTHING`, noticeIDs, status); err != nil {
-			return fmt.Errorf("creating fallback letters: %w", err)
-		}
-		byWave := map[int64][]int64{}
+		waveOf := map[int64]int64{}
 		for i, a := range accs {
-			byWave[waveIDs[i]] = append(byWave[waveIDs[i]], a)
+			waveOf[a] = waveIDs[i]
 		}
-		for w, ids := range byWave {
-			if err := queueLetters(ctx, tx, w, ids, letters); err != nil {
-				return err
-			}
+		if err := createLetters(ctx, tx, noticeIDs, accs, waveOf, letters); err != nil {
+			return err
 		}
 		return AppendAudit(ctx, tx, clock.Now(), Event{Actor: ActorSystem, Action: "notice.fallback_to_letter",
 			AccountIDs: accs, Details: map[string]any{"status": status, "reason": reason}})

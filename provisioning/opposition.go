@@ -219,12 +219,22 @@ func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time
 			return fmt.Errorf("extending deadlines: %w", err)
 		}
 		n = int64(len(ids))
-		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, seq)
-			SELECT a.id, 'extension',
-			       CASE WHEN EXISTS (SELECT 1 FROM notice e WHERE e.account_id = a.id AND e.channel = 'email' AND e.status = 'sent')
-			            THEN 'email' ELSE 'letter' END,
-			       (SELECT count(*) + 1 FROM notice x WHERE x.account_id = a.id AND x.kind = 'extension')
-			FROM account a WHERE a.id = ANY($1)`, ids); err != nil {
+		depts, err := recipientDepartments(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		dAcc, dDept := make([]int64, 0, len(depts)), make([]string, 0, len(depts))
+		for a, d := range depts {
+			dAcc, dDept = append(dAcc, a), append(dDept, d)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, seq, department)
+			SELECT a.id, 'extension', ch.channel,
+			       (SELECT count(*) + 1 FROM notice x WHERE x.account_id = a.id AND x.kind = 'extension'),
+			       CASE WHEN ch.channel = 'letter' THEN d.dept END
+			FROM account a JOIN unnest($2::bigint[], $3::text[]) AS d(acc, dept) ON d.acc = a.id
+			CROSS JOIN LATERAL (SELECT CASE WHEN EXISTS (SELECT 1 FROM notice e WHERE e.account_id = a.id
+			       AND e.channel = 'email' AND e.status = 'sent') THEN 'email' ELSE 'letter' END AS channel) ch
+			WHERE a.id = ANY($1)`, ids, dAcc, dDept); err != nil {
 			return fmt.Errorf("creating extension notices: %w", err)
 		}
 		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "wave.extended", WaveID: &w.ID, AccountIDs: ids,

@@ -16,6 +16,9 @@ CREATE TABLE notice (
     attempts    int         NOT NULL DEFAULT 0,
     -- Why a notice failed: an SMTP code and class, never an address.
     error       text,
+    -- Department of the letter's addressee (the representative's for a
+    -- minor), fixed when the letter is created: batches are per department.
+    department  text COLLATE "C",
     -- The letter batch and page it was printed on.
     batch_id    bigint,
     page        int,
@@ -23,7 +26,7 @@ CREATE TABLE notice (
     CHECK (status <> 'sent' OR sent_at IS NOT NULL),
     CHECK (kind = 'information' OR status <> 'sent' OR deadline IS NOT NULL)
 );
-CREATE INDEX notice_pending_letter_idx ON notice (status, channel) WHERE status = 'pending' AND channel = 'letter';
+CREATE INDEX notice_pending_letter_idx ON notice (department, id) WHERE status = 'pending' AND channel = 'letter';
 
 -- A rendered letter PDF: one department of one wave, sorted by postcode.
 CREATE TABLE letter_batch (
