@@ -3,6 +3,8 @@ package jobs_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -61,7 +63,10 @@ func BenchmarkEmails(b *testing.B) {
 	// Pipeline: a wave of n people with email, from launch to every email sent.
 	env := setupChunks(b, n, nil, 500, 1) // everyone has an email: letters are measured apart
 	env.deps.Mailer, _ = notify.NewMailer(notify.SMTPConfig{URL: env.sink.URL(), Connections: conns})
-	env.deps.CommitEvery = 50
+	env.deps.CommitEvery = 20
+	if v, err := strconv.Atoi(os.Getenv("ENS_BENCH_COMMIT_EVERY")); err == nil {
+		env.deps.CommitEvery = v
+	}
 	env.sink.SetRule(nil)
 	start = time.Now()
 	env.runUntilIdle(b)
@@ -73,7 +78,7 @@ func BenchmarkEmails(b *testing.B) {
 	rate := float64(emails) / lastEmail.Sub(start).Seconds()
 	benchutil.Record(b, "emails", map[string]any{
 		"bare_go_mail_msgs_per_s": int(bareRate), "pipeline_emails_per_s": int(rate), "ratio": float64(int(rate/bareRate*100)) / 100,
-		"target_ratio": 0.7, "connections": conns, "wave_people": env.wave.Created, "emails": emails, "letters": letters,
+		"target_ratio": 0.7, "connections": conns, "wave_people": env.wave.Created, "commit_every": env.deps.CommitEvery, "emails": emails, "letters": letters,
 		"wave_dispatch_seconds": float64(int(secs*100)) / 100,
 		"note":                  "emails/s from the start of the worker to the last email accepted; wave_dispatch_seconds until every notice (letters too) is out",
 	})
@@ -83,7 +88,7 @@ func BenchmarkEmails(b *testing.B) {
 // database, rendering, manifest, SHA-256, atomic files) against bare gofpdf
 // rendering the same pages in memory.
 func BenchmarkLetters(b *testing.B) {
-	n := benchutil.Size(5000)
+	n := benchutil.Size(20_000)            // a few hundred letters per department, as in a real wave
 	env := setupChunks(b, n, nil, 500, -1) // nobody has an email: every notice is a letter
 	var ns []*notify.Notice
 	for i := range int(n) {
@@ -102,8 +107,12 @@ func BenchmarkLetters(b *testing.B) {
 	var letters int64
 	env.pool.QueryRow(context.Background(), `SELECT count(*) FROM notice WHERE channel = 'letter' AND status = 'sent'`).Scan(&letters)
 	ours := float64(letters) / secs
+	var batches, pages, jobErrors int64
+	env.pool.QueryRow(context.Background(), `SELECT count(*), coalesce(sum(pages), 0) FROM letter_batch`).Scan(&batches, &pages)
+	env.pool.QueryRow(context.Background(), `SELECT coalesce(sum(cardinality(errors)), 0) FROM river_job`).Scan(&jobErrors)
 	benchutil.Record(b, "letters", map[string]any{"letters": letters, "bare_gofpdf_pages_per_s": int(bare),
 		"pipeline_pages_per_s": int(ours), "ratio": float64(int(ours/bare*100)) / 100, "target_ratio": 0.7,
+		"batches": batches, "pages_recorded": pages, "job_errors": jobErrors,
 		"note": "pipeline: from the worker's start to every letter rendered, written and recorded"})
 }
 
