@@ -355,7 +355,7 @@ type SendExtensionsWorker struct {
 func (w *SendExtensionsWorker) Work(ctx context.Context, job *river.Job[SendExtensionsArgs]) error {
 	d := w.deps
 	for {
-		targets, err := provisioning.PendingExtensionEmails(ctx, d.Pool, 500)
+		targets, err := provisioning.PendingExtensionEmails(ctx, d.Pool, 500, d.Clock.Now())
 		if err != nil || len(targets) == 0 {
 			return err
 		}

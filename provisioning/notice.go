@@ -203,9 +203,9 @@ func scanTargetInto(row pgx.CollectableRow, t *Target, lead ...any) error {
 
 // recipientDepartments gives, for each account, the department of whoever
 // receives its letters.
-func recipientDepartments(ctx context.Context, tx pgx.Tx, accountIDs []int64) (map[int64]string, error) {
+func recipientDepartments(ctx context.Context, tx pgx.Tx, accountIDs []int64, now time.Time) (map[int64]string, error) {
 	rows, err := tx.Query(ctx, `SELECT t.id, t.d FROM (`+targetSelect+`
-		WHERE a.id = ANY($1)) t(id, f, l, n, g, e, a2, a3, a4, a5, pc, c, co, d)`, accountIDs, Day(time.Now()))
+		WHERE a.id = ANY($1)) t(id, f, l, n, g, e, a2, a3, a4, a5, pc, c, co, d)`, accountIDs, Day(now))
 	if err != nil {
 		return nil, fmt.Errorf("finding letter departments: %w", err)
 	}
@@ -224,8 +224,8 @@ func recipientDepartments(ctx context.Context, tx pgx.Tx, accountIDs []int64) (m
 
 // createLetters creates letter notices copying kind and seq from the given
 // notices, each with its addressee's department, and queues their rendering.
-func createLetters(ctx context.Context, tx pgx.Tx, from []int64, accs []int64, waveOf map[int64]int64, letters LetterFunc) error {
-	depts, err := recipientDepartments(ctx, tx, accs)
+func createLetters(ctx context.Context, tx pgx.Tx, from []int64, accs []int64, waveOf map[int64]int64, letters LetterFunc, now time.Time) error {
+	depts, err := recipientDepartments(ctx, tx, accs, now)
 	if err != nil {
 		return err
 	}
@@ -355,7 +355,7 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 		for i, a := range accs {
 			waveOf[a] = waveIDs[i]
 		}
-		if err := createLetters(ctx, tx, noticeIDs, accs, waveOf, letters); err != nil {
+		if err := createLetters(ctx, tx, noticeIDs, accs, waveOf, letters, clock.Now()); err != nil {
 			return err
 		}
 		return AppendAudit(ctx, tx, clock.Now(), Event{Actor: ActorSystem, Action: "notice.fallback_to_letter",

@@ -219,7 +219,7 @@ func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time
 			return fmt.Errorf("extending deadlines: %w", err)
 		}
 		n = int64(len(ids))
-		depts, err := recipientDepartments(ctx, tx, ids)
+		depts, err := recipientDepartments(ctx, tx, ids, now)
 		if err != nil {
 			return err
 		}
@@ -244,9 +244,9 @@ func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time
 }
 
 // PendingExtensionEmails returns extension email notices not yet sent.
-func PendingExtensionEmails(ctx context.Context, db DBTX, limit int) ([]Target, error) {
+func PendingExtensionEmails(ctx context.Context, db DBTX, limit int, now time.Time) ([]Target, error) {
 	rows, err := db.Query(ctx, `SELECT n.id, n.seq, t.* FROM notice n JOIN (`+targetSelect+` WHERE $1::int IS NOT NULL) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d)
-		ON t.id = n.account_id WHERE n.kind = 'extension' AND n.channel = 'email' AND n.status = 'pending' ORDER BY n.id LIMIT $1`, limit, Day(time.Now()))
+		ON t.id = n.account_id WHERE n.kind = 'extension' AND n.channel = 'email' AND n.status = 'pending' ORDER BY n.id LIMIT $1`, limit, Day(now))
 	if err != nil {
 		return nil, fmt.Errorf("reading extension notices: %w", err)
 	}

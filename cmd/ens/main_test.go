@@ -119,3 +119,24 @@ func TestWaveEndToEnd(t *testing.T) {
 		t.Fatalf("purge JSON: %v", purge)
 	}
 }
+
+func TestClearFailures(t *testing.T) {
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	if code, _, errs := c.run("registry", "import", filepath.Join(c.dir, "missing.csv")); code != 1 || !strings.Contains(errs, "reading registry file") {
+		t.Fatalf("unreadable file: exit %d, %q", code, errs)
+	}
+	// Nothing listens on port 1: a clear message, no panic, nothing half-done.
+	down := &cli{t: t, url: "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2", dir: c.dir}
+	reg := filepath.Join(c.dir, "reg.csv")
+	os.WriteFile(reg, []byte("nir,last_name,first_name,birth_date\n"), 0o600)
+	if code, _, errs := down.run("registry", "import", reg); code != 1 || !strings.Contains(errs, "connecting to PostgreSQL") {
+		t.Fatalf("database down: exit %d, %q", code, errs)
+	}
+	if code, _, errs := c.run("account", "show", "255081416802539"); code != 2 || strings.Contains(errs, "255081416802539") {
+		t.Fatalf("bad NIR: exit %d, %q (the NIR must not be echoed)", code, errs)
+	}
+	if code, _, _ := c.run("wave", "launch", "x", "--departments", "20"); code != 2 {
+		t.Fatalf("department 20 accepted: %d", code)
+	}
+}
