@@ -158,7 +158,10 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	if err := a.sub(ctx, "audit", "verify"); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "\nDone. Open %s for the auditors' report; run 'ens serve' for the public form and 'ens db stop' to stop the database.\n", pdf)
+	fmt.Fprintf(a.stdout, "\nDone. Open %s for the auditors' report.\n"+
+		"To browse: ENS_OPS_USERS=\"me:operator:$(echo -n secret | ./bin/ens ops hash)\" ENS_CODE_KEY_FILE=%s ./bin/ens serve\n"+
+		"  then http://127.0.0.1:8080/ (public form), http://127.0.0.1:8081/ops/ (reports) and http://127.0.0.1:8081/ops/river/ (River UI; user me, password secret).\n"+
+		"'./bin/ens db stop' stops the private database.\n", pdf, os.Getenv("ENS_CODE_KEY_FILE"))
 	return nil
 }
 
