@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -24,6 +23,9 @@ type Bounce struct {
 	Status    string
 }
 
+// ErrUnreadable: the file is not a well-formed message.
+var ErrUnreadable = errors.New("unreadable message")
+
 // ErrNotDSN: the message is not a delivery status notification.
 var ErrNotDSN = errors.New("not a delivery status notification (multipart/report; report-type=delivery-status)")
 
@@ -32,9 +34,11 @@ var noticeIDRe = regexp.MustCompile(`ens-notice-(\d+)@`)
 // ParseDSN reads a bounce report and finds which notice it is about, from
 // the Message-ID of the returned original (or its headers).
 func ParseDSN(r io.Reader) (*Bounce, error) {
+	// Parse errors quote the offending line, which may hold an address:
+	// they are replaced by fixed reasons, fit for a log line.
 	m, err := mail.ReadMessage(r)
 	if err != nil {
-		return nil, fmt.Errorf("reading message: %w", err)
+		return nil, ErrUnreadable
 	}
 	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/report" || !strings.EqualFold(params["report-type"], "delivery-status") {
@@ -48,7 +52,7 @@ func ParseDSN(r io.Reader) (*Bounce, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading report part: %w", err)
+			return nil, ErrUnreadable
 		}
 		body, _ := io.ReadAll(io.LimitReader(p, 1<<20))
 		switch ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); ct {

@@ -94,10 +94,14 @@ func TestImportRefusesBadHeader(t *testing.T) {
 		"unknown column":  "nir,last_name,first_name,birth_date,shoe_size\n",
 		"missing nir":     "last_name,first_name,birth_date\n",
 		"repeated column": "nir,nir,last_name,first_name,birth_date\n",
+		"no header row":   "255081416802538,Martin,Zoé,1955-08-12\n",
 	} {
 		_, err := provisioning.ImportRegistry(context.Background(), pool, writeFile(t, h+"1,2,3,4,5\n"), provisioning.ImportOptions{})
 		if !errors.Is(err, provisioning.ErrHeader) {
 			t.Errorf("%s: err = %v, want ErrHeader", name, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), "255081416802538") || strings.Contains(err.Error(), "Martin")) {
+			t.Errorf("%s: the error shows personal data: %v", name, err)
 		}
 	}
 	var n int

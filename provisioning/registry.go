@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -51,6 +52,9 @@ var (
 	AnnotationColumns = []string{"reject_line", "reject_reason"}
 )
 
+// columnName is what a column name may look like in an error message.
+var columnName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,31}$`)
+
 // ErrHeader refuses a whole registry file.
 var ErrHeader = errors.New("registry header refused")
 
@@ -74,7 +78,14 @@ func ParseHeader(fields []string) (*Header, error) {
 			name = strings.TrimPrefix(name, "\ufeff")
 		}
 		if !known[name] {
-			return nil, fmt.Errorf("%w: unknown column %q (known: %s)", ErrHeader, f, strings.Join(append(append([]string{}, RequiredColumns...), OptionalColumns...), ", "))
+			// Echo the name only if it looks like one: a file without its
+			// header row would otherwise put a NIR or a name in the message.
+			what := fmt.Sprintf("column %d", i+1)
+			if columnName.MatchString(name) {
+				what = fmt.Sprintf("column %q", name)
+			}
+			return nil, fmt.Errorf("%w: unknown %s — is the header row missing? (known: %s)", ErrHeader, what,
+				strings.Join(append(append([]string{}, RequiredColumns...), OptionalColumns...), ", "))
 		}
 		if _, dup := h.pos[name]; dup {
 			return nil, fmt.Errorf("%w: column %q appears twice", ErrHeader, name)
