@@ -14,7 +14,6 @@ import (
 	"github.com/ens-sante/ens/fixtures/benchutil"
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/notify/mailsink"
-	"github.com/ens-sante/ens/provisioning"
 )
 
 // BenchmarkEmails: notices through the whole pipeline (River jobs, database,
@@ -34,7 +33,7 @@ func BenchmarkEmails(b *testing.B) {
 		b.Fatal(err)
 	}
 	e, _ := notify.RenderEmail(&notify.Notice{ID: 1, Kind: notify.KindOpposition, FirstName: "Zoé", LastName: "Martin",
-		Code: "ABCD-EFGH-JKMN", Deadline: time.Now()}, provisioning.Paris)
+		Code: "ABCD-EFGH-JKMN", Deadline: time.Now()})
 	client, _ := mail.NewClient("127.0.0.1", mail.WithPort(portOf(sink.Addr())), mail.WithTLSPolicy(mail.NoTLS), mail.WithoutNoop())
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -97,7 +96,7 @@ func BenchmarkLetters(b *testing.B) {
 			Postcode: fmt.Sprintf("75%03d", i%1000), City: "Paris"})
 	}
 	start := time.Now()
-	if _, err := notify.RenderLetters(ns, time.Now(), provisioning.Paris); err != nil {
+	if _, err := notify.RenderLetters(ns, time.Now()); err != nil {
 		b.Fatal(err)
 	}
 	bare := float64(n) / time.Since(start).Seconds()
@@ -115,10 +114,6 @@ func BenchmarkLetters(b *testing.B) {
 		"batches": batches, "pages_recorded": pages, "job_errors": jobErrors,
 		"note": "pipeline: from the worker's start to every letter rendered, written and recorded"})
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func portOf(addr string) int {
 	var p int

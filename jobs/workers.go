@@ -102,31 +102,37 @@ func (w *NotifyChunkWorker) Work(ctx context.Context, job *river.Job[NotifyChunk
 	if len(targets) == 0 {
 		return nil
 	}
+	res, err := w.dispatch(ctx, wave, targets)
+	d.Logger.Info("notice chunk dispatched", "wave_id", a.WaveID, "first_account_id", a.FirstAccountID,
+		"sent", res.sent, "permanent", len(res.permanent), "temporary", res.temporary, "attempt", job.Attempt)
+	return err
+}
+
+// dispatch sends targets' emails, switches permanent failures and exhausted
+// retries to letters, and returns an error (so River retries the job with
+// backoff) while some emails were only temporarily refused. Accepted emails
+// are recorded and are never sent again on retry.
+func (w *NotifyChunkWorker) dispatch(ctx context.Context, wave *provisioning.Wave, targets []provisioning.Target) (sendOutcome, error) {
+	d := w.deps
 	if d.Mailer == nil {
-		return errors.New("emails to send but no SMTP server configured (SMTP_URL)")
+		return sendOutcome{}, errors.New("emails to send but no SMTP server configured (SMTP_URL)")
 	}
 	res := w.send(ctx, wave, targets)
 	if res.err != nil {
-		return res.err
+		return res, res.err
 	}
-	if len(res.permanent) > 0 {
-		if _, err := provisioning.FallBackToLetter(ctx, d.Pool, res.permanent, "failed", "smtp permanent refusal", w.letters, d.Clock); err != nil {
-			return err
+	for reason, ids := range map[string][]int64{"smtp permanent refusal": res.permanent, "temporary failures outlasted retries": res.exhausted} {
+		if len(ids) == 0 {
+			continue
+		}
+		if _, err := provisioning.FallBackToLetter(ctx, d.Pool, ids, "failed", reason, w.letters, d.Clock); err != nil {
+			return res, err
 		}
 	}
-	if len(res.exhausted) > 0 {
-		if _, err := provisioning.FallBackToLetter(ctx, d.Pool, res.exhausted, "failed", "temporary failures outlasted retries", w.letters, d.Clock); err != nil {
-			return err
-		}
-	}
-	d.Logger.Info("notice chunk dispatched", "wave_id", a.WaveID, "first_account_id", a.FirstAccountID,
-		"sent", res.sent, "permanent", len(res.permanent), "temporary", res.temporary, "attempt", job.Attempt)
 	if res.temporary > 0 {
-		// River retries the job with backoff; accepted messages are recorded
-		// and will not be sent again.
-		return fmt.Errorf("%d email(s) temporarily refused (%s); will retry", res.temporary, res.lastReason)
+		return res, fmt.Errorf("%d email(s) temporarily refused (%s); will retry", res.temporary, res.lastReason)
 	}
-	return nil
+	return res, nil
 }
 
 type sendOutcome struct {
@@ -137,7 +143,9 @@ type sendOutcome struct {
 }
 
 // send renders and sends the chunk's emails over the mailer's connections in
-// parallel, recording acceptances in small groups as they come.
+// parallel. Each connection's goroutine records its accepted emails in
+// groups of CommitEvery, outside any shared lock, so a commit never stalls
+// the other connections.
 func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, targets []provisioning.Target) sendOutcome {
 	d := w.deps
 	every := d.CommitEvery
@@ -145,49 +153,55 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 		every = 20
 	}
 	var (
-		mu      sync.Mutex
-		out     sendOutcome
-		pending []provisioning.Sent
+		mu  sync.Mutex // guards out
+		out sendOutcome
 	)
-	flush := func() {
-		if len(pending) == 0 {
-			return
+	keep := func(err error) {
+		if err != nil {
+			mu.Lock()
+			if out.err == nil {
+				out.err = err
+			}
+			mu.Unlock()
 		}
-		batch := pending
-		pending = nil
-		if err := provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, batch, d.Clock); err != nil && out.err == nil {
-			out.err = err
-		}
+	}
+	record := func(sent []provisioning.Sent) {
+		keep(provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, sent, d.Clock))
 	}
 	work := make(chan *provisioning.Target)
 	var wg sync.WaitGroup
 	for range max(1, d.Mailer.Connections()) {
 		wg.Go(func() {
+			var accepted []provisioning.Sent
 			for t := range work {
 				r := w.sendOne(ctx, wave, t)
-				mu.Lock()
-				switch r.Outcome {
-				case notify.Accepted:
-					out.sent++
-					pending = append(pending, provisioning.Sent{NoticeID: t.NoticeID, AccountID: t.AccountID, At: d.Clock.Now()})
-					if len(pending) >= every {
-						flush()
+				switch {
+				case r.Outcome == notify.Accepted:
+					accepted = append(accepted, provisioning.Sent{NoticeID: t.NoticeID, AccountID: t.AccountID, At: d.Clock.Now()})
+					if len(accepted) >= every {
+						record(accepted)
+						accepted = nil
 					}
-				case notify.Permanent:
+				case r.Outcome == notify.Permanent:
+					mu.Lock()
 					out.permanent = append(out.permanent, t.NoticeID)
+					mu.Unlock()
+				case t.Attempts+1 >= provisioning.MaxEmailAttempts:
+					mu.Lock()
+					out.exhausted = append(out.exhausted, t.NoticeID)
+					mu.Unlock()
 				default:
-					if t.Attempts+1 >= provisioning.MaxEmailAttempts {
-						out.exhausted = append(out.exhausted, t.NoticeID)
-					} else {
-						out.temporary++
-						out.lastReason = r.Reason
-						if err := provisioning.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason); err != nil && out.err == nil {
-							out.err = err
-						}
-					}
+					keep(provisioning.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason))
+					mu.Lock()
+					out.temporary++
+					out.lastReason = r.Reason
+					mu.Unlock()
 				}
-				mu.Unlock()
 			}
+			record(accepted)
+			mu.Lock()
+			out.sent += len(accepted)
+			mu.Unlock()
 		})
 	}
 	for i := range targets {
@@ -198,7 +212,6 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 	}
 	close(work)
 	wg.Wait()
-	flush()
 	if out.err == nil && ctx.Err() != nil {
 		out.err = ctx.Err()
 	}
@@ -208,7 +221,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 func (w *NotifyChunkWorker) sendOne(ctx context.Context, wave *provisioning.Wave, t *provisioning.Target) notify.SendResult {
 	d := w.deps
 	n := noticeOf(t, d.Key, wave.Deadline(d.Clock.Now()))
-	e, err := notify.RenderEmail(n, provisioning.Paris)
+	e, err := notify.RenderEmail(n)
 	if err != nil {
 		return notify.SendResult{Outcome: notify.Temporary, Reason: "render error"}
 	}
@@ -226,9 +239,6 @@ func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) *notif
 		FirstName: t.FirstName, LastName: t.LastName, Female: t.NIR.Female(), ForGuardian: t.ForGuardian,
 		Deadline: deadline, Email: t.Email, AddressLines: t.Lines, Postcode: t.Postcode, City: t.City,
 		Country: t.Country, Department: t.Department}
-	if t.Kind == provisioning.NoticeExtension {
-		n.Kind = notify.KindExtension
-	}
 	if t.Kind == provisioning.NoticeOpposition {
 		n.Code = key.Derive(t.AccountID).String()
 	}
@@ -258,7 +268,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 			}
 			notify.SortForPost(ns)
 			now := d.Clock.Now()
-			b, err := notify.RenderLetters(ns, now, provisioning.Paris)
+			b, err := notify.RenderLetters(ns, now)
 			if err != nil {
 				return nil, err
 			}
@@ -359,34 +369,17 @@ func (w *SendExtensionsWorker) Work(ctx context.Context, job *river.Job[SendExte
 		if err != nil || len(targets) == 0 {
 			return err
 		}
-		if d.Mailer == nil {
-			return errors.New("extension emails to send but no SMTP server configured (SMTP_URL)")
-		}
 		byWave := map[int64][]provisioning.Target{}
 		for _, t := range targets {
-			var waveID int64
-			if err := d.Pool.QueryRow(ctx, `SELECT wave_id FROM account WHERE id = $1`, t.AccountID).Scan(&waveID); err != nil {
-				return err
-			}
-			byWave[waveID] = append(byWave[waveID], t)
+			byWave[t.WaveID] = append(byWave[t.WaveID], t)
 		}
 		for waveID, ts := range byWave {
 			wave, err := provisioning.GetWaveByID(ctx, d.Pool, waveID)
 			if err != nil {
 				return err
 			}
-			res := w.chunk.send(ctx, wave, ts)
-			if res.err != nil {
-				return res.err
-			}
-			failed := append(res.permanent, res.exhausted...)
-			if len(failed) > 0 {
-				if _, err := provisioning.FallBackToLetter(ctx, d.Pool, failed, "failed", "smtp refusal", w.chunk.letters, d.Clock); err != nil {
-					return err
-				}
-			}
-			if res.temporary > 0 {
-				return fmt.Errorf("%d extension email(s) temporarily refused; will retry", res.temporary)
+			if _, err := w.chunk.dispatch(ctx, wave, ts); err != nil {
+				return err
 			}
 		}
 	}

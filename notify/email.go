@@ -6,7 +6,8 @@ import (
 	htmltemplate "html/template"
 	"strings"
 	texttemplate "text/template"
-	"time"
+
+	"github.com/ens-sante/ens/provisioning"
 )
 
 //go:embed templates/*.tmpl
@@ -30,8 +31,8 @@ type emailData struct {
 }
 
 // RenderEmail renders a notice as a French email; a pure function.
-func RenderEmail(n *Notice, loc *time.Location) (*Email, error) {
-	d := emailData{Notice: n, Salutation: n.Salutation(), DeadlineText: FrenchDeadline(n.Deadline, loc),
+func RenderEmail(n *Notice) (*Email, error) {
+	d := emailData{Notice: n, Salutation: n.Salutation(), DeadlineText: provisioning.FrenchDeadline(n.Deadline),
 		Site: OfficialSite, Phone: OfficialPhone, Reference: n.Reference()}
 	switch n.Kind {
 	case KindInformation:

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jung-kurt/gofpdf"
+
+	"github.com/ens-sante/ens/provisioning"
 )
 
 // ManifestRow locates one notice in a letter batch, for the postal operator.
@@ -43,7 +45,7 @@ func SortForPost(ns []*Notice) {
 
 // RenderLetters renders one A4 page per notice, in the given order. The same
 // notices and renderedAt always give the same bytes.
-func RenderLetters(ns []*Notice, renderedAt time.Time, loc *time.Location) (*LetterBatch, error) {
+func RenderLetters(ns []*Notice, renderedAt time.Time) (*LetterBatch, error) {
 	pdf := gofpdf.New("P", "mm", "A4", "")
 	pdf.SetCreationDate(renderedAt.UTC())
 	pdf.SetModificationDate(renderedAt.UTC())
@@ -55,7 +57,7 @@ func RenderLetters(ns []*Notice, renderedAt time.Time, loc *time.Location) (*Let
 	b := &LetterBatch{}
 	for _, n := range ns {
 		pdf.AddPage()
-		drawLetter(pdf, tr, n, renderedAt, loc)
+		drawLetter(pdf, tr, n, renderedAt)
 		b.Manifest = append(b.Manifest, ManifestRow{NoticeID: n.ID, Postcode: n.Postcode, Page: pdf.PageNo()})
 	}
 	var buf bytes.Buffer
@@ -68,7 +70,7 @@ func RenderLetters(ns []*Notice, renderedAt time.Time, loc *time.Location) (*Let
 	return b, nil
 }
 
-func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt time.Time, loc *time.Location) {
+func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt time.Time) {
 	// Sender, top left.
 	pdf.SetFont("Helvetica", "B", 11)
 	pdf.SetXY(20, 15)
@@ -89,7 +91,7 @@ func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt 
 
 	pdf.SetFont("Helvetica", "", 10)
 	pdf.SetXY(120, 85)
-	pdf.CellFormat(75, 5, tr("Le "+FrenchDate(renderedAt, loc)), "", 0, "R", false, 0, "")
+	pdf.CellFormat(75, 5, tr("Le "+provisioning.FrenchDate(renderedAt)), "", 0, "R", false, 0, "")
 
 	pdf.SetXY(20, 98)
 	pdf.SetFont("Helvetica", "B", 12)
@@ -111,7 +113,7 @@ func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt 
 		pdf.Ln(2.5)
 	}
 	para(n.Salutation() + ",")
-	deadline := FrenchDeadline(n.Deadline, loc)
+	deadline := provisioning.FrenchDeadline(n.Deadline)
 	who := "votre"
 	if n.ForGuardian {
 		who = "le"

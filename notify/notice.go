@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/ens-sante/ens/provisioning"
 )
 
 // Kind of notice.
@@ -108,12 +106,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string([]rune(s)[:n])
-}
-
-// FrenchDate writes a day in full French: "15 mars 2027" ("1er" for the first).
-func FrenchDate(t time.Time, loc *time.Location) string { return provisioning.FrenchDate(t.In(loc)) }
-
-// FrenchDeadline is the deadline as every notice states it.
-func FrenchDeadline(t time.Time, loc *time.Location) string {
-	return provisioning.FrenchDeadline(t.In(loc))
 }

@@ -20,7 +20,7 @@ func sample() *notify.Notice {
 
 func TestEmailStatesDeadlineAndHasNoLink(t *testing.T) {
 	t.Parallel()
-	e, err := notify.RenderEmail(sample(), provisioning.Paris)
+	e, err := notify.RenderEmail(sample())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,21 +62,14 @@ func TestAddressBlockFitsTheWindow(t *testing.T) {
 	}
 }
 
-func TestFrenchDate(t *testing.T) {
-	t.Parallel()
-	if got := notify.FrenchDate(time.Date(2027, 8, 1, 12, 0, 0, 0, time.UTC), provisioning.Paris); got != "1er août 2027" {
-		t.Fatalf("got %q", got)
-	}
-}
-
 func TestLettersRenderToTheSameBytes(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2027, 1, 31, 9, 0, 0, 0, time.UTC)
-	a, err := notify.RenderLetters([]*notify.Notice{sample()}, at, provisioning.Paris)
+	a, err := notify.RenderLetters([]*notify.Notice{sample()}, at)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := notify.RenderLetters([]*notify.Notice{sample()}, at, provisioning.Paris)
+	b, _ := notify.RenderLetters([]*notify.Notice{sample()}, at)
 	if !bytes.Equal(a.PDF, b.PDF) || a.SHA256 != b.SHA256 {
 		t.Fatal("the same batch rendered to different bytes")
 	}

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ens-sante/ens/provisioning"
 )
@@ -177,9 +176,9 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := pageData{Code: req.Code, BirthDate: req.BirthDate, FirstMasked: holder.FirstMasked,
-		Deadline: deadlineText(*holder.Deadline)}
+		Deadline: provisioning.FrenchDeadline(*holder.Deadline)}
 	if holder.Opposition != nil {
-		d.Title, d.Step, d.Reference, d.At = "Opposition déjà enregistrée", "opposed", holder.Opposition.Reference, timeText(holder.Opposition.At)
+		d.Title, d.Step, d.Reference, d.At = "Opposition déjà enregistrée", "opposed", holder.Opposition.Reference, provisioning.FrenchDateTime(holder.Opposition.At)
 	} else {
 		d.Title, d.Step = "Confirmez votre opposition", "confirm"
 	}
@@ -198,7 +197,7 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := pageData{Code: req.Code, BirthDate: req.BirthDate, FirstMasked: res.Receipt.FirstMasked,
-		Reference: res.Receipt.Reference, At: timeText(res.Receipt.At), Deadline: deadlineText(res.Receipt.Deadline)}
+		Reference: res.Receipt.Reference, At: provisioning.FrenchDateTime(res.Receipt.At), Deadline: provisioning.FrenchDeadline(res.Receipt.Deadline)}
 	d.Title, d.Step = "Opposition enregistrée", "receipt"
 	if res.AlreadyOpposed {
 		d.Title, d.Step = "Opposition déjà enregistrée", "opposed"
@@ -309,13 +308,4 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-func deadlineText(t time.Time) string {
-	return frenchDeadline(t)
-}
-
-func timeText(t time.Time) string {
-	lt := t.In(provisioning.Paris)
-	return frenchDate(lt) + " à " + lt.Format("15h04")
 }

@@ -2,15 +2,11 @@ package optout
 
 import (
 	"bytes"
-	"time"
 
 	"github.com/jung-kurt/gofpdf"
 
 	"github.com/ens-sante/ens/provisioning"
 )
-
-func frenchDate(t time.Time) string     { return provisioning.FrenchDate(t) }
-func frenchDeadline(t time.Time) string { return provisioning.FrenchDeadline(t) }
 
 // ReceiptPDF renders the proof of an opposition; the same receipt always
 // gives the same bytes.
@@ -27,7 +23,7 @@ func ReceiptPDF(r *provisioning.Receipt) ([]byte, error) {
 	pdf.SetFont("Helvetica", "", 12)
 	lines := []string{
 		"Numéro de reçu : " + r.Reference,
-		"Enregistrée le " + frenchDate(r.At) + " à " + r.At.In(provisioning.Paris).Format("15h04"),
+		"Enregistrée le " + provisioning.FrenchDateTime(r.At),
 		"Profil concerné : " + r.FirstMasked,
 		"Canal : " + map[string]string{ChannelWeb: "site internet", ChannelAPI: "téléphone", ChannelAgent: "courrier ou téléphone (agent)"}[r.Channel],
 	}
@@ -35,7 +31,7 @@ func ReceiptPDF(r *provisioning.Receipt) ([]byte, error) {
 		lines = append(lines, "Cette opposition a ensuite été annulée à la demande de la personne.")
 	} else {
 		lines = append(lines, "Le profil Mon espace santé ne sera pas créé.",
-			"Vous pouvez annuler cette opposition "+frenchDeadline(r.Deadline)+" avec le même code.")
+			"Vous pouvez annuler cette opposition "+provisioning.FrenchDeadline(r.Deadline)+" avec le même code.")
 	}
 	for _, l := range lines {
 		pdf.MultiCell(0, 7, tr(l), "", "L", false)

@@ -29,3 +29,8 @@ func FrenchDeadline(t time.Time) string {
 	}
 	return fmt.Sprintf("jusqu'au %s à %02dh%02d", FrenchDate(t), lt.Hour(), lt.Minute())
 }
+
+// FrenchDateTime is a moment as receipts state it: "15 mars 2027 à 14h05".
+func FrenchDateTime(t time.Time) string {
+	return FrenchDate(t) + " à " + t.In(Paris).Format("15h04")
+}

@@ -31,7 +31,8 @@ type ImportResult struct {
 	Reasons     map[string]int64 `json:"reasons"`
 	Warnings    map[string]int64 `json:"warnings"`
 	RejectsFile string           `json:"rejects_file,omitempty"`
-	// Deaths counts accounts whose pending notices this import cancelled.
+	// Cancelled and Closed count accounts of people this import reported
+	// dead: cancelled before activation, or closed and archived.
 	Cancelled int64         `json:"cancelled"`
 	Closed    int64         `json:"closed"`
 	Duration  time.Duration `json:"-"`
@@ -134,12 +135,12 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 		}
 		return nil, fmt.Errorf("copying registry rows (after line %d): %w", src.line, err)
 	}
-	t := res.phase("copy", start)
-	res.ImportID, err = finishImport(ctx, tx, res, header, rejects, path, hex.EncodeToString(sum.Sum(nil)), opts.Actor, now)
+	res.phase("copy", start)
+	res.ImportID, err = finishImport(ctx, tx, res, rejects, path, hex.EncodeToString(sum.Sum(nil)), opts.Actor, now)
 	if err != nil {
 		return nil, err
 	}
-	t = time.Now()
+	t := time.Now()
 	// Created and dropped in the import's transaction (imports are
 	// serialised): an unlogged table uses shared buffers, where a temporary
 	// one spills through a small backend-local cache.
@@ -160,7 +161,7 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 	return res, nil
 }
 
-func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, header *Header, rejects *rejectsWriter, path, sha, actor string, now time.Time) (int64, error) {
+func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, rejects *rejectsWriter, path, sha, actor string, now time.Time) (int64, error) {
 	t := time.Now()
 	// The first appearance of a NIR wins; later ones are duplicates.
 	dups, err := tx.Query(ctx, `UPDATE registry_stage s SET reason = 'duplicate_nir'

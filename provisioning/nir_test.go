@@ -84,3 +84,17 @@ func TestDeadlineEndsAtMidnightParis(t *testing.T) {
 		t.Fatalf("extended Deadline = %v, want %v", got, ext)
 	}
 }
+
+func TestFrenchDates(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2027, 8, 1, 12, 5, 0, 0, time.UTC)
+	if got := provisioning.FrenchDate(at); got != "1er août 2027" {
+		t.Fatalf("FrenchDate = %q", got)
+	}
+	if got := provisioning.FrenchDateTime(at); got != "1er août 2027 à 14h05" {
+		t.Fatalf("FrenchDateTime = %q", got)
+	}
+	if got := provisioning.FrenchDeadline(time.Date(2027, 3, 15, 23, 59, 59, 0, provisioning.Paris)); got != "jusqu'au 15 mars 2027 inclus" {
+		t.Fatalf("FrenchDeadline = %q", got)
+	}
+}

@@ -43,6 +43,8 @@ type Target struct {
 	Department  string
 	Deadline    *time.Time
 	Attempts    int
+	WaveID      int64
+	State       State // the account's
 }
 
 // LetterFunc queues letter rendering for a wave's departments inside tx.
@@ -55,7 +57,8 @@ const targetSelect = `
 	       (g.id IS NOT NULL) AS for_guardian,
 	       coalesce(CASE WHEN g.id IS NOT NULL THEN g.email ELSE p.email END, ''),
 	       c.address_line2, c.address_line3, c.address_line4, c.address_line5,
-	       coalesce(c.postcode, ''), coalesce(c.city, ''), coalesce(c.country, ''), coalesce(c.department, '00')
+	       coalesce(c.postcode, ''), coalesce(c.city, ''), coalesce(c.country, ''), coalesce(c.department, '00'),
+	       a.wave_id, a.state
 	FROM account a
 	JOIN person p ON p.id = a.person_id
 	LEFT JOIN person g ON g.nir = p.guardian_nir AND p.birth_date > ($2::date - interval '18 years')
@@ -91,25 +94,10 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 		var hashes [][]byte
 		var emailIDs, letterIDs []int64
 		var kinds []string
-		states := map[int64]string{}
-		srows, err := tx.Query(ctx, `SELECT id, state FROM account WHERE wave_id = $1 AND id BETWEEN $2 AND $3`, waveID, first, last)
-		if err != nil {
-			return err
-		}
-		for srows.Next() {
-			var id int64
-			var s string
-			if err := srows.Scan(&id, &s); err != nil {
-				srows.Close()
-				return err
-			}
-			states[id] = s
-		}
-		srows.Close()
 		for i := range targets {
 			t := &targets[i]
 			t.Kind = NoticeOpposition
-			if states[t.AccountID] == string(StateActive) {
+			if t.State == StateActive {
 				t.Kind = NoticeInformation
 			} else {
 				hashIDs = append(hashIDs, t.AccountID)
@@ -153,25 +141,29 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 		if len(emailIDs) == 0 {
 			return nil
 		}
-		nrows, err := tx.Query(ctx, `SELECT id, account_id, attempts FROM notice
+		type pending struct {
+			id       int64
+			attempts int
+		}
+		nrows, err := tx.Query(ctx, `SELECT account_id, id, attempts FROM notice
 			WHERE account_id = ANY($1) AND channel = 'email' AND kind IN ('opposition', 'information') AND status = 'pending'`, emailIDs)
 		if err != nil {
 			return fmt.Errorf("reading email notices: %w", err)
 		}
-		byAccount := map[int64][2]int64{}
+		byAccount := map[int64]pending{}
 		for nrows.Next() {
-			var id, acc int64
-			var attempts int
-			if err := nrows.Scan(&id, &acc, &attempts); err != nil {
+			var acc int64
+			var p pending
+			if err := nrows.Scan(&acc, &p.id, &p.attempts); err != nil {
 				nrows.Close()
 				return err
 			}
-			byAccount[acc] = [2]int64{id, int64(attempts)}
+			byAccount[acc] = p
 		}
 		nrows.Close()
 		for _, t := range targets {
-			if n, ok := byAccount[t.AccountID]; ok && t.Channel == ChannelEmail {
-				t.NoticeID, t.Attempts = n[0], int(n[1])
+			if p, ok := byAccount[t.AccountID]; ok && t.Channel == ChannelEmail {
+				t.NoticeID, t.Attempts = p.id, p.attempts
 				out = append(out, t)
 			}
 		}
@@ -191,7 +183,7 @@ func scanTarget(row pgx.CollectableRow) (Target, error) {
 func scanTargetInto(row pgx.CollectableRow, t *Target, lead ...any) error {
 	var l2, l3, l4, l5 *string
 	dest := append(lead, &t.AccountID, &t.FirstName, &t.LastName, &t.NIR, &t.ForGuardian, &t.Email, &l2, &l3, &l4, &l5,
-		&t.Postcode, &t.City, &t.Country, &t.Department)
+		&t.Postcode, &t.City, &t.Country, &t.Department, &t.WaveID, &t.State)
 	err := row.Scan(dest...)
 	for i, l := range []*string{l2, l3, l4, l5} {
 		if l != nil {
@@ -205,7 +197,7 @@ func scanTargetInto(row pgx.CollectableRow, t *Target, lead ...any) error {
 // receives its letters.
 func recipientDepartments(ctx context.Context, tx pgx.Tx, accountIDs []int64, now time.Time) (map[int64]string, error) {
 	rows, err := tx.Query(ctx, `SELECT t.id, t.d FROM (`+targetSelect+`
-		WHERE a.id = ANY($1)) t(id, f, l, n, g, e, a2, a3, a4, a5, pc, c, co, d)`, accountIDs, Day(now))
+		WHERE a.id = ANY($1)) t(id, f, l, n, g, e, a2, a3, a4, a5, pc, c, co, d, w, st)`, accountIDs, Day(now))
 	if err != nil {
 		return nil, fmt.Errorf("finding letter departments: %w", err)
 	}

@@ -245,14 +245,19 @@ func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time
 
 // PendingExtensionEmails returns extension email notices not yet sent.
 func PendingExtensionEmails(ctx context.Context, db DBTX, limit int, now time.Time) ([]Target, error) {
-	rows, err := db.Query(ctx, `SELECT n.id, n.seq, t.* FROM notice n JOIN (`+targetSelect+` WHERE $1::int IS NOT NULL) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d)
-		ON t.id = n.account_id WHERE n.kind = 'extension' AND n.channel = 'email' AND n.status = 'pending' ORDER BY n.id LIMIT $1`, limit, Day(now))
+	// Pick the notices first, then resolve only their addressees.
+	rows, err := db.Query(ctx, `WITH picked AS (
+			SELECT id, seq, attempts, account_id FROM notice
+			WHERE kind = 'extension' AND channel = 'email' AND status = 'pending' ORDER BY id LIMIT $1)
+		SELECT p.id, p.seq, p.attempts, t.* FROM picked p JOIN (`+targetSelect+`
+			WHERE a.id IN (SELECT account_id FROM picked)) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d, w, st)
+		ON t.id = p.account_id ORDER BY p.id`, limit, Day(now))
 	if err != nil {
 		return nil, fmt.Errorf("reading extension notices: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Target, error) {
 		t := Target{Kind: NoticeExtension, Channel: ChannelEmail}
-		err := scanTargetInto(row, &t, &t.NoticeID, &t.Seq)
+		err := scanTargetInto(row, &t, &t.NoticeID, &t.Seq, &t.Attempts)
 		return t, err
 	})
 }

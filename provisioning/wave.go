@@ -192,8 +192,8 @@ func createWave(ctx context.Context, pool *pgxpool.Pool, spec WaveSpec, now time
 		var id int64
 		err := tx.QueryRow(ctx, `INSERT INTO wave (name, launched_by, launched_at, departments, born_from, born_to, max_accounts, window_seconds)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING RETURNING id`,
-			spec.Name, spec.Actor, now, spec.Departments, zeroNull(spec.BornFrom), zeroNull(spec.BornTo),
-			zeroNull64(spec.Limit), int64(time.Duration(spec.Window)/time.Second)).Scan(&id)
+			spec.Name, spec.Actor, now, spec.Departments, nullIfZero(spec.BornFrom), nullIfZero(spec.BornTo),
+			nullIfZero(spec.Limit), int64(time.Duration(spec.Window)/time.Second)).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			resumed = true
 			if w, err = GetWave(ctx, tx, spec.Name); err != nil {
@@ -419,14 +419,8 @@ func GetWaveStatus(ctx context.Context, db DBTX, name string) (*WaveStatus, erro
 	return st, rows.Err()
 }
 
-func zeroNull(n int) any {
-	if n == 0 {
-		return nil
-	}
-	return n
-}
-
-func zeroNull64(n int64) any {
+// nullIfZero stores an unset criterion as NULL.
+func nullIfZero[T int | int64](n T) any {
 	if n == 0 {
 		return nil
 	}

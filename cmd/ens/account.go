@@ -179,11 +179,11 @@ func (a *app) archiveCommand() *cobra.Command {
 			if asJSON {
 				return a.printJSON(res)
 			}
-			verb := "purged"
 			if dry {
-				verb = "would purge (dry run)"
+				fmt.Fprintf(a.stdout, "%d archive(s) due; dry run, nothing purged\n", res.Due)
+			} else {
+				fmt.Fprintf(a.stdout, "%d archive(s) due; %d purged\n", res.Due, res.Purged)
 			}
-			fmt.Fprintf(a.stdout, "%d archive(s) due; %s %d\n", res.Due, verb, max(res.Purged, res.Due*btoi(dry)))
 			return nil
 		},
 	}

@@ -39,7 +39,7 @@ func (a *app) reportCommand() *cobra.Command {
 				w = f
 			}
 			if len(args) == 0 {
-				err = a.overview(cmd, w, pool, format)
+				err = overview(cmd, w, pool, format)
 			} else {
 				var r *provisioning.WaveReport
 				if r, err = provisioning.BuildWaveReport(cmd.Context(), pool, args[0]); err == nil {
@@ -65,7 +65,7 @@ func (a *app) reportCommand() *cobra.Command {
 	return cmd
 }
 
-func (a *app) overview(cmd *cobra.Command, w io.Writer, pool provisioning.DBTX, format string) error {
+func overview(cmd *cobra.Command, w io.Writer, pool provisioning.DBTX, format string) error {
 	waves, err := provisioning.ListWaves(cmd.Context(), pool)
 	if err != nil {
 		return err
@@ -80,8 +80,7 @@ func (a *app) overview(cmd *cobra.Command, w io.Writer, pool provisioning.DBTX, 
 	}
 	switch format {
 	case "json":
-		a := &app{stdout: w}
-		return a.printJSON(reports)
+		return writeJSON(w, reports)
 	case "text":
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "WAVE\tWINDOW\tCREATED\tNOTIFIED\tOPPOSED\tACTIVE\tCANCELLED\tOPPOSITION RATE")

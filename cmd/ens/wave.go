@@ -79,8 +79,12 @@ func (a *app) waveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			total := spec.Limit // the bar's total; unknown (-1) without a limit
+			if total == 0 {
+				total = -1
+			}
 			res, err := provisioning.LaunchWave(cmd.Context(), pool, spec, jobs.Enqueuer(client), provisioning.LaunchOptions{
-				Clock: a.clock, Progress: a.progress("wave launch", max(spec.Limit, 0)-btoi(spec.Limit == 0)),
+				Clock: a.clock, Progress: a.progress("wave launch", total),
 			})
 			if errors.Is(err, provisioning.ErrWaveMismatch) {
 				return usageError(err)
@@ -173,11 +177,4 @@ func (a *app) printStatus(st *provisioning.WaveStatus) {
 		}
 		fmt.Fprintln(a.stdout)
 	}
-}
-
-func btoi(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
 }
