@@ -245,8 +245,8 @@ func TestCrashMidWaveLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Stop abruptly once some mail went out.
-	for e.sink.Count() < 60 {
-		time.Sleep(2 * time.Millisecond)
+	if err := e.sink.WaitCount(ctx, 60); err != nil {
+		t.Fatal(err)
 	}
 	cancel()
 	stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
@@ -301,6 +301,9 @@ func TestBounceSwitchesToLetterWithItsPrintedDeadline(t *testing.T) {
 	}
 	if _, err := notify.ParseDSN(strings.NewReader("Subject: hello\r\n\r\nnot a report")); err == nil {
 		t.Fatal("a plain message parsed as a bounce")
+	}
+	if _, err := notify.ParseDSN(strings.NewReader("To someone@example.fr broken header\r\n\r\n")); err == nil || strings.Contains(err.Error(), "@") {
+		t.Fatalf("a malformed report: %v (must be refused without quoting it)", err)
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)
 	for range 2 { // idempotent

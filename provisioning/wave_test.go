@@ -137,6 +137,34 @@ func TestSchemaRefusesForbiddenTransitions(t *testing.T) {
 	}
 }
 
+func TestGoTransitionsMirrorTheSchema(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	rows, err := pool.Query(context.Background(), `SELECT from_state, to_state FROM account_transition`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSchema := map[[2]provisioning.State]bool{}
+	for rows.Next() {
+		var from, to provisioning.State
+		rows.Scan(&from, &to)
+		inSchema[[2]provisioning.State{from, to}] = true
+	}
+	rows.Close()
+	n := 0
+	for from, tos := range provisioning.Transitions {
+		for _, to := range tos {
+			n++
+			if !inSchema[[2]provisioning.State{from, to}] {
+				t.Errorf("Go allows %s → %s, the schema does not", from, to)
+			}
+		}
+	}
+	if n != len(inSchema) {
+		t.Fatalf("Go lists %d transitions, the schema %d", n, len(inSchema))
+	}
+}
+
 func TestAuditChainDetectsTampering(t *testing.T) {
 	t.Parallel()
 	pool := testdb.Pool(t)

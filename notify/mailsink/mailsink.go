@@ -5,6 +5,7 @@ package mailsink
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,7 @@ type Sink struct {
 	messages [][]byte // kept in memory when dir is empty and Keep is set
 	keep     bool
 	seq      atomic.Int64
+	changed  chan struct{} // closed and replaced at each accepted message
 }
 
 // Options configure a sink.
@@ -58,7 +60,7 @@ func Start(opts Options) (*Sink, error) {
 			return nil, fmt.Errorf("creating outbox: %w", err)
 		}
 	}
-	s := &Sink{dir: opts.Dir, keep: opts.Keep}
+	s := &Sink{dir: opts.Dir, keep: opts.Keep, changed: make(chan struct{})}
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
 	s.srv.Domain = "mailsink.local"
 	s.srv.AllowInsecureAuth = true
@@ -91,6 +93,23 @@ func (s *Sink) Messages() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([][]byte(nil), s.messages...)
+}
+
+// WaitCount waits until at least n messages were accepted, or ctx ends.
+func (s *Sink) WaitCount(ctx context.Context, n int64) error {
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if s.count.Load() >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Close stops the server.
@@ -137,7 +156,11 @@ func (x *session) Data(r io.Reader) error {
 		x.s.messages = append(x.s.messages, buf.Bytes())
 		x.s.mu.Unlock()
 	}
+	x.s.mu.Lock()
 	x.s.count.Add(1)
+	close(x.s.changed)
+	x.s.changed = make(chan struct{})
+	x.s.mu.Unlock()
 	return nil
 }
 
