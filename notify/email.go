@@ -25,14 +25,20 @@ type Email struct {
 	HTML    string
 }
 
+// emailData is what the templates see. Its fields are its own, not those of
+// an embedded Notice: templates look fields up by reflection on every
+// execution, and promoted fields take reflect's slow path.
 type emailData struct {
-	*Notice
+	Information, Extension                                    bool // the notice's kind; otherwise an opposition notice
+	FirstName, LastName, Code                                 string
+	ForGuardian                                               bool
 	Subject, Salutation, DeadlineText, Site, Phone, Reference string
 }
 
 // RenderEmail renders a notice as a French email; a pure function.
 func RenderEmail(n *Notice) (*Email, error) {
-	d := emailData{Notice: n, Salutation: n.Salutation(), DeadlineText: provisioning.FrenchDeadline(n.Deadline),
+	d := emailData{Information: n.Kind == KindInformation, Extension: n.Kind == KindExtension, FirstName: n.FirstName, LastName: n.LastName, Code: n.Code, ForGuardian: n.ForGuardian,
+		Salutation: n.Salutation(), DeadlineText: provisioning.FrenchDeadline(n.Deadline),
 		Site: OfficialSite, Phone: OfficialPhone, Reference: n.Reference()}
 	switch n.Kind {
 	case KindInformation:
@@ -43,6 +49,8 @@ func RenderEmail(n *Notice) (*Email, error) {
 		d.Subject = "Mon espace santé : votre profil va être créé – vous pouvez vous y opposer " + d.DeadlineText
 	}
 	var text, html bytes.Buffer
+	text.Grow(2048)
+	html.Grow(3072)
 	if err := textTmpl.Execute(&text, d); err != nil {
 		return nil, err
 	}

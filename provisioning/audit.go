@@ -42,13 +42,23 @@ func AppendAudit(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event)
 	if len(events) == 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", auditLock); err != nil {
+	// The lock and the head in one round trip: a batch runs its statements
+	// in order, so the head is read under the lock.
+	var b pgx.Batch
+	b.Queue("SELECT pg_advisory_xact_lock($1)", auditLock)
+	b.Queue("SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1")
+	br := tx.SendBatch(ctx, &b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
 		return fmt.Errorf("locking the audit log: %w", err)
 	}
 	var lastID int64
 	prev := genesisHash
-	err := tx.QueryRow(ctx, "SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1").Scan(&lastID, &prev)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	err := br.QueryRow().Scan(&lastID, &prev)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = nil
+	}
+	if err := errors.Join(err, br.Close()); err != nil {
 		return fmt.Errorf("reading the audit chain's head: %w", err)
 	}
 	at := now.UTC().Truncate(time.Microsecond)

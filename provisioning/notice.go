@@ -273,31 +273,33 @@ func MarkEmailsSent(ctx context.Context, pool *pgxpool.Pool, wave *Wave, sent []
 		ids[i], accs[i], ats[i], deadlines[i] = s.NoticeID, s.AccountID, s.At, wave.Deadline(s.At)
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'sent', sent_at = s.at,
+		// Both updates in one round trip: this runs for every few emails.
+		var b pgx.Batch
+		b.Queue(`UPDATE notice n SET status = 'sent', sent_at = s.at,
 				deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE s.deadline END, attempts = n.attempts + 1, error = NULL
 			FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS s(id, at, deadline)
-			WHERE n.id = s.id AND n.status = 'pending'`, ids, ats, deadlines); err != nil {
-			return fmt.Errorf("marking emails sent: %w", err)
-		}
-		if err := notifyAccounts(ctx, tx, accs, ats, deadlines); err != nil {
-			return err
+			WHERE n.id = s.id AND n.status = 'pending'`, ids, ats, deadlines)
+		b.Queue(notifyAccountsSQL, accs, ats, deadlines)
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return fmt.Errorf("marking emails sent and their accounts notified: %w", err)
 		}
 		return AppendAudit(ctx, tx, clock.Now(), Event{Actor: ActorSystem, Action: "notice.sent", WaveID: &wave.ID,
 			AccountIDs: accs, Details: map[string]any{"channel": ChannelEmail, "count": len(accs)}})
 	})
 }
 
+const notifyAccountsSQL = `UPDATE account a SET
+		state = CASE WHEN a.state = 'pending' THEN 'notified' ELSE a.state END,
+		notified_at = coalesce(a.notified_at, s.at),
+		deadline = CASE WHEN a.state IN ('pending', 'notified', 'opposed') THEN s.deadline ELSE a.deadline END
+	FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS s(id, at, deadline)
+	WHERE a.id = s.id AND a.state IN ('pending', 'notified', 'opposed', 'active')`
+
 // notifyAccounts moves pending accounts to notified with their deadline; an
 // account already notified gets the new deadline (a fallback letter's printed
 // date replaces the email's). Newborns, already active, get only notified_at.
 func notifyAccounts(ctx context.Context, tx pgx.Tx, accs []int64, ats, deadlines []time.Time) error {
-	_, err := tx.Exec(ctx, `UPDATE account a SET
-			state = CASE WHEN a.state = 'pending' THEN 'notified' ELSE a.state END,
-			notified_at = coalesce(a.notified_at, s.at),
-			deadline = CASE WHEN a.state IN ('pending', 'notified', 'opposed') THEN s.deadline ELSE a.deadline END
-		FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS s(id, at, deadline)
-		WHERE a.id = s.id AND a.state IN ('pending', 'notified', 'opposed', 'active')`, accs, ats, deadlines)
-	if err != nil {
+	if _, err := tx.Exec(ctx, notifyAccountsSQL, accs, ats, deadlines); err != nil {
 		return fmt.Errorf("marking accounts notified: %w", err)
 	}
 	return nil
