@@ -12,6 +12,7 @@ import (
 	"github.com/wneessen/go-mail"
 
 	"github.com/ens-sante/ens/fixtures/benchutil"
+	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/notify/mailsink"
 )
@@ -20,6 +21,7 @@ import (
 // rendering, SMTP) against a bare go-mail loop sending the same messages to
 // the same sink over the same number of connections.
 func BenchmarkEmails(b *testing.B) {
+	jobs.TuneGC() // as ens worker runs
 	n := benchutil.Size(20_000)
 	const conns = 4
 	// Bare go-mail.
@@ -87,6 +89,7 @@ func BenchmarkEmails(b *testing.B) {
 // database, rendering, manifest, SHA-256, atomic files) against bare gofpdf
 // rendering the same pages in memory.
 func BenchmarkLetters(b *testing.B) {
+	jobs.TuneGC()                          // as ens worker runs
 	n := benchutil.Size(20_000)            // a few hundred letters per department, as in a real wave
 	env := setupChunks(b, n, nil, 500, -1) // nobody has an email: every notice is a letter
 	var ns []*notify.Notice

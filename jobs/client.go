@@ -42,8 +42,11 @@ func NewClient(deps *Deps, cfg Config) (*river.Client[pgx.Tx], error) {
 		ID:     cfg.ID,
 		Logger: cfg.Logger,
 		Queues: map[string]river.QueueConfig{
-			QueueNotices:     {MaxWorkers: cfg.NoticeWorkers},
-			QueueLetters:     {MaxWorkers: cfg.LetterWorkers},
+			QueueNotices: {MaxWorkers: cfg.NoticeWorkers},
+			// Letter jobs are few and short at the scale of one department
+			// of a small wave: the shared cooldown would idle the workers
+			// between them (at most MaxWorkers jobs per cooldown).
+			QueueLetters:     {MaxWorkers: cfg.LetterWorkers, FetchCooldown: letterFetchCooldown},
 			QueueMaintenance: {MaxWorkers: cfg.MaintenanceWorkers},
 		},
 		FetchCooldown:               cfg.FetchCooldown,
@@ -85,3 +88,5 @@ func Outstanding(ctx context.Context, deps *Deps, horizon time.Duration) (int64,
 	}
 	return n, nil
 }
+
+const letterFetchCooldown = 5 * time.Millisecond

@@ -79,6 +79,7 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 	if deps.Mailer != nil {
 		defer deps.Mailer.Close()
 	}
+	jobs.TuneGC()
 	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, Periodic: !o.untilIdle, Logger: a.log,
 		RetryBase: envDuration("ENS_RETRY_BASE", 10*time.Second)}
 	client, err := jobs.NewClient(deps, cfg)
