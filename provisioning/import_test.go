@@ -159,3 +159,31 @@ func TestFixturesAreDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// Every character a registry field may hold reaches the database as it was,
+// and the first load leaves the NIR key in place.
+func TestImportKeepsFieldsExactly(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	odd := `O\'Brien \N` + "\tTab"
+	file := header + `255081416802538,"` + odd + `","Zoé` + "\r\n" + `Anne",1955-08-12,zoe@example.fr,,,,,` + "\n"
+	res, err := provisioning.ImportRegistry(ctx, pool, writeFile(t, file), provisioning.ImportOptions{})
+	if err != nil || res.Inserted != 1 {
+		t.Fatalf("import: %+v %v", res, err)
+	}
+	var last, first string
+	var email, postcode *string
+	if err := pool.QueryRow(ctx, `SELECT last_name, first_name, email, postcode FROM person`).Scan(&last, &first, &email, &postcode); err != nil {
+		t.Fatal(err)
+	}
+	// encoding/csv reads a quoted CRLF as LF.
+	if last != odd || first != "Zoé\nAnne" || email == nil || *email != "zoe@example.fr" || postcode != nil {
+		t.Fatalf("stored %q %q %v %v", last, first, email, postcode)
+	}
+	var keyed bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_constraint
+		WHERE conrelid = 'person'::regclass AND contype = 'u' AND conname = 'person_nir_key')`).Scan(&keyed); err != nil || !keyed {
+		t.Fatalf("NIR key after the first load: %v %v", keyed, err)
+	}
+}

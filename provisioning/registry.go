@@ -62,6 +62,13 @@ var ErrHeader = errors.New("registry header refused")
 type Header struct {
 	Names []string
 	pos   map[string]int
+	col   columnIndex // the same positions, resolved once for ValidateRow
+}
+
+// columnIndex holds each known column's position, -1 when absent.
+type columnIndex struct {
+	nir, lastName, firstName, birthDate, email, postcode, city, country, guardianNIR, deathDate int
+	addressLines                                                                                [4]int
 }
 
 // ParseHeader validates the header row: every required column present, no
@@ -97,12 +104,24 @@ func ParseHeader(fields []string) (*Header, error) {
 			return nil, fmt.Errorf("%w: required column %q is missing", ErrHeader, c)
 		}
 	}
+	at := func(name string) int {
+		if i, ok := h.pos[name]; ok {
+			return i
+		}
+		return -1
+	}
+	h.col = columnIndex{nir: at("nir"), lastName: at("last_name"), firstName: at("first_name"), birthDate: at("birth_date"),
+		email: at("email"), postcode: at("postcode"), city: at("city"), country: at("country"),
+		guardianNIR: at("guardian_nir"), deathDate: at("death_date")}
+	for i := range h.col.addressLines {
+		h.col.addressLines[i] = at(fmt.Sprintf("address_line%d", i+2))
+	}
 	return h, nil
 }
 
-func (h *Header) get(rec []string, name string) string {
-	i, ok := h.pos[name]
-	if !ok {
+// field is the trimmed value at position i of rec, "" for an absent column.
+func field(rec []string, i int) string {
+	if i < 0 {
 		return ""
 	}
 	return strings.TrimSpace(rec[i])
@@ -137,14 +156,15 @@ type RowResult struct {
 // calendar day in Europe/Paris, for "not in the future" and minority.
 func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 	var r RowResult
+	c := &h.col
 	if len(rec) != len(h.Names) {
-		if i, ok := h.pos["nir"]; ok && i < len(rec) {
-			r.RawNIR = rec[i]
+		if c.nir < len(rec) {
+			r.RawNIR = rec[c.nir]
 		}
 		r.Reject = RejectColumnCount
 		return r
 	}
-	r.RawNIR = h.get(rec, "nir")
+	r.RawNIR = field(rec, c.nir)
 	for _, f := range rec {
 		if !utf8.ValidString(f) {
 			r.Reject = RejectEncoding
@@ -162,12 +182,12 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 	}
 	p := &r.Person
 	p.NIR = nir
-	p.LastName, p.FirstName = h.get(rec, "last_name"), h.get(rec, "first_name")
+	p.LastName, p.FirstName = field(rec, c.lastName), field(rec, c.firstName)
 	if p.LastName == "" || p.FirstName == "" {
 		r.Reject = RejectNameMissing
 		return r
 	}
-	birth, err := time.Parse(time.DateOnly, h.get(rec, "birth_date"))
+	birth, err := time.Parse(time.DateOnly, field(rec, c.birthDate))
 	if err != nil || birth.After(today) {
 		r.Reject = RejectBirthDate
 		return r
@@ -177,7 +197,7 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 		r.Reject = RejectNIRBirthMismatch
 		return r
 	}
-	if d := h.get(rec, "death_date"); d != "" {
+	if d := field(rec, c.deathDate); d != "" {
 		death, err := time.Parse(time.DateOnly, d)
 		if err != nil || death.Before(birth) {
 			r.Reject = RejectDeathDate
@@ -186,19 +206,22 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 		p.DeathDate = &death
 	}
 	for i := range p.AddressLines {
-		p.AddressLines[i] = h.get(rec, fmt.Sprintf("address_line%d", i+2))
+		p.AddressLines[i] = field(rec, c.addressLines[i])
 	}
-	p.Postcode, p.City, p.Country = h.get(rec, "postcode"), h.get(rec, "city"), h.get(rec, "country")
+	p.Postcode, p.City, p.Country = field(rec, c.postcode), field(rec, c.city), field(rec, c.country)
 	if strings.EqualFold(p.Country, "France") {
 		p.Country = ""
 	}
-	for _, l := range append(p.AddressLines[:], p.Postcode+" "+p.City, p.Country) {
-		if utf8.RuneCountInString(l) > MaxAddressLine {
-			r.Reject = RejectAddressTooLong
-			return r
-		}
+	tooLong := utf8.RuneCountInString(p.Postcode)+1+utf8.RuneCountInString(p.City) > MaxAddressLine ||
+		utf8.RuneCountInString(p.Country) > MaxAddressLine
+	for _, l := range p.AddressLines {
+		tooLong = tooLong || utf8.RuneCountInString(l) > MaxAddressLine
 	}
-	if e := h.get(rec, "email"); e != "" {
+	if tooLong {
+		r.Reject = RejectAddressTooLong
+		return r
+	}
+	if e := field(rec, c.email); e != "" {
 		if validEmail(e) {
 			p.Email = e
 		} else {
@@ -206,7 +229,7 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 		}
 	}
 	p.Department = DepartmentOf(p.Postcode, p.Country)
-	if g := h.get(rec, "guardian_nir"); g != "" {
+	if g := field(rec, c.guardianNIR); g != "" {
 		if gn, err := ParseNIR(g); err == nil {
 			p.GuardianNIR = string(gn)
 		}
