@@ -64,9 +64,9 @@ func BenchmarkEmails(b *testing.B) {
 	// Pipeline: a wave of n people with email, from launch to every email sent.
 	env := setupChunks(b, n, nil, 500, 1) // everyone has an email: letters are measured apart
 	env.deps.Mailer, _ = notify.NewMailer(notify.SMTPConfig{URL: env.sink.URL(), Connections: conns})
-	env.deps.CommitEvery = 20
-	if v, err := strconv.Atoi(os.Getenv("ENS_BENCH_COMMIT_EVERY")); err == nil {
-		env.deps.CommitEvery = v
+	env.deps.SettleEvery = 20
+	if v, err := strconv.Atoi(os.Getenv("ENS_BENCH_SETTLE_EVERY")); err == nil {
+		env.deps.SettleEvery = v
 	}
 	env.sink.SetRule(nil)
 	start = time.Now()
@@ -79,7 +79,7 @@ func BenchmarkEmails(b *testing.B) {
 	rate := float64(emails) / lastEmail.Sub(start).Seconds()
 	benchutil.Record(b, "emails", map[string]any{
 		"bare_go_mail_msgs_per_s": int(bareRate), "pipeline_emails_per_s": int(rate), "ratio": float64(int(rate/bareRate*100)) / 100,
-		"target_ratio": 0.7, "connections": conns, "wave_people": env.wave.Created, "commit_every": env.deps.CommitEvery, "emails": emails, "letters": letters,
+		"target_ratio": 0.7, "connections": conns, "wave_people": env.wave.Created, "settle_every": env.deps.SettleEvery, "emails": emails, "letters": letters,
 		"wave_dispatch_seconds": float64(int(secs*100)) / 100,
 		"note":                  "emails/s from the start of the worker to the last email accepted; wave_dispatch_seconds until every notice (letters too) is out",
 	})

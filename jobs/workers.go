@@ -54,10 +54,11 @@ type Deps struct {
 	Key        optout.Key
 	LettersDir string
 	PostDelay  time.Duration
-	// CommitEvery: accepted emails are recorded in groups of this many (or
-	// when the chunk ends); a crash can re-send at most this many messages,
-	// each with its same Message-ID and code. Default 20.
-	CommitEvery int
+	// SettleEvery: each accepted email is recorded at once, so a crash
+	// re-sends at most the messages in flight (same Message-ID, same code);
+	// the accounts' move to notified and the audit event follow in groups of
+	// this many, or when the chunk ends. Default 20.
+	SettleEvery int
 	Clock       provisioning.Clock
 	Logger      *slog.Logger
 }
@@ -79,6 +80,7 @@ type NotifyChunkWorker struct {
 	river.WorkerDefaults[NotifyChunkArgs]
 	deps    *Deps
 	letters provisioning.LetterFunc
+	marks   *marker
 }
 
 // Timeout allows a slow SMTP server a few minutes per chunk.
@@ -93,6 +95,13 @@ func (w *NotifyChunkWorker) Work(ctx context.Context, job *river.Job[NotifyChunk
 	wave, err := provisioning.GetWaveByID(ctx, d.Pool, a.WaveID)
 	if err != nil {
 		return err
+	}
+	// A crashed run may have left accepted emails unsettled: this job owns
+	// these accounts, so it settles them before anything else.
+	if n, err := provisioning.SettleLeftovers(ctx, d.Pool, wave, a.FirstAccountID, a.LastAccountID, d.Clock); err != nil {
+		return err
+	} else if n > 0 {
+		d.Logger.Info("settled emails accepted before a crash", "wave_id", a.WaveID, "emails", n)
 	}
 	targets, err := provisioning.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID,
 		func(id int64) []byte { return d.Key.LookupHash(d.Key.Derive(id)) }, w.letters, d.Clock)
@@ -143,12 +152,13 @@ type sendOutcome struct {
 }
 
 // send renders and sends the chunk's emails over the mailer's connections in
-// parallel. Each connection's goroutine records its accepted emails in
-// groups of CommitEvery, outside any shared lock, so a commit never stalls
-// the other connections.
+// parallel. Each goroutine records every accepted email before it sends the
+// next, and settles the accounts of its accepted emails in groups of
+// SettleEvery, outside any shared lock, so a commit never stalls the other
+// connections.
 func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, targets []provisioning.Target) sendOutcome {
 	d := w.deps
-	every := d.CommitEvery
+	every := d.SettleEvery
 	if every <= 0 {
 		every = 20
 	}
@@ -156,7 +166,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 		mu  sync.Mutex // guards out
 		out sendOutcome
 	)
-	keep := func(err error) {
+	keep := func(err error) bool {
 		if err != nil {
 			mu.Lock()
 			if out.err == nil {
@@ -164,22 +174,41 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 			}
 			mu.Unlock()
 		}
+		return err == nil
 	}
-	record := func(sent []provisioning.Sent) {
-		keep(provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, sent, d.Clock))
+	settle := func(sent []provisioning.Sent) bool {
+		return keep(provisioning.SettleAccepted(context.WithoutCancel(ctx), d.Pool, wave, sent, d.Clock))
 	}
 	work := make(chan *provisioning.Target)
 	var wg sync.WaitGroup
 	for range max(1, d.Mailer.Connections()) {
 		wg.Go(func() {
 			var accepted []provisioning.Sent
+			failed := false // the database refused a record: send nothing more
 			for t := range work {
+				if failed {
+					continue
+				}
 				r := w.sendOne(ctx, wave, t)
 				switch {
+				case r.Outcome == notify.Accepted && t.Kind == provisioning.NoticeExtension:
+					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
+					failed = !keep(provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, []provisioning.Sent{s}, d.Clock))
+					mu.Lock()
+					out.sent++
+					mu.Unlock()
 				case r.Outcome == notify.Accepted:
-					accepted = append(accepted, provisioning.Sent{NoticeID: t.NoticeID, AccountID: t.AccountID, At: d.Clock.Now()})
+					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
+					if !keep(w.marks.record(s)) {
+						failed = true
+						continue
+					}
+					accepted = append(accepted, s)
 					if len(accepted) >= every {
-						record(accepted)
+						failed = !settle(accepted)
+						mu.Lock()
+						out.sent += len(accepted)
+						mu.Unlock()
 						accepted = nil
 					}
 				case r.Outcome == notify.Permanent:
@@ -191,14 +220,14 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					out.exhausted = append(out.exhausted, t.NoticeID)
 					mu.Unlock()
 				default:
-					keep(provisioning.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason))
+					failed = !keep(provisioning.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason))
 					mu.Lock()
 					out.temporary++
 					out.lastReason = r.Reason
 					mu.Unlock()
 				}
 			}
-			record(accepted)
+			settle(accepted)
 			mu.Lock()
 			out.sent += len(accepted)
 			mu.Unlock()
@@ -216,6 +245,51 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 		out.err = ctx.Err()
 	}
 	return out
+}
+
+// marker records accepted emails for every sender of a worker process. Each
+// sender waits until its email is recorded, so a crash re-sends at most one
+// message per sender; the senders waiting at one moment share a statement
+// (a group commit: the first to arrive records for all who queue meanwhile).
+type marker struct {
+	db      provisioning.DBTX
+	mu      sync.Mutex
+	queue   []markReq
+	writing bool
+}
+
+type markReq struct {
+	sent   provisioning.Sent
+	result chan error
+}
+
+// record returns once s is recorded.
+func (m *marker) record(s provisioning.Sent) error {
+	r := markReq{sent: s, result: make(chan error, 1)}
+	m.mu.Lock()
+	m.queue = append(m.queue, r)
+	if m.writing {
+		m.mu.Unlock()
+		return <-r.result
+	}
+	m.writing = true
+	for len(m.queue) > 0 {
+		batch := m.queue
+		m.queue = nil
+		m.mu.Unlock()
+		sent := make([]provisioning.Sent, len(batch))
+		for i, q := range batch {
+			sent[i] = q.sent
+		}
+		err := provisioning.MarkEmailsAccepted(context.Background(), m.db, sent)
+		for _, q := range batch {
+			q.result <- err
+		}
+		m.mu.Lock()
+	}
+	m.writing = false
+	m.mu.Unlock()
+	return <-r.result
 }
 
 func (w *NotifyChunkWorker) sendOne(ctx context.Context, wave *provisioning.Wave, t *provisioning.Target) notify.SendResult {

@@ -51,7 +51,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			// resolve the addresses of those accounts.
 			rows, err := tx.Query(ctx, `WITH picked AS (
 					SELECT n.id, n.kind, n.account_id FROM notice n JOIN account a ON a.id = n.account_id
-					WHERE n.channel = 'letter' AND n.status = 'pending' AND n.department = $3 AND a.wave_id = $1
+					WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND n.department = $3 AND a.wave_id = $1
 					  AND a.state IN ('pending', 'notified', 'active')
 					ORDER BY n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED)
 				SELECT p.id, p.kind, t.* FROM picked p JOIN (`+targetSelect+`
@@ -116,7 +116,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 // be rendered.
 func PendingLetterGroups(ctx context.Context, db DBTX) (map[int64][]string, error) {
 	rows, err := db.Query(ctx, `SELECT DISTINCT a.wave_id, n.department FROM notice n JOIN account a ON a.id = n.account_id
-		WHERE n.channel = 'letter' AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')`)
+		WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')`)
 	if err != nil {
 		return nil, fmt.Errorf("finding pending letters: %w", err)
 	}

@@ -259,26 +259,63 @@ type Sent struct {
 	NoticeID  int64
 	AccountID int64
 	At        time.Time
+	Deadline  time.Time // the wave's deadline for a notice sent At
 }
 
-// MarkEmailsSent records accepted emails: the notice is sent with its
-// deadline, the account notified — in one transaction with the audit event.
+// Accepted is the Sent for a notice of w accepted at at.
+func (w *Wave) Accepted(noticeID, accountID int64, at time.Time) Sent {
+	return Sent{NoticeID: noticeID, AccountID: accountID, At: at, Deadline: w.Deadline(at)}
+}
+
+// MarkEmailsAccepted records emails the SMTP server has just accepted: each
+// notice is sent, with its deadline, before its sender sends anything else,
+// so that a crash can re-send at most the messages in flight. Their
+// accounts follow in SettleAccepted; until then a pending account with a
+// sent notice is what a crash leaves (SettleLeftovers). Extension notices
+// change no account: they are recorded with their audit event at once
+// (MarkEmailsSent).
+func MarkEmailsAccepted(ctx context.Context, db DBTX, sent []Sent) error {
+	ids, ats, deadlines := make([]int64, len(sent)), make([]time.Time, len(sent)), make([]time.Time, len(sent))
+	for i, s := range sent {
+		ids[i], ats[i], deadlines[i] = s.NoticeID, s.At, s.Deadline
+	}
+	if _, err := db.Exec(ctx, markEmailSentSQL, ids, ats, deadlines); err != nil {
+		return fmt.Errorf("recording accepted emails: %w", err)
+	}
+	return nil
+}
+
+const markEmailSentSQL = `UPDATE notice n SET status = 'sent', sent_at = s.at,
+		deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE s.deadline END, attempts = n.attempts + 1, error = NULL
+	FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS s(id, at, deadline)
+	WHERE n.id = s.id AND n.status = 'pending'`
+
+// MarkEmailsSent records accepted emails, their accounts and the audit
+// event in one transaction.
 func MarkEmailsSent(ctx context.Context, pool *pgxpool.Pool, wave *Wave, sent []Sent, clock Clock) error {
+	return settle(ctx, pool, wave, sent, true, clock)
+}
+
+// SettleAccepted moves the accounts of emails MarkEmailsAccepted recorded to
+// notified with their deadline, in one transaction with the audit event.
+func SettleAccepted(ctx context.Context, pool *pgxpool.Pool, wave *Wave, sent []Sent, clock Clock) error {
+	return settle(ctx, pool, wave, sent, false, clock)
+}
+
+func settle(ctx context.Context, pool *pgxpool.Pool, wave *Wave, sent []Sent, notices bool, clock Clock) error {
 	if len(sent) == 0 {
 		return nil
 	}
 	ids, accs := make([]int64, len(sent)), make([]int64, len(sent))
 	ats, deadlines := make([]time.Time, len(sent)), make([]time.Time, len(sent))
 	for i, s := range sent {
-		ids[i], accs[i], ats[i], deadlines[i] = s.NoticeID, s.AccountID, s.At, wave.Deadline(s.At)
+		ids[i], accs[i], ats[i], deadlines[i] = s.NoticeID, s.AccountID, s.At, s.Deadline
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		// Both updates in one round trip: this runs for every few emails.
-		var b pgx.Batch
-		b.Queue(`UPDATE notice n SET status = 'sent', sent_at = s.at,
-				deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE s.deadline END, attempts = n.attempts + 1, error = NULL
-			FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS s(id, at, deadline)
-			WHERE n.id = s.id AND n.status = 'pending'`, ids, ats, deadlines)
+		var b pgx.Batch // one round trip
+		if notices {
+			b.Queue(markEmailSentSQL, ids, ats, deadlines)
+		}
 		b.Queue(notifyAccountsSQL, accs, ats, deadlines)
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("marking emails sent and their accounts notified: %w", err)
@@ -286,6 +323,31 @@ func MarkEmailsSent(ctx context.Context, pool *pgxpool.Pool, wave *Wave, sent []
 		return AppendAudit(ctx, tx, clock.Now(), Event{Actor: ActorSystem, Action: "notice.sent", WaveID: &wave.ID,
 			AccountIDs: accs, Details: map[string]any{"channel": ChannelEmail, "count": len(accs)}})
 	})
+}
+
+// SettleLeftovers settles what a crash left between MarkEmailsAccepted and
+// SettleAccepted for a wave's accounts first to last: accounts still
+// pending (or newborns not yet marked notified) whose opposition or
+// information email was accepted. It returns how many it settled.
+func SettleLeftovers(ctx context.Context, pool *pgxpool.Pool, wave *Wave, first, last int64, clock Clock) (int, error) {
+	rows, err := pool.Query(ctx, `SELECT n.id, a.id, n.sent_at FROM account a
+		JOIN notice n ON n.account_id = a.id AND n.channel = 'email' AND n.status = 'sent' AND n.kind IN ('opposition', 'information')
+		WHERE a.wave_id = $1 AND a.id BETWEEN $2 AND $3
+		  AND (a.state = 'pending' OR (a.state = 'active' AND a.notified_at IS NULL))
+		ORDER BY n.id`, wave.ID, first, last)
+	if err != nil {
+		return 0, fmt.Errorf("finding unsettled emails: %w", err)
+	}
+	sent, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Sent, error) {
+		var noticeID, accountID int64
+		var at time.Time
+		err := row.Scan(&noticeID, &accountID, &at)
+		return wave.Accepted(noticeID, accountID, at), err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("finding unsettled emails: %w", err)
+	}
+	return len(sent), SettleAccepted(ctx, pool, wave, sent, clock)
 }
 
 const notifyAccountsSQL = `UPDATE account a SET
