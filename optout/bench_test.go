@@ -54,6 +54,9 @@ func loadTest(b *testing.B, url string, hs []holder, duration time.Duration, wor
 			for time.Now().Before(deadline) {
 				// A new client address every 4 requests, as many people would.
 				if sent%4 == 0 {
+					if client != nil {
+						client.CloseIdleConnections() // one person leaves: their connection closes
+					}
 					id := next.Add(1)
 					ip := net.IPv4(127, 1, byte(id>>8), byte(id))
 					client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
