@@ -63,6 +63,11 @@ type Deps struct {
 	Logger      *slog.Logger
 }
 
+// codeHash is the lookup hash of an account's opposition code.
+func (d *Deps) codeHash(accountID int64) []byte {
+	return d.Key.LookupHash(d.Key.Derive(accountID))
+}
+
 // letterQueuer inserts render jobs in the transaction creating the letters.
 func letterQueuer(client func() *river.Client[pgx.Tx]) provisioning.LetterFunc {
 	return func(ctx context.Context, tx pgx.Tx, waveID int64, depts []string) error {
@@ -98,13 +103,12 @@ func (w *NotifyChunkWorker) Work(ctx context.Context, job *river.Job[NotifyChunk
 	}
 	// A crashed run may have left accepted emails unsettled: this job owns
 	// these accounts, so it settles them before anything else.
-	if n, err := provisioning.SettleLeftovers(ctx, d.Pool, wave, a.FirstAccountID, a.LastAccountID, d.Clock); err != nil {
+	if n, err := provisioning.SettleLeftovers(ctx, d.Pool, wave, a.FirstAccountID, a.LastAccountID, d.codeHash, d.Clock); err != nil {
 		return err
 	} else if n > 0 {
 		d.Logger.Info("settled emails accepted before a crash", "wave_id", a.WaveID, "emails", n)
 	}
-	targets, err := provisioning.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID,
-		func(id int64) []byte { return d.Key.LookupHash(d.Key.Derive(id)) }, w.letters, d.Clock)
+	targets, err := provisioning.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID, w.letters, d.Clock)
 	if err != nil {
 		return fmt.Errorf("preparing chunk: %w", err)
 	}
@@ -199,6 +203,9 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					mu.Unlock()
 				case r.Outcome == notify.Accepted:
 					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
+					if t.Kind == provisioning.NoticeOpposition {
+						s.CodeHash = d.codeHash(t.AccountID)
+					}
 					if !keep(w.marks.record(s)) {
 						failed = true
 						continue
@@ -356,7 +363,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 				pages[r.NoticeID] = r.Page
 			}
 			return &provisioning.LetterFile{File: pdf, Manifest: manifest, SHA256: b.SHA256, Pages: pages}, nil
-		}, provisioning.LetterOptions{PostDelay: d.PostDelay, Clock: d.Clock})
+		}, provisioning.LetterOptions{PostDelay: d.PostDelay, CodeHash: d.codeHash, Clock: d.Clock})
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,10 @@ type LetterOptions struct {
 	PostDelay time.Duration
 	// BatchSize is the most letters a PDF holds (default 5000).
 	BatchSize int
-	Clock     Clock
+	// CodeHash gives the lookup hash stored on an account whose opposition
+	// letter goes out.
+	CodeHash CodeHasher
+	Clock    Clock
 }
 
 // RenderLetterBatches renders every pending letter of one wave and
@@ -86,16 +89,19 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 				return fmt.Errorf("recording letter batch: %w", err)
 			}
 			ids, pages, accs := make([]int64, n), make([]int32, n), make([]int64, n)
-			ats, deadlines := make([]time.Time, n), make([]time.Time, n)
+			ats, deadlines, hashes := make([]time.Time, n), make([]time.Time, n), make([][]byte, n)
 			for i, t := range targets {
 				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, deadline
+				if t.Kind == NoticeOpposition {
+					hashes[i] = opts.CodeHash(t.AccountID)
+				}
 			}
 			if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'sent', sent_at = $3, batch_id = $4, page = p.page,
 					deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE $5::timestamptz END, attempts = n.attempts + 1
 				FROM unnest($1::bigint[], $2::int[]) AS p(id, page) WHERE n.id = p.id`, ids, pages, now, batchID, deadline); err != nil {
 				return fmt.Errorf("marking letters rendered: %w", err)
 			}
-			if err := notifyAccounts(ctx, tx, accs, ats, deadlines); err != nil {
+			if err := notifyAccounts(ctx, tx, accs, ats, deadlines, hashes); err != nil {
 				return err
 			}
 			return AppendAudit(ctx, tx, now, Event{Actor: ActorSystem, Action: "notice.sent", WaveID: &waveID, AccountIDs: accs,
@@ -116,7 +122,8 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 // be rendered.
 func PendingLetterGroups(ctx context.Context, db DBTX) (map[int64][]string, error) {
 	rows, err := db.Query(ctx, `SELECT DISTINCT a.wave_id, n.department FROM notice n JOIN account a ON a.id = n.account_id
-		WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')`)
+		WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')
+		ORDER BY 1, 2`) // the order queueLetters uses: no deadlock between them
 	if err != nil {
 		return nil, fmt.Errorf("finding pending letters: %w", err)
 	}
