@@ -50,7 +50,7 @@ func BenchmarkEmails(b *testing.B) {
 	jobs.TuneGC() // as ens worker runs
 	n := benchutil.Size(20_000)
 	const conns = 4
-	settleEvery := 20
+	settleEvery := jobs.DefaultSettleEvery
 	if v, err := strconv.Atoi(os.Getenv("ENS_BENCH_SETTLE_EVERY")); err == nil {
 		settleEvery = v
 	}

@@ -57,7 +57,7 @@ type Deps struct {
 	// SettleEvery: each accepted email is recorded at once, so a crash
 	// re-sends at most the messages in flight (same Message-ID, same code);
 	// the accounts' move to notified and the audit event follow in groups of
-	// this many, or when the chunk ends. Default 20.
+	// this many, or when the chunk ends. Default DefaultSettleEvery.
 	SettleEvery int
 	Clock       provisioning.Clock
 	Logger      *slog.Logger
@@ -67,6 +67,9 @@ type Deps struct {
 func (d *Deps) codeHash(accountID int64) []byte {
 	return d.Key.LookupHash(d.Key.Derive(accountID))
 }
+
+// DefaultSettleEvery is Deps.SettleEvery's default.
+const DefaultSettleEvery = 100
 
 // letterQueuer inserts render jobs in the transaction creating the letters.
 func letterQueuer(client func() *river.Client[pgx.Tx]) provisioning.LetterFunc {
@@ -164,7 +167,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 	d := w.deps
 	every := d.SettleEvery
 	if every <= 0 {
-		every = 20
+		every = DefaultSettleEvery
 	}
 	var (
 		mu  sync.Mutex // guards out
@@ -263,7 +266,16 @@ type marker struct {
 	mu      sync.Mutex
 	queue   []markReq
 	writing bool
+	full    chan struct{} // the queue reached markBatch while a writer gathers
 }
+
+// A writer gathers for at most markWindow, or until markBatch senders wait,
+// before it records: one statement then serves several messages (what
+// PostgreSQL's commit_delay does for commits).
+const (
+	markWindow = 2 * time.Millisecond
+	markBatch  = 16
+)
 
 type markReq struct {
 	sent   provisioning.Sent
@@ -276,10 +288,28 @@ func (m *marker) record(s provisioning.Sent) error {
 	m.mu.Lock()
 	m.queue = append(m.queue, r)
 	if m.writing {
+		if len(m.queue) >= markBatch {
+			select {
+			case m.full <- struct{}{}:
+			default:
+			}
+		}
 		m.mu.Unlock()
 		return <-r.result
 	}
 	m.writing = true
+	select {
+	case <-m.full: // left by the previous writer's gathering
+	default:
+	}
+	m.mu.Unlock()
+	gather := time.NewTimer(markWindow)
+	select {
+	case <-m.full:
+	case <-gather.C:
+	}
+	gather.Stop()
+	m.mu.Lock()
 	for len(m.queue) > 0 {
 		batch := m.queue
 		m.queue = nil
