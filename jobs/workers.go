@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -72,13 +73,36 @@ func (d *Deps) codeHash(accountID int64) []byte {
 const DefaultSettleEvery = 100
 
 // letterQueuer inserts render jobs in the transaction creating the letters.
+// Departments whose render is already queued are left out before the
+// insert: River would skip them too, but only after waiting for any other
+// transaction inserting the same unique job to end, and every chunk of a
+// wave queues nearly every department.
 func letterQueuer(client func() *river.Client[pgx.Tx]) provisioning.LetterFunc {
 	return func(ctx context.Context, tx pgx.Tx, waveID int64, depts []string) error {
-		params := make([]river.InsertManyParams, len(depts))
-		for i, d := range depts {
-			params[i] = river.InsertManyParams{Args: RenderLettersArgs{WaveID: waveID, Department: d}}
+		var states []string
+		for _, st := range (RenderLettersArgs{}).InsertOpts().UniqueOpts.ByState {
+			states = append(states, string(st))
 		}
-		_, err := client().InsertManyTx(ctx, tx, params)
+		rows, err := tx.Query(ctx, `SELECT DISTINCT args->>'department' FROM river_job
+			WHERE kind = $1 AND state::text = ANY($2) AND args @> jsonb_build_object('wave_id', $3::bigint)`,
+			RenderLettersArgs{}.Kind(), states, waveID)
+		if err != nil {
+			return fmt.Errorf("finding queued letter renders: %w", err)
+		}
+		queued, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("finding queued letter renders: %w", err)
+		}
+		var params []river.InsertManyParams
+		for _, d := range depts {
+			if !slices.Contains(queued, d) {
+				params = append(params, river.InsertManyParams{Args: RenderLettersArgs{WaveID: waveID, Department: d}})
+			}
+		}
+		if len(params) == 0 {
+			return nil
+		}
+		_, err = client().InsertManyTx(ctx, tx, params)
 		return err
 	}
 }

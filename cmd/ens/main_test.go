@@ -83,7 +83,13 @@ func TestWaveEndToEnd(t *testing.T) {
 	var wg sync.WaitGroup
 	codes := make([]int, 2)
 	for i := range codes {
-		wg.Go(func() { codes[i], _, _ = c.run("worker", "--until-idle") })
+		wg.Go(func() {
+			var errs string
+			codes[i], _, errs = c.run("worker", "--until-idle")
+			if codes[i] != 0 {
+				t.Log(errs)
+			}
+		})
 	}
 	wg.Wait()
 	if codes[0] != 0 || codes[1] != 0 {
