@@ -395,6 +395,19 @@ func (w *RenderLettersWorker) Timeout(*river.Job[RenderLettersArgs]) time.Durati
 func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLettersArgs]) error {
 	d := w.deps
 	dept := job.Args.Department
+	// While the wave's chunks are still creating letters, wait for a full
+	// batch: the printer gets a few large files, not one per chunk.
+	if busy, err := chunksOutstanding(ctx, d.Pool, job.Args.WaveID); err != nil {
+		return err
+	} else if busy {
+		pending, err := provisioning.PendingLetters(ctx, d.Pool, job.Args.WaveID, dept)
+		if err != nil {
+			return err
+		}
+		if pending < provisioning.LetterBatchSize {
+			return river.JobSnooze(letterWait)
+		}
+	}
 	n, err := provisioning.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
 		func(batchID int64, ts []provisioning.Target, deadline time.Time) (*provisioning.LetterFile, error) {
 			ns := make([]*notify.Notice, len(ts))
@@ -423,6 +436,23 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 	}
 	d.Logger.Info("letters rendered", "wave_id", job.Args.WaveID, "department", dept, "letters", n)
 	return nil
+}
+
+// letterWait is how long a render waits for its wave's chunks; within the
+// second of ens worker --until-idle's look-ahead, so a waiting render keeps it
+// running.
+const letterWait = time.Second
+
+// chunksOutstanding reports whether a wave still has notice chunks to work.
+func chunksOutstanding(ctx context.Context, db provisioning.DBTX, waveID int64) (bool, error) {
+	var busy bool
+	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = $1
+		AND state IN ('available', 'pending', 'scheduled', 'running', 'retryable')
+		AND args @> jsonb_build_object('wave_id', $2::bigint))`, NotifyChunkArgs{}.Kind(), waveID).Scan(&busy)
+	if err != nil {
+		return false, fmt.Errorf("looking for the wave's notice chunks: %w", err)
+	}
+	return busy, nil
 }
 
 // CloseWindowsWorker activates accounts whose window ended.

@@ -25,7 +25,7 @@ type LetterOptions struct {
 	// PostDelay is the print-and-post delay added to the render day before
 	// the window starts (the CLI's default is 5 days; zero in tests).
 	PostDelay time.Duration
-	// BatchSize is the most letters a PDF holds (default 5000).
+	// BatchSize is the most letters a PDF holds (default LetterBatchSize).
 	BatchSize int
 	// CodeHash gives the lookup hash stored on an account whose opposition
 	// letter goes out.
@@ -39,7 +39,7 @@ type LetterOptions struct {
 // — and their accounts notified, or nothing is. Returns letters rendered.
 func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, department string, render RenderFunc, opts LetterOptions) (int, error) {
 	if opts.BatchSize <= 0 {
-		opts.BatchSize = 5000
+		opts.BatchSize = LetterBatchSize
 	}
 	wave, err := GetWaveByID(ctx, pool, waveID)
 	if err != nil {
@@ -116,6 +116,22 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			return total, nil
 		}
 	}
+}
+
+// LetterBatchSize is the most letters a PDF holds by default.
+const LetterBatchSize = 5000
+
+// PendingLetters counts a wave's letters waiting to be rendered for one
+// department.
+func PendingLetters(ctx context.Context, db DBTX, waveID int64, department string) (int, error) {
+	var n int
+	err := db.QueryRow(ctx, `SELECT count(*) FROM notice n JOIN account a ON a.id = n.account_id
+		WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND n.department = $2 AND a.wave_id = $1
+		  AND a.state IN ('pending', 'notified', 'active')`, waveID, department).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting pending letters: %w", err)
+	}
+	return n, nil
 }
 
 // PendingLetterGroups lists, by wave, the departments with letters waiting to
