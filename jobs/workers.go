@@ -72,7 +72,7 @@ func (d *Deps) codeHash(accountID int64) []byte {
 // DefaultSettleEvery is Deps.SettleEvery's default.
 const DefaultSettleEvery = 100
 
-// letterQueuer inserts render jobs in the transaction creating the letters.
+// letterQueuer inserts render jobs in tx (provisioning gives it a short one of its own).
 // Departments whose render is already queued are left out before the
 // insert: River would skip them too, but only after waiting for any other
 // transaction inserting the same unique job to end, and every chunk of a
