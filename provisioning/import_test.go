@@ -40,19 +40,20 @@ func TestImportRejectsEveryReason(t *testing.T) {
 		"170017512345665,Too,Long,1970-01-01,,12 avenue du Maréchal de Lattre de Tassigny prolongée,75001,Paris,,\n" + // address_too_long
 		"222017512345639,Young,Child,2022-01-15,,1 rue A,75001,Paris,,\n" + // minor_without_guardian
 		"too,few,fields\n" + // column_count
-		"184127512345640,Lef\xe8vre,Bad,1984-12-01,a@example.fr,,,,,\n" // encoding
+		"184127512345640,Lef\xe8vre,Bad,1984-12-01,a@example.fr,,,,,\n" + // encoding
+		"184127512345640,Nul\x00,Byte,1984-12-01,a@example.fr,,,,,\n" // encoding (NUL)
 	res, err := provisioning.ImportRegistry(context.Background(), pool, writeFile(t, file), provisioning.ImportOptions{})
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
 	want := map[string]int64{"duplicate_nir": 1, "nir_key": 1, "nir_format": 1, "nir_birth_mismatch": 1,
-		"birth_date": 1, "no_channel": 1, "address_too_long": 1, "minor_without_guardian": 1, "column_count": 1, "encoding": 1}
+		"birth_date": 1, "no_channel": 1, "address_too_long": 1, "minor_without_guardian": 1, "column_count": 1, "encoding": 2}
 	for reason, n := range want {
 		if res.Reasons[reason] != n {
 			t.Errorf("reason %s: got %d, want %d (all: %v)", reason, res.Reasons[reason], n, res.Reasons)
 		}
 	}
-	if res.Read != 12 || res.Accepted != 2 || res.Inserted != 2 || res.Rejected != 10 {
+	if res.Read != 13 || res.Accepted != 2 || res.Inserted != 2 || res.Rejected != 11 {
 		t.Fatalf("figures: %+v", res)
 	}
 	if res.Warnings["email_invalid"] != 1 {
@@ -65,14 +66,14 @@ func TestImportRejectsEveryReason(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), `SELECT count(*), min(nir_masked) FILTER (WHERE reason = 'nir_key') FROM registry_reject`).Scan(&lines, &masked); err != nil {
 		t.Fatal(err)
 	}
-	if lines != 10 || masked != "2 55 08 14 *** *** 39" {
+	if lines != 11 || masked != "2 55 08 14 *** *** 39" {
 		t.Fatalf("kept rejects: %d, masked %q", lines, masked)
 	}
 	rej, err := os.ReadFile(res.RejectsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(rej), "reject_line,reject_reason,nir,") || strings.Count(string(rej), "\n") != 11 {
+	if !strings.HasPrefix(string(rej), "reject_line,reject_reason,nir,") || strings.Count(string(rej), "\n") != 12 {
 		t.Fatalf("rejects file:\n%s", rej)
 	}
 	if fi, _ := os.Stat(res.RejectsFile); fi.Mode().Perm() != 0o600 {
@@ -82,7 +83,7 @@ func TestImportRejectsEveryReason(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-importing the rejects file: %v", err)
 	}
-	if again.Rejected != 9 || again.Reasons["duplicate_nir"] != 0 || again.Unchanged != 1 {
+	if again.Rejected != 10 || again.Reasons["duplicate_nir"] != 0 || again.Unchanged != 1 {
 		t.Fatalf("re-import of uncorrected rejects: %+v", again)
 	}
 }

@@ -166,7 +166,7 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 	}
 	r.RawNIR = field(rec, c.nir)
 	for _, f := range rec {
-		if !utf8.ValidString(f) {
+		if !utf8.ValidString(f) || strings.IndexByte(f, 0) >= 0 { // PostgreSQL text holds no NUL
 			r.Reject = RejectEncoding
 			return r
 		}
