@@ -16,7 +16,7 @@ import (
 // for workers that insert follow-up jobs in their own transactions.
 func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pgx.Tx]) {
 	letters := letterQueuer(client)
-	chunk := &NotifyChunkWorker{deps: deps, letters: letters, marks: &marker{db: deps.Pool, full: make(chan struct{}, 1)}}
+	chunk := &NotifyChunkWorker{deps: deps, letters: letters, marks: newMarker(deps.Pool)}
 	river.AddWorker(workers, chunk)
 	river.AddWorker(workers, &SendExtensionsWorker{deps: deps, chunk: chunk})
 	river.AddWorker(workers, &RenderLettersWorker{deps: deps})

@@ -220,7 +220,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 				if failed {
 					continue
 				}
-				r := w.sendOne(ctx, wave, t)
+				r, codeHash := w.sendOne(ctx, wave, t)
 				switch {
 				case r.Outcome == notify.Accepted && t.Kind == provisioning.NoticeExtension:
 					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
@@ -230,9 +230,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					mu.Unlock()
 				case r.Outcome == notify.Accepted:
 					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
-					if t.Kind == provisioning.NoticeOpposition {
-						s.CodeHash = d.codeHash(t.AccountID)
-					}
+					s.CodeHash = codeHash
 					if !keep(w.marks.record(s)) {
 						failed = true
 						continue
@@ -301,6 +299,10 @@ const (
 	markBatch  = 16
 )
 
+func newMarker(db provisioning.DBTX) *marker {
+	return &marker{db: db, full: make(chan struct{}, 1)}
+}
+
 type markReq struct {
 	sent   provisioning.Sent
 	result chan error
@@ -353,31 +355,36 @@ func (m *marker) record(s provisioning.Sent) error {
 	return <-r.result
 }
 
-func (w *NotifyChunkWorker) sendOne(ctx context.Context, wave *provisioning.Wave, t *provisioning.Target) notify.SendResult {
+// sendOne renders and sends t's email; it returns the lookup hash of the
+// code the email carries (nil without one), to store once it is accepted.
+func (w *NotifyChunkWorker) sendOne(ctx context.Context, wave *provisioning.Wave, t *provisioning.Target) (notify.SendResult, []byte) {
 	d := w.deps
-	n := noticeOf(t, d.Key, wave.Deadline(d.Clock.Now()))
+	n, codeHash := noticeOf(t, d.Key, wave.Deadline(d.Clock.Now()))
 	e, err := notify.RenderEmail(n)
 	if err != nil {
-		return notify.SendResult{Outcome: notify.Temporary, Reason: "render error"}
+		return notify.SendResult{Outcome: notify.Temporary, Reason: "render error"}, nil
 	}
 	msg, err := d.Mailer.Build(t.NoticeID, t.Email, e)
 	if err != nil {
-		return notify.SendResult{Outcome: notify.Permanent, Reason: "address refused"}
+		return notify.SendResult{Outcome: notify.Permanent, Reason: "address refused"}, nil
 	}
-	return d.Mailer.Send(ctx, msg)
+	return d.Mailer.Send(ctx, msg), codeHash
 }
 
-// noticeOf turns a target into what notify renders; the code is derived
-// here, in memory, and goes nowhere else.
-func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) *notify.Notice {
+// noticeOf turns a target into what notify renders, with the lookup hash of
+// its code (nil without one); the code is derived here, in memory, and goes
+// nowhere else.
+func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) (*notify.Notice, []byte) {
 	n := &notify.Notice{ID: t.NoticeID, AccountID: t.AccountID, Kind: notify.Kind(t.Kind), Channel: notify.Channel(t.Channel),
 		FirstName: t.FirstName, LastName: t.LastName, Female: t.NIR.Female(), ForGuardian: t.ForGuardian,
 		Deadline: deadline, Email: t.Email, AddressLines: t.Lines, Postcode: t.Postcode, City: t.City,
 		Country: t.Country, Department: t.Department}
-	if t.Kind == provisioning.NoticeOpposition {
-		n.Code = key.Derive(t.AccountID).String()
+	if t.Kind != provisioning.NoticeOpposition {
+		return n, nil
 	}
-	return n
+	code := key.Derive(t.AccountID)
+	n.Code = code.String()
+	return n, key.LookupHash(code)
 }
 
 // RenderLettersWorker renders a wave's pending letters for one department.
@@ -411,8 +418,12 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 	n, err := provisioning.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
 		func(batchID int64, ts []provisioning.Target, deadline time.Time) (*provisioning.LetterFile, error) {
 			ns := make([]*notify.Notice, len(ts))
+			hashes := map[int64][]byte{}
 			for i := range ts {
-				ns[i] = noticeOf(&ts[i], d.Key, deadline)
+				var h []byte
+				if ns[i], h = noticeOf(&ts[i], d.Key, deadline); h != nil {
+					hashes[ts[i].AccountID] = h
+				}
 			}
 			notify.SortForPost(ns)
 			now := d.Clock.Now()
@@ -429,8 +440,8 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 			for _, r := range b.Manifest {
 				pages[r.NoticeID] = r.Page
 			}
-			return &provisioning.LetterFile{File: pdf, Manifest: manifest, SHA256: b.SHA256, Pages: pages}, nil
-		}, provisioning.LetterOptions{PostDelay: d.PostDelay, CodeHash: d.codeHash, Clock: d.Clock})
+			return &provisioning.LetterFile{File: pdf, Manifest: manifest, SHA256: b.SHA256, Pages: pages, CodeHashes: hashes}, nil
+		}, provisioning.LetterOptions{PostDelay: d.PostDelay, Clock: d.Clock})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,9 @@ type LetterFile struct {
 	File, Manifest, SHA256 string
 	// Pages maps notice id to page number.
 	Pages map[int64]int
+	// CodeHashes maps account id to the lookup hash of the code its letter
+	// carries, stored on the account as it becomes notified.
+	CodeHashes map[int64][]byte
 }
 
 // RenderFunc renders targets (sorted by postcode) as batch batchID, every
@@ -27,10 +30,7 @@ type LetterOptions struct {
 	PostDelay time.Duration
 	// BatchSize is the most letters a PDF holds (default LetterBatchSize).
 	BatchSize int
-	// CodeHash gives the lookup hash stored on an account whose opposition
-	// letter goes out.
-	CodeHash CodeHasher
-	Clock    Clock
+	Clock     Clock
 }
 
 // RenderLetterBatches renders every pending letter of one wave and
@@ -53,9 +53,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			// Pick the batch by the indexed department first; only then
 			// resolve the addresses of those accounts.
 			rows, err := tx.Query(ctx, `WITH picked AS (
-					SELECT n.id, n.kind, n.account_id FROM notice n JOIN account a ON a.id = n.account_id
-					WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND n.department = $3 AND a.wave_id = $1
-					  AND a.state IN ('pending', 'notified', 'active')
+					SELECT n.id, n.kind, n.account_id FROM `+pendingLetters+` AND n.department = $3 AND a.wave_id = $1
 					ORDER BY n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED)
 				SELECT p.id, p.kind, t.* FROM picked p JOIN (`+targetSelect+`
 					WHERE a.id IN (SELECT account_id FROM picked)) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d, w, st)
@@ -92,9 +90,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			ats, deadlines, hashes := make([]time.Time, n), make([]time.Time, n), make([][]byte, n)
 			for i, t := range targets {
 				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, deadline
-				if t.Kind == NoticeOpposition {
-					hashes[i] = opts.CodeHash(t.AccountID)
-				}
+				hashes[i] = f.CodeHashes[t.AccountID]
 			}
 			if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'sent', sent_at = $3, batch_id = $4, page = p.page,
 					deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE $5::timestamptz END, attempts = n.attempts + 1
@@ -118,6 +114,11 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 	}
 }
 
+// pendingLetters are the letters (n) still to render, of accounts (a) that
+// still want them; batch_id IS NULL matches notice_pending_letter_idx.
+const pendingLetters = `notice n JOIN account a ON a.id = n.account_id
+	WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')`
+
 // LetterBatchSize is the most letters a PDF holds by default.
 const LetterBatchSize = 5000
 
@@ -125,9 +126,8 @@ const LetterBatchSize = 5000
 // department.
 func PendingLetters(ctx context.Context, db DBTX, waveID int64, department string) (int, error) {
 	var n int
-	err := db.QueryRow(ctx, `SELECT count(*) FROM notice n JOIN account a ON a.id = n.account_id
-		WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND n.department = $2 AND a.wave_id = $1
-		  AND a.state IN ('pending', 'notified', 'active')`, waveID, department).Scan(&n)
+	err := db.QueryRow(ctx, `SELECT count(*) FROM `+pendingLetters+` AND n.department = $2 AND a.wave_id = $1`,
+		waveID, department).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("counting pending letters: %w", err)
 	}
@@ -137,8 +137,7 @@ func PendingLetters(ctx context.Context, db DBTX, waveID int64, department strin
 // PendingLetterGroups lists, by wave, the departments with letters waiting to
 // be rendered.
 func PendingLetterGroups(ctx context.Context, db DBTX) (map[int64][]string, error) {
-	rows, err := db.Query(ctx, `SELECT DISTINCT a.wave_id, n.department FROM notice n JOIN account a ON a.id = n.account_id
-		WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')
+	rows, err := db.Query(ctx, `SELECT DISTINCT a.wave_id, n.department FROM `+pendingLetters+`
 		ORDER BY 1, 2`) // the order queueLetters uses: no deadlock between them
 	if err != nil {
 		return nil, fmt.Errorf("finding pending letters: %w", err)

@@ -167,7 +167,7 @@ func (s *stageSource) validate(recs []rawRecord) stageBatch {
 			buf = copyText(buf, string(r.Reject))
 			buf = copyText(buf, MaskNIR(r.RawNIR))
 			buf = copyText(buf, row.nir)
-			buf = append(buf, strings.Repeat("\t\\N", 15)...)
+			buf = append(buf, rejectedTail...)
 			row.text = buf[start:]
 			continue
 		}
@@ -198,6 +198,9 @@ func (s *stageSource) validate(recs []rawRecord) stageBatch {
 	}
 	return stageBatch{rows: rows}
 }
+
+// rejectedTail is a rejected row's columns after its NIR: all NULL.
+var rejectedTail = strings.Repeat("\t\\N", 15)
 
 // copyText appends a tab and s as a COPY text field: "" is NULL, and the
 // backslash and the characters that end a field or a line are escaped.
