@@ -9,7 +9,6 @@ import (
 	"net/mail"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -48,13 +47,7 @@ func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int, emai
 	t.Helper()
 	ctx := context.Background()
 	pool := testdb.Pool(t)
-	path := filepath.Join(t.TempDir(), "reg.csv")
-	f, _ := os.Create(path)
-	fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: people, Seed: 42, RejectShare: -1, EmailShare: emailShare})
-	f.Close()
-	if _, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Import(t, pool, fixtures.RegistryOptions{Count: people, Seed: 42, RejectShare: -1, EmailShare: emailShare})
 	sink, err := mailsink.Start(mailsink.Options{Keep: true})
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -38,13 +37,7 @@ type holder struct {
 func notified(t testing.TB, pool *pgxpool.Pool, n int64, deadline time.Time) []holder {
 	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "reg.csv")
-	f, _ := os.Create(path)
-	fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: n, Seed: 9, RejectShare: -1})
-	f.Close()
-	if _, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Import(t, pool, fixtures.RegistryOptions{Count: n, Seed: 9, RejectShare: -1})
 	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "t"}, noJobs, provisioning.LaunchOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,7 @@ func TestDeleteArchivePurgeAndReopen(t *testing.T) {
 	t.Parallel()
 	pool := testdb.Pool(t)
 	ctx := context.Background()
-	importFixture(t, pool, 200, 4)
-	var chunks []provisioning.Chunk
-	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, countChunks(&chunks), provisioning.LaunchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	launchAll(t, pool, 200, 4, provisioning.LaunchOptions{})
 	// Two newborns' accounts are active from the start.
 	rows, _ := pool.Query(ctx, `SELECT p.nir FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'active' ORDER BY a.id LIMIT 2`)
 	var nirs []provisioning.NIR

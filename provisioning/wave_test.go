@@ -2,8 +2,6 @@ package provisioning_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -17,15 +15,19 @@ import (
 // importFixture loads a synthetic registry of n people.
 func importFixture(t *testing.T, pool *pgxpool.Pool, n int64, seed uint64) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "reg.csv")
-	f, _ := os.Create(path)
-	if err := fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: n, Seed: seed}); err != nil {
+	testdb.Import(t, pool, fixtures.RegistryOptions{Count: n, Seed: seed})
+}
+
+// launchAll imports n people and launches wave "w" over all of them,
+// returning its chunks.
+func launchAll(t *testing.T, pool *pgxpool.Pool, n int64, seed uint64, opts provisioning.LaunchOptions) []provisioning.Chunk {
+	t.Helper()
+	importFixture(t, pool, n, seed)
+	var chunks []provisioning.Chunk
+	if _, err := provisioning.LaunchWave(context.Background(), pool, provisioning.WaveSpec{Name: "w", Actor: "alice"}, countChunks(&chunks), opts); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
-	if _, err := provisioning.ImportRegistry(context.Background(), pool, path, provisioning.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	return chunks
 }
 
 // countChunks is an EnqueueFunc that records chunks instead of inserting jobs.
@@ -120,11 +122,7 @@ func TestSchemaRefusesForbiddenTransitions(t *testing.T) {
 	t.Parallel()
 	pool := testdb.Pool(t)
 	ctx := context.Background()
-	importFixture(t, pool, 50, 1)
-	var chunks []provisioning.Chunk
-	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, countChunks(&chunks), provisioning.LaunchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	launchAll(t, pool, 50, 1, provisioning.LaunchOptions{})
 	for name, q := range map[string]string{
 		"pending to active":           `UPDATE account SET state = 'active', activated_at = now() WHERE state = 'pending'`,
 		"pending to opposed":          `UPDATE account SET state = 'opposed', opposed_at = now() WHERE state = 'pending'`,
@@ -169,11 +167,7 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 	t.Parallel()
 	pool := testdb.Pool(t)
 	ctx := context.Background()
-	importFixture(t, pool, 300, 2)
-	var chunks []provisioning.Chunk
-	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "alice"}, countChunks(&chunks), provisioning.LaunchOptions{BatchSize: 50}); err != nil {
-		t.Fatal(err)
-	}
+	launchAll(t, pool, 300, 2, provisioning.LaunchOptions{BatchSize: 50})
 	res, err := provisioning.VerifyAudit(ctx, pool)
 	if err != nil || !res.OK || res.Events < 3 {
 		t.Fatalf("verify of an intact log: %+v %v", res, err)

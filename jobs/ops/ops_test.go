@@ -25,13 +25,7 @@ func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
 func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
 	pool := testdb.Pool(t)
 	ctx := context.Background()
-	path := t.TempDir() + "/reg.csv"
-	f, _ := os.Create(path)
-	fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: 100, Seed: 1})
-	f.Close()
-	if _, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 100, Seed: 1})
 	none := func(context.Context, pgx.Tx, []provisioning.Chunk) error { return nil }
 	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, none, provisioning.LaunchOptions{}); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,13 +21,7 @@ func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
 func TestReportSameDataSameBytes(t *testing.T) {
 	pool := testdb.Pool(t)
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "reg.csv")
-	f, _ := os.Create(path)
-	fixtures.WriteRegistry(f, fixtures.RegistryOptions{Count: 300, Seed: 5})
-	f.Close()
-	if _, err := provisioning.ImportRegistry(ctx, pool, path, provisioning.ImportOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 300, Seed: 5})
 	none := func(context.Context, pgx.Tx, []provisioning.Chunk) error { return nil }
 	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Departments: []string{"75"}, Window: provisioning.Window(3600e9), Actor: "alice"}, none, provisioning.LaunchOptions{}); err != nil {
 		t.Fatal(err)
