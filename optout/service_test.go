@@ -76,12 +76,20 @@ func post(t *testing.T, srv *httptest.Server, body string) (int, map[string]any,
 	return resp.StatusCode, out, resp.Header
 }
 
+// serveNotified serves the public site over a database holding n people
+// notified with deadline.
+func serveNotified(t *testing.T, n int64, deadline time.Time) (*httptest.Server, *pgxpool.Pool, []holder) {
+	t.Helper()
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, n, deadline)
+	srv := httptest.NewServer(optout.NewHandler(newService(pool)))
+	t.Cleanup(srv.Close)
+	return srv, pool, hs
+}
+
 func TestAPIContract(t *testing.T) {
 	t.Parallel()
-	pool := testdb.Pool(t)
-	hs := notified(t, pool, 40, time.Now().Add(24*time.Hour))
-	srv := httptest.NewServer(optout.NewHandler(newService(pool)))
-	defer srv.Close()
+	srv, _, hs := serveNotified(t, 40, time.Now().Add(24*time.Hour))
 	h := hs[0]
 	body := func(code, birth string) string { return `{"code":"` + code + `","birth_date":"` + birth + `"}` }
 
@@ -114,10 +122,7 @@ func TestAPIContract(t *testing.T) {
 
 func TestWindowClosedAndRateLimit(t *testing.T) {
 	t.Parallel()
-	pool := testdb.Pool(t)
-	hs := notified(t, pool, 20, time.Now().Add(-time.Minute))
-	srv := httptest.NewServer(optout.NewHandler(newService(pool)))
-	defer srv.Close()
+	srv, _, hs := serveNotified(t, 20, time.Now().Add(-time.Minute))
 	st, out, _ := post(t, srv, `{"code":"`+hs[0].code.String()+`","birth_date":"`+hs[0].birth+`"}`)
 	if st != 410 || out["status"] != "window_closed" {
 		t.Fatalf("after the deadline: %d %v", st, out)
@@ -135,10 +140,7 @@ func TestWindowClosedAndRateLimit(t *testing.T) {
 
 func TestFormTwoStepsReceiptAndUndo(t *testing.T) {
 	t.Parallel()
-	pool := testdb.Pool(t)
-	hs := notified(t, pool, 20, time.Now().Add(48*time.Hour))
-	srv := httptest.NewServer(optout.NewHandler(newService(pool)))
-	defer srv.Close()
+	srv, pool, hs := serveNotified(t, 20, time.Now().Add(48*time.Hour))
 	h := hs[0]
 	form := url.Values{"code": {h.code.String()}, "birth_date": {h.birth[8:10] + "/" + h.birth[5:7] + "/" + h.birth[:4]}}
 	page := func(path string) (int, string) {
