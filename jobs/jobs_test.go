@@ -110,6 +110,7 @@ func (e *env) runUntilIdle(t testing.TB) {
 	for range tick.C {
 		n, err := jobs.Outstanding(ctx, e.deps, time.Second)
 		if err != nil {
+			e.dumpJobs(t)
 			t.Fatal(err)
 		}
 		if n > 0 {
@@ -120,6 +121,31 @@ func (e *env) runUntilIdle(t testing.TB) {
 		} else if g == 0 {
 			return
 		}
+	}
+}
+
+// dumpJobs logs the jobs not completed, to tell why a run did not end.
+func (e *env) dumpJobs(t testing.TB) {
+	rows, err := e.pool.Query(context.Background(), `SELECT id, kind, state::text, attempt, errors::text, args::text
+		FROM river_job WHERE state <> 'completed' ORDER BY id`)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var kind, state, errs, args string
+		var attempt int
+		var errsN, argsN *string
+		rows.Scan(&id, &kind, &state, &attempt, &errsN, &argsN)
+		if errsN != nil {
+			errs = *errsN
+		}
+		if argsN != nil {
+			args = *argsN
+		}
+		t.Logf("job %d %s %s attempt %d args %s errors %.400s", id, kind, state, attempt, args, errs)
 	}
 }
 
