@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/mail"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -312,8 +313,15 @@ func TestCrashMidWaveLosesNothing(t *testing.T) {
 func TestKilledWorkerResendsOnlyWhatWasInFlight(t *testing.T) {
 	t.Parallel()
 	e := setup(t, 400, nil)
+	dbURL, err := url.Parse(e.pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := dbURL.Query()
+	q.Set("application_name", "ens-killed-worker")
+	dbURL.RawQuery = q.Encode()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWorkerProcess$")
-	cmd.Env = append(os.Environ(), "ENS_HELPER_DATABASE_URL="+e.pool.Config().ConnString(), "ENS_HELPER_SMTP_URL="+e.sink.URL())
+	cmd.Env = append(os.Environ(), "ENS_HELPER_DATABASE_URL="+dbURL.String(), "ENS_HELPER_SMTP_URL="+e.sink.URL())
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -326,8 +334,24 @@ func TestKilledWorkerResendsOnlyWhatWasInFlight(t *testing.T) {
 	cmd.Process.Kill() // SIGKILL: no deferred call, no graceful stop
 	cmd.Wait()         //nolint:errcheck // killed
 	killedAt := e.sink.Count()
-	// What River's rescuer does with jobs stuck running (after 15 minutes
-	// in production): make them available again.
+	// The dead worker's server sessions may still commit a statement it sent
+	// (a job fetch, say); only once they are gone, do what River's rescuer
+	// does with jobs stuck running (after 15 minutes in production): make
+	// them available again.
+	for {
+		var left int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ens-killed-worker'`).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the killed worker's %d database sessions never ended", left)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	if _, err := e.pool.Exec(ctx, `UPDATE river_job SET state = 'available', scheduled_at = now() WHERE state = 'running'`); err != nil {
 		t.Fatal(err)
 	}
