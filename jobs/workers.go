@@ -402,18 +402,10 @@ func (w *RenderLettersWorker) Timeout(*river.Job[RenderLettersArgs]) time.Durati
 func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLettersArgs]) error {
 	d := w.deps
 	dept := job.Args.Department
-	// While the wave's chunks are still creating letters, wait for a full
-	// batch: the printer gets a few large files, not one per chunk.
-	if busy, err := chunksOutstanding(ctx, d.Pool, job.Args.WaveID); err != nil {
+	if ready, err := w.batchReady(ctx, job.Args); err != nil {
 		return err
-	} else if busy {
-		pending, err := provisioning.PendingLetters(ctx, d.Pool, job.Args.WaveID, dept)
-		if err != nil {
-			return err
-		}
-		if pending < provisioning.LetterBatchSize {
-			return river.JobSnooze(letterWait)
-		}
+	} else if !ready {
+		return river.JobSnooze(letterWait)
 	}
 	n, err := provisioning.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
 		func(batchID int64, ts []provisioning.Target, deadline time.Time) (*provisioning.LetterFile, error) {
@@ -449,10 +441,46 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 	return nil
 }
 
-// letterWait is how long a render waits for its wave's chunks; within the
-// second of ens worker --until-idle's look-ahead, so a waiting render keeps it
-// running.
+// batchReady reports whether the department's letters should be rendered
+// now: its wave has no notice chunk left to create letters, or a full batch
+// is waiting. While the chunks run, the printer should get a few large files,
+// not one per chunk. It watches the chunks for up to letterWait, so a render
+// starts as soon as they end; false means snooze and let the queue's other
+// departments be looked at.
+func (w *RenderLettersWorker) batchReady(ctx context.Context, args RenderLettersArgs) (bool, error) {
+	pool := w.deps.Pool
+	busy, err := chunksOutstanding(ctx, pool, args.WaveID)
+	if err != nil || !busy {
+		return err == nil, err
+	}
+	pending, err := provisioning.PendingLetters(ctx, pool, args.WaveID, args.Department)
+	if err != nil || pending >= provisioning.LetterBatchSize {
+		return err == nil, err
+	}
+	watch := time.NewTicker(letterPoll)
+	defer watch.Stop()
+	giveUp := time.After(letterWait)
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-giveUp:
+			return false, nil
+		case <-watch.C:
+			if busy, err := chunksOutstanding(ctx, pool, args.WaveID); err != nil || !busy {
+				return err == nil, err
+			}
+		}
+	}
+}
+
+// letterWait is how long a render watches its wave's chunks before it
+// snoozes for as long; within the second of ens worker --until-idle's
+// look-ahead, so a waiting render keeps it running.
 const letterWait = time.Second
+
+// letterPoll is how often a waiting render looks at its wave's chunks.
+const letterPoll = 25 * time.Millisecond
 
 // chunksOutstanding reports whether a wave still has notice chunks to work.
 func chunksOutstanding(ctx context.Context, db provisioning.DBTX, waveID int64) (bool, error) {
