@@ -137,6 +137,7 @@ func BenchmarkLetters(b *testing.B) {
 			Postcode: fmt.Sprintf("75%03d", i%1000), City: "Paris"})
 	}
 	var letters, batches, pages, jobErrors int64
+	var chunkPhase, renderPhase float64
 	all, median := rounds(func() (float64, float64) {
 		env := setupChunks(b, n, nil, 500, -1) // nobody has an email: every notice is a letter
 		settle(b, env)
@@ -150,8 +151,10 @@ func BenchmarkLetters(b *testing.B) {
 		ctx := context.Background()
 		// Until the last batch was recorded: River stamps a job finalized as
 		// its Work returns, after the batch's transaction committed.
-		var last time.Time
-		env.pool.QueryRow(ctx, `SELECT max(finalized_at) FROM river_job WHERE kind = $1`, jobs.RenderLettersArgs{}.Kind()).Scan(&last)
+		var last, chunksDone time.Time
+		env.pool.QueryRow(ctx, `SELECT max(finalized_at) FILTER (WHERE kind = $1), max(finalized_at) FILTER (WHERE kind = $2) FROM river_job`,
+			jobs.RenderLettersArgs{}.Kind(), jobs.NotifyChunkArgs{}.Kind()).Scan(&last, &chunksDone)
+		chunkPhase, renderPhase = chunksDone.Sub(start).Seconds(), last.Sub(chunksDone).Seconds()
 		env.pool.QueryRow(ctx, `SELECT count(*) FROM notice WHERE channel = 'letter' AND status = 'sent'`).Scan(&letters)
 		env.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(pages), 0) FROM letter_batch`).Scan(&batches, &pages)
 		env.pool.QueryRow(ctx, `SELECT coalesce(sum(cardinality(errors)), 0) FROM river_job`).Scan(&jobErrors)
@@ -160,6 +163,7 @@ func BenchmarkLetters(b *testing.B) {
 	benchutil.Record(b, "letters", map[string]any{"letters": letters, "bare_gofpdf_pages_per_s": median.Raw,
 		"pipeline_pages_per_s": median.Pipeline, "ratio": median.Ratio, "rounds": all, "target_ratio": 0.7,
 		"batches": batches, "pages_recorded": pages, "job_errors": jobErrors,
+		"chunks_seconds": float64(int(chunkPhase*100)) / 100, "renders_after_chunks_seconds": float64(int(renderPhase*100)) / 100,
 		"note": "median of the rounds' ratios; each round starts from a settled database (VACUUM ANALYZE, CHECKPOINT, GC); " +
 			"bare: one PDF of every page in memory; pipeline: from the worker's start to the last batch rendered, written and recorded (last round's counts)"})
 }

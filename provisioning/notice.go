@@ -116,7 +116,7 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 		rows, err := tx.Query(ctx, targetSelect+`
 			WHERE a.wave_id = $1 AND a.id BETWEEN $3 AND $4
 			  AND (a.state = 'pending' OR (a.state = 'active' AND a.notified_at IS NULL))
-			  AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind IN ('opposition', 'information')
+			  AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.account_id BETWEEN $3 AND $4 AND n.kind IN ('opposition', 'information')
 			                  AND (n.channel = 'letter' OR n.status IN ('sent', 'failed', 'bounced')))
 			ORDER BY a.id FOR UPDATE OF a`, waveID, Day(now), first, last)
 		if err != nil {
