@@ -55,9 +55,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			rows, err := tx.Query(ctx, `WITH picked AS (
 					SELECT n.id, n.kind, n.account_id FROM `+pendingLetters+` AND n.department = $3 AND a.wave_id = $1
 					ORDER BY n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED)
-				SELECT p.id, p.kind, t.* FROM picked p JOIN (`+targetSelect+`
-					WHERE a.id IN (SELECT account_id FROM picked)) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d, w, st)
-				ON t.id = p.account_id ORDER BY t.pc, p.id`, waveID, Day(now), department, opts.BatchSize)
+				SELECT pk.id, pk.kind, t.* FROM `+pickedTargets+` ORDER BY t.pc, pk.id`, waveID, Day(now), department, opts.BatchSize)
 			if err != nil {
 				return fmt.Errorf("selecting letters to render: %w", err)
 			}

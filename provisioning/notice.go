@@ -101,6 +101,13 @@ const targetSelect = `
 	CROSS JOIN LATERAL (SELECT (x.r).address_line2, (x.r).address_line3, (x.r).address_line4, (x.r).address_line5,
 	       (x.r).postcode, (x.r).city, (x.r).country, (x.r).department) c`
 
+// pickedTargets follows a CTE of picked notices (pk, with their account_id)
+// to their targets (t), one account lookup each. (A filter on
+// "a.id IN (SELECT account_id FROM picked)" was planned as a rescan of the
+// CTE for every row when the notice statistics were stale.)
+const pickedTargets = `picked pk CROSS JOIN LATERAL (` + targetSelect + `
+	WHERE a.id = pk.account_id) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d, w, st)`
+
 // PrepareChunk creates the notices of one chunk of a wave's accounts — an
 // opposition notice for each pending account, an information notice for each
 // newborn — by email when a usable address is known, by letter otherwise —

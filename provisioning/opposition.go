@@ -249,9 +249,7 @@ func PendingExtensionEmails(ctx context.Context, db DBTX, limit int, now time.Ti
 	rows, err := db.Query(ctx, `WITH picked AS (
 			SELECT id, seq, attempts, account_id FROM notice
 			WHERE kind = 'extension' AND channel = 'email' AND status = 'pending' ORDER BY id LIMIT $1)
-		SELECT p.id, p.seq, p.attempts, t.* FROM picked p JOIN (`+targetSelect+`
-			WHERE a.id IN (SELECT account_id FROM picked)) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d, w, st)
-		ON t.id = p.account_id ORDER BY p.id`, limit, Day(now))
+		SELECT pk.id, pk.seq, pk.attempts, t.* FROM `+pickedTargets+` ORDER BY pk.id`, limit, Day(now))
 	if err != nil {
 		return nil, fmt.Errorf("reading extension notices: %w", err)
 	}
