@@ -52,6 +52,7 @@ type SendResult struct {
 // Client serialises its own sends, so each connection is its own smtp.Client).
 type Mailer struct {
 	client  *mail.Client
+	addr    string // host:port, for errors
 	from    string
 	domain  string
 	conns   chan *smtp.Client
@@ -96,7 +97,7 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring SMTP client: %w", err)
 	}
-	m := &Mailer{client: c, from: cfg.From, conns: make(chan *smtp.Client, cfg.Connections), limiter: rate.NewLimiter(rate.Inf, 1)}
+	m := &Mailer{client: c, addr: u.Host, from: cfg.From, conns: make(chan *smtp.Client, cfg.Connections), limiter: rate.NewLimiter(rate.Inf, 1)}
 	if cfg.Rate > 0 {
 		m.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate/10)))
 	}
@@ -175,6 +176,29 @@ func (m *Mailer) Send(ctx context.Context, msg *mail.Msg) SendResult {
 	}
 	m.conns <- conn
 	return res
+}
+
+// Check opens one connection to the server and keeps it in the pool, so a
+// worker refuses to start on a wrong address or TLS setting instead of
+// turning a whole wave's emails into letters once their retries run out.
+// The error names the server and what failed, never a recipient.
+func (m *Mailer) Check(ctx context.Context) error {
+	var conn *smtp.Client
+	select {
+	case conn = <-m.conns:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if conn == nil {
+		c, err := m.client.DialToSMTPClientWithContext(ctx)
+		if err != nil {
+			m.conns <- nil
+			return fmt.Errorf("connecting to the SMTP server %s: %w", m.addr, err)
+		}
+		conn = c
+	}
+	m.conns <- conn
+	return nil
 }
 
 // Close closes every pooled connection.

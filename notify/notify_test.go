@@ -2,12 +2,15 @@ package notify_test
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
 )
 
@@ -75,5 +78,42 @@ func TestLettersRenderToTheSameBytes(t *testing.T) {
 	}
 	if len(a.Manifest) != 1 || a.Manifest[0].Page != 1 || a.Manifest[0].NoticeID != 12 {
 		t.Fatalf("manifest %+v", a.Manifest)
+	}
+}
+
+// A worker checks its SMTP server before it takes any job: a wrong TLS
+// setting or address is an error at start, naming the server and the cause.
+func TestMailerCheckRefusesAServerItCannotUse(t *testing.T) {
+	t.Parallel()
+	sink, err := mailsink.Start(mailsink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	ctx := context.Background()
+	check := func(url string) error {
+		m, err := notify.NewMailer(notify.SMTPConfig{URL: url, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		return m.Check(ctx)
+	}
+	if err := check(sink.URL()); err != nil {
+		t.Fatalf("check against the sink as it says to reach it: %v", err)
+	}
+	// The sink offers no STARTTLS; without tls=none, STARTTLS is required.
+	plain := strings.TrimSuffix(sink.URL(), "?tls=none")
+	if err := check(plain); err == nil || !strings.Contains(err.Error(), sink.Addr()) || !strings.Contains(strings.ToLower(err.Error()), "starttls") {
+		t.Fatalf("STARTTLS required but not offered: got %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	if err := check("smtp://" + closed + "?tls=none"); err == nil || !strings.Contains(err.Error(), closed) {
+		t.Fatalf("nobody listening: got %v", err)
 	}
 }

@@ -24,6 +24,7 @@ type workerOptions struct {
 	smtpConnections int
 	smtpRate        float64
 	noticeWorkers   int
+	letterWorkers   int
 	postDelay       string
 }
 
@@ -40,7 +41,8 @@ func (a *app) workerCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&o.untilIdle, "until-idle", false, "work everything due now (retries included, ended windows closed), then exit")
 	cmd.Flags().IntVar(&o.smtpConnections, "smtp-connections", envInt("ENS_SMTP_CONNECTIONS", 4), "SMTP connections kept open")
 	cmd.Flags().Float64Var(&o.smtpRate, "smtp-rate", envFloat("ENS_SMTP_RATE", 0), "at most this many emails per second (0: no cap)")
-	cmd.Flags().IntVar(&o.noticeWorkers, "notice-workers", envInt("ENS_NOTICE_WORKERS", 4), "notice chunks worked at once")
+	cmd.Flags().IntVar(&o.noticeWorkers, "notice-workers", envInt("ENS_NOTICE_WORKERS", jobs.DefaultNoticeWorkers), "notice chunks worked at once")
+	cmd.Flags().IntVar(&o.letterWorkers, "letter-workers", envInt("ENS_LETTER_WORKERS", jobs.DefaultLetterWorkers), "letter batches rendered at once")
 	cmd.Flags().StringVar(&o.postDelay, "post-delay", envOr("ENS_POST_DELAY", "5d"), "print-and-post delay added to a letter's deadline")
 	return cmd
 }
@@ -51,7 +53,7 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 	if err != nil {
 		return nil, err
 	}
-	pool, err := a.db(ctx, int32(o.noticeWorkers+o.smtpConnections+6), true)
+	pool, err := a.db(ctx, int32(o.noticeWorkers+o.letterWorkers+o.smtpConnections+6), true)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +67,10 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 		m, err := notify.NewMailer(notify.SMTPConfig{URL: u, From: os.Getenv("ENS_MAIL_FROM"), Connections: o.smtpConnections, Rate: o.smtpRate})
 		if err != nil {
 			return nil, usageError(err)
+		}
+		if err := m.Check(ctx); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("%w (SMTP_URL: add ?tls=none for a server without TLS)", err)
 		}
 		deps.Mailer = m
 	}
@@ -80,7 +86,7 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 		defer deps.Mailer.Close()
 	}
 	jobs.TuneGC()
-	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, Periodic: !o.untilIdle, Logger: a.log,
+	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, LetterWorkers: o.letterWorkers, Periodic: !o.untilIdle, Logger: a.log,
 		RetryBase: envDuration("ENS_RETRY_BASE", 10*time.Second)}
 	client, err := jobs.NewClient(deps, cfg)
 	if err != nil {
