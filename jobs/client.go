@@ -89,4 +89,14 @@ func Outstanding(ctx context.Context, deps *Deps, horizon time.Duration) (int64,
 	return n, nil
 }
 
+// Finished counts the jobs finished (completed, cancelled or discarded)
+// since a moment: with Outstanding, how far a run has got.
+func Finished(ctx context.Context, deps *Deps, since time.Time) (int64, error) {
+	var n int64
+	if err := deps.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE finalized_at >= $1`, since).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting finished jobs: %w", err)
+	}
+	return n, nil
+}
+
 const letterFetchCooldown = 5 * time.Millisecond

@@ -116,11 +116,13 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	quiet := 0
+	start := time.Now()
 	initial, err := jobs.Outstanding(ctx, deps, time.Second)
 	if err != nil {
 		return err
 	}
-	progress := a.progress("jobs worked", initial)
+	// Jobs queue more jobs (chunks queue letter renders): the total grows.
+	progress := a.progressOf("jobs worked", initial)
 	for {
 		select {
 		case <-ctx.Done():
@@ -133,7 +135,11 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		}
 		if n > 0 {
 			quiet = 0
-			progress(max(0, initial-n))
+			done, err := jobs.Finished(ctx, deps, start)
+			if err != nil {
+				return err
+			}
+			progress(done, done+n)
 			continue
 		}
 		if quiet++; quiet < 3 {
