@@ -23,7 +23,7 @@ import (
 // benchRounds: each benchmark alternates the raw tool and the pipeline
 // this many times and reports the median round, since one sample of either
 // moves by ±15% on two shared cores.
-const benchRounds = 3
+const benchRounds = 5
 
 // round is one raw-tool run and one pipeline run, back to back.
 type round struct {
