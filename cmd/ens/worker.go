@@ -70,7 +70,7 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 		}
 		if err := m.Check(ctx); err != nil {
 			m.Close()
-			return nil, fmt.Errorf("%w (SMTP_URL: add ?tls=none for a server without TLS)", err)
+			return nil, err
 		}
 		deps.Mailer = m
 	}
