@@ -38,9 +38,7 @@ func notified(t testing.TB, pool *pgxpool.Pool, n int64, deadline time.Time) []h
 	t.Helper()
 	ctx := context.Background()
 	testdb.Import(t, pool, fixtures.RegistryOptions{Count: n, Seed: 9, RejectShare: -1})
-	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "t"}, noJobs, provisioning.LaunchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Launch(t, pool, provisioning.WaveSpec{Name: "w", Actor: "t"})
 	rows, _ := pool.Query(ctx, `SELECT a.id, p.birth_date::text FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'pending' ORDER BY a.id`)
 	var hs []holder
 	for rows.Next() {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ens-sante/ens/fixtures"
@@ -26,10 +25,7 @@ func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
 	pool := testdb.Pool(t)
 	ctx := context.Background()
 	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 100, Seed: 1})
-	none := func(context.Context, pgx.Tx, []provisioning.Chunk) error { return nil }
-	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, none, provisioning.LaunchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Launch(t, pool, provisioning.WaveSpec{Name: "w", Actor: "a"})
 	hash := func(p string) string {
 		h, _ := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
 		return string(h)

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/provisioning"
@@ -22,10 +20,7 @@ func TestReportSameDataSameBytes(t *testing.T) {
 	pool := testdb.Pool(t)
 	ctx := context.Background()
 	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 300, Seed: 5})
-	none := func(context.Context, pgx.Tx, []provisioning.Chunk) error { return nil }
-	if _, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Departments: []string{"75"}, Window: provisioning.Window(3600e9), Actor: "alice"}, none, provisioning.LaunchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Launch(t, pool, provisioning.WaveSpec{Name: "w", Departments: []string{"75"}, Window: provisioning.Window(3600e9), Actor: "alice"})
 	r, err := provisioning.BuildWaveReport(ctx, pool, "w")
 	if err != nil {
 		t.Fatal(err)
