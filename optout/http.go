@@ -37,9 +37,9 @@ func NewHandler(svc *Service) http.Handler {
 	h := &Handler{svc: svc, mux: http.NewServeMux(), log: svc.Log}
 	h.mux.HandleFunc("GET /{$}", h.form)
 	h.mux.HandleFunc("GET /style.css", h.style)
-	h.mux.HandleFunc("POST /verifier", h.verify)
-	h.mux.HandleFunc("POST /confirmer", h.confirm)
-	h.mux.HandleFunc("POST /annuler", h.undo)
+	h.mux.HandleFunc("POST /verifier", h.formStep(h.verify))
+	h.mux.HandleFunc("POST /confirmer", h.formStep(h.confirm))
+	h.mux.HandleFunc("POST /annuler", h.formStep(h.undo))
 	h.mux.HandleFunc("GET /recu/{ref}", h.receiptPDF)
 	h.mux.HandleFunc("POST /api/v1/oppositions", h.apiOppose)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -164,16 +164,28 @@ func (h *Handler) formError(w http.ResponseWriter, req Request, err error) {
 		ErrorField: o.field, Code: req.Code, BirthDate: req.BirthDate})
 }
 
-func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, ChannelWeb)
-	if err != nil {
+// formStep serves one step of the public form: the request is read and
+// checked, the step runs, and any error shows the form again with it.
+func (h *Handler) formStep(step func(context.Context, Request) (pageData, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := h.request(r, ChannelWeb)
+		if err == nil {
+			var d pageData
+			if d, err = step(r.Context(), req); err == nil {
+				h.render(w, http.StatusOK, d)
+				return
+			}
+		}
 		h.formError(w, req, err)
-		return
 	}
-	holder, err := h.svc.Lookup(r.Context(), req)
+}
+
+// verify shows whose profile the code opens (first name masked) and asks
+// for confirmation, or the receipt of a standing opposition.
+func (h *Handler) verify(ctx context.Context, req Request) (pageData, error) {
+	holder, err := h.svc.Lookup(ctx, req)
 	if err != nil {
-		h.formError(w, req, err)
-		return
+		return pageData{}, err
 	}
 	d := pageData{Code: req.Code, BirthDate: req.BirthDate, FirstMasked: holder.FirstMasked,
 		Deadline: provisioning.FrenchDeadline(*holder.Deadline)}
@@ -182,19 +194,14 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	} else {
 		d.Title, d.Step = "Confirmez votre opposition", "confirm"
 	}
-	h.render(w, http.StatusOK, d)
+	return d, nil
 }
 
-func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, ChannelWeb)
+// confirm records the opposition and shows its receipt.
+func (h *Handler) confirm(ctx context.Context, req Request) (pageData, error) {
+	res, err := h.svc.Oppose(ctx, req)
 	if err != nil {
-		h.formError(w, req, err)
-		return
-	}
-	res, err := h.svc.Oppose(r.Context(), req)
-	if err != nil {
-		h.formError(w, req, err)
-		return
+		return pageData{}, err
 	}
 	d := pageData{Code: req.Code, BirthDate: req.BirthDate, FirstMasked: res.Receipt.FirstMasked,
 		Reference: res.Receipt.Reference, At: provisioning.FrenchDateTime(res.Receipt.At), Deadline: provisioning.FrenchDeadline(res.Receipt.Deadline)}
@@ -202,21 +209,16 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
 	if res.AlreadyOpposed {
 		d.Title, d.Step = "Opposition déjà enregistrée", "opposed"
 	}
-	h.render(w, http.StatusOK, d)
+	return d, nil
 }
 
-func (h *Handler) undo(w http.ResponseWriter, r *http.Request) {
-	req, err := h.request(r, ChannelWeb)
+// undo withdraws the opposition, within the window.
+func (h *Handler) undo(ctx context.Context, req Request) (pageData, error) {
+	rec, err := h.svc.Undo(ctx, req)
 	if err != nil {
-		h.formError(w, req, err)
-		return
+		return pageData{}, err
 	}
-	rec, err := h.svc.Undo(r.Context(), req)
-	if err != nil {
-		h.formError(w, req, err)
-		return
-	}
-	h.render(w, http.StatusOK, pageData{Title: "Opposition annulée", Step: "undone", Reference: rec.Reference})
+	return pageData{Title: "Opposition annulée", Step: "undone", Reference: rec.Reference}, nil
 }
 
 func (h *Handler) receiptPDF(w http.ResponseWriter, r *http.Request) {
