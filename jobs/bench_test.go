@@ -62,7 +62,7 @@ func BenchmarkEmails(b *testing.B) {
 		// Pipeline: a wave of n people with email, from the worker's start to
 		// the last email accepted.
 		env := setupChunks(b, n, nil, 500, 1) // everyone has an email: letters are measured apart
-		env.deps.Mailer, _ = notify.NewMailer(notify.SMTPConfig{URL: env.sink.URL(), Connections: conns})
+		env.deps.Mailer, _ = notify.NewMailer(notify.SMTPConfig{URL: env.sink.URL(), Connections: conns, Key: testKey.MailKey()})
 		defer env.deps.Mailer.Close()
 		env.deps.SettleEvery = settleEvery
 		env.sink.SetRule(nil)
@@ -92,7 +92,7 @@ func bareEmails(b *testing.B, n int64, conns int) float64 {
 		b.Fatal(err)
 	}
 	defer sink.Close()
-	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: sink.URL(), Connections: conns})
+	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: sink.URL(), Connections: conns, Key: testKey.MailKey()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func bareEmails(b *testing.B, n int64, conns int) float64 {
 			}
 			defer client.CloseWithSMTPClient(c)
 			for i := range per {
-				m, _ := mailer.Build(i, fmt.Sprintf("p%d@example.fr", i), e)
+				m, _ := mailer.Build(i, 1, fmt.Sprintf("p%d@example.fr", i), e)
 				if err := client.SendWithSMTPClient(c, m); err != nil {
 					b.Error(err)
 					return

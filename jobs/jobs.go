@@ -33,10 +33,16 @@ type NotifyChunkArgs struct {
 // Kind is stable: stored jobs refer to it.
 func (NotifyChunkArgs) Kind() string { return "notify_chunk" }
 
-// InsertOpts puts notice chunks on their queue.
+// InsertOpts puts notice chunks on their queue. A chunk is retried while
+// some recipient defers its email, until the notice gives up
+// (Deps.GiveUpAfter, 72 hours by default): with retries doubling from 10 s
+// to at most an hour, 100 attempts last about 92 hours. A failed relay
+// snoozes the chunk instead, which costs no attempt.
 func (NotifyChunkArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: 10}
+	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: chunkMaxAttempts}
 }
+
+const chunkMaxAttempts = 100
 
 // CloseWindowsArgs activates the accounts whose opposition window ended.
 type CloseWindowsArgs struct{}

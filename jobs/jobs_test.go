@@ -55,7 +55,7 @@ func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int, emai
 	}
 	t.Cleanup(func() { sink.Close() })
 	sink.SetRule(rule)
-	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: sink.URL(), Connections: 3})
+	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: sink.URL(), Connections: 3, Key: testKey.MailKey(), ProbeEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int, emai
 }
 
 func testDeps(t testing.TB, pool *pgxpool.Pool, mailer *notify.Mailer) *jobs.Deps {
-	return &jobs.Deps{Pool: pool, Mailer: mailer, Key: testKey, LettersDir: t.TempDir(), SettleEvery: 5,
+	return &jobs.Deps{Pool: pool, Mailer: mailer, Key: testKey, LettersDir: t.TempDir(), SettleEvery: 5, GiveUpAfter: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)}
 }
 
@@ -402,7 +402,7 @@ func TestHelperWorkerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: os.Getenv("ENS_HELPER_SMTP_URL"), Connections: helperConnections})
+	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: os.Getenv("ENS_HELPER_SMTP_URL"), Connections: helperConnections, Key: testKey.MailKey()})
 	if err != nil {
 		t.Fatal(err)
 	}

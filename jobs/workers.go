@@ -61,8 +61,20 @@ type Deps struct {
 	// the accounts' move to notified and the audit event follow in groups of
 	// this many, or when the chunk ends. Default DefaultSettleEvery.
 	SettleEvery int
+	// GiveUpAfter: a recipient's temporary refusals fall back to a letter
+	// once they have lasted this long (default
+	// provisioning.DefaultEmailGiveUpAfter). A failure of the relay itself
+	// never does: sending pauses until it is back.
+	GiveUpAfter time.Duration
 	Clock       provisioning.Clock
 	Logger      *slog.Logger
+}
+
+func (d *Deps) giveUpAfter() time.Duration {
+	if d.GiveUpAfter > 0 {
+		return d.GiveUpAfter
+	}
+	return provisioning.DefaultEmailGiveUpAfter
 }
 
 // codeHash is the lookup hash of an account's opposition code.
@@ -174,11 +186,17 @@ func (w *NotifyChunkWorker) dispatch(ctx context.Context, wave *provisioning.Wav
 	if d.Mailer == nil {
 		return sendOutcome{}, errors.New("emails to send but no SMTP server configured (SMTP_URL)")
 	}
+	// While the relay is down this worker takes no more notice jobs: the
+	// job holds its slot while the prober waits for the relay, then
+	// snoozes (which costs the job no attempt).
+	if !d.Mailer.WaitRelay(ctx, relayHold) {
+		return sendOutcome{relayDown: true}, river.JobSnooze(relaySnooze)
+	}
 	res := w.send(ctx, wave, targets)
 	if res.err != nil {
 		return res, res.err
 	}
-	for reason, ids := range map[string][]int64{"smtp permanent refusal": res.permanent, "temporary failures outlasted retries": res.exhausted} {
+	for reason, ids := range map[string][]int64{"smtp permanent refusal": res.permanent, "temporary failures outlasted " + d.giveUpAfter().String(): res.exhausted} {
 		if len(ids) == 0 {
 			continue
 		}
@@ -186,15 +204,27 @@ func (w *NotifyChunkWorker) dispatch(ctx context.Context, wave *provisioning.Wav
 			return res, err
 		}
 	}
+	if res.relayDown {
+		return res, river.JobSnooze(relaySnooze)
+	}
 	if res.temporary > 0 {
 		return res, fmt.Errorf("%d email(s) temporarily refused (%s); will retry", res.temporary, res.lastReason)
 	}
 	return res, nil
 }
 
+// relayHold is how long a notice job waits for a failed relay before it
+// snoozes for relaySnooze; within the second of ens worker --until-idle's
+// look-ahead, so a paused wave keeps it running.
+const (
+	relayHold   = 20 * time.Second
+	relaySnooze = 500 * time.Millisecond
+)
+
 type sendOutcome struct {
 	sent, temporary      int
 	permanent, exhausted []int64
+	relayDown            bool // some emails were not tried: the relay failed
 	lastReason           string
 	err                  error
 }
@@ -239,8 +269,14 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 				}
 				r, codeHash := w.sendOne(ctx, wave, t)
 				switch {
+				case r.Outcome == notify.RelayDown:
+					// Nothing is known of this recipient: no attempt counted.
+					mu.Lock()
+					out.relayDown = true
+					mu.Unlock()
 				case r.Outcome == notify.Accepted && t.Kind == provisioning.NoticeExtension:
 					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
+					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
 					failed = !keep(provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, []provisioning.Sent{s}, d.Clock))
 					mu.Lock()
 					out.sent++
@@ -248,6 +284,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 				case r.Outcome == notify.Accepted:
 					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
 					s.CodeHash = codeHash
+					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
 					if !keep(w.marks.record(s)) {
 						failed = true
 						continue
@@ -264,12 +301,12 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					mu.Lock()
 					out.permanent = append(out.permanent, t.NoticeID)
 					mu.Unlock()
-				case t.Attempts+1 >= provisioning.MaxEmailAttempts:
+				case t.FirstFailedAt != nil && d.Clock.Now().Sub(*t.FirstFailedAt) >= d.giveUpAfter():
 					mu.Lock()
 					out.exhausted = append(out.exhausted, t.NoticeID)
 					mu.Unlock()
 				default:
-					failed = !keep(provisioning.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason))
+					failed = !keep(provisioning.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason, d.Clock.Now()))
 					mu.Lock()
 					out.temporary++
 					out.lastReason = r.Reason
@@ -381,7 +418,7 @@ func (w *NotifyChunkWorker) sendOne(ctx context.Context, wave *provisioning.Wave
 	if err != nil {
 		return notify.SendResult{Outcome: notify.Temporary, Reason: "render error"}, nil
 	}
-	msg, err := d.Mailer.Build(t.NoticeID, t.Email, e)
+	msg, err := d.Mailer.Build(t.NoticeID, wave.ID, t.Email, e)
 	if err != nil {
 		return notify.SendResult{Outcome: notify.Permanent, Reason: "address refused"}, nil
 	}
@@ -572,7 +609,7 @@ func (SendExtensionsArgs) Kind() string { return "send_extensions" }
 
 // InsertOpts: one at a time.
 func (SendExtensionsArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueNotices, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: chunkMaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
 
 // SendExtensionsWorker tells people their window was extended.

@@ -20,6 +20,7 @@ var (
 
 // Email is a rendered email notice.
 type Email struct {
+	Kind    Kind
 	Subject string
 	Text    string
 	HTML    string
@@ -57,7 +58,7 @@ func RenderEmail(n *Notice) (*Email, error) {
 	if err := htmlTmpl.Execute(&html, d); err != nil {
 		return nil, err
 	}
-	return &Email{Subject: d.Subject, Text: squeezeBlankLines(text.String()), HTML: html.String()}, nil
+	return &Email{Kind: n.Kind, Subject: d.Subject, Text: squeezeBlankLines(text.String()), HTML: html.String()}, nil
 }
 
 func squeezeBlankLines(s string) string {

@@ -26,6 +26,26 @@ type SMTPConfig struct {
 	// Rate caps messages per second across all connections (0: no cap).
 	Rate    float64
 	Timeout time.Duration
+	// Key tags bounce addresses and Message-IDs and hashes recipients
+	// (optout.Key.MailKey). Required: without it a bounce could be forged.
+	Key []byte
+	// BounceAddress is the envelope sender's base (ENS_BOUNCE_ADDRESS);
+	// each notice goes out from base+<notice>-<tag>@domain. Default
+	// bounces@ the domain of From.
+	BounceAddress string
+	// DKIMKeyPEM, with DKIMSelector, signs every message for From's domain
+	// (ENS_DKIM_KEY_FILE, ENS_DKIM_SELECTOR): RSA or Ed25519, PKCS#1 or #8.
+	DKIMKeyPEM   []byte
+	DKIMSelector string
+	// RelayStreak: this many recipients deferred in a row (4xx) mean the
+	// relay, not the recipients, is failing (default 20).
+	RelayStreak int
+	// ProbeEvery is the first delay between probes of a failed relay,
+	// doubling to 30 s (default 1 s).
+	ProbeEvery time.Duration
+	// OnRelayChange is told when the relay fails, is probed in vain, and
+	// comes back.
+	OnRelayChange func(RelayState)
 }
 
 // SendOutcome classifies the result of one message.
@@ -34,10 +54,16 @@ type SendOutcome int
 const (
 	// Accepted: the server took responsibility for the message (250).
 	Accepted SendOutcome = iota
-	// Temporary: 4xx, timeout or broken connection; retry later.
+	// Temporary: the recipient was deferred (4xx); retry later, and fall
+	// back to a letter only once it has lasted ENS_EMAIL_GIVE_UP_AFTER.
 	Temporary
 	// Permanent: 5xx; the address will not work, fall back to a letter.
 	Permanent
+	// RelayDown: the relay itself failed (unreachable, TLS or
+	// authentication refused, 421, sender refused, every recipient
+	// deferred); nothing is known of the recipient. Sending pauses until a
+	// probe finds the relay back.
+	RelayDown
 )
 
 // SendResult is the outcome of one message and a log-safe reason (the SMTP
@@ -55,8 +81,11 @@ type Mailer struct {
 	addr    string // host:port, for errors
 	from    string
 	domain  string
+	key     []byte
+	bounce  string // the envelope sender's base
 	conns   chan *smtp.Client
 	limiter *rate.Limiter
+	relay   *relay
 }
 
 // NewMailer prepares a mailer; connections open lazily.
@@ -73,6 +102,15 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 	}
 	if cfg.From == "" {
 		cfg.From = "ne-pas-repondre@monespacesante.fr"
+	}
+	if len(cfg.Key) < 16 {
+		return nil, errors.New("the mailer needs its key (derived from ENS_CODE_KEY) to tag bounce addresses and Message-IDs")
+	}
+	if cfg.RelayStreak == 0 {
+		cfg.RelayStreak = 20
+	}
+	if cfg.ProbeEvery <= 0 {
+		cfg.ProbeEvery = time.Second
 	}
 	port := 25
 	if p := u.Port(); p != "" {
@@ -93,18 +131,40 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 		pass, _ := u.User.Password()
 		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover), mail.WithUsername(u.User.Username()), mail.WithPassword(pass))
 	}
+	domain := "monespacesante.fr"
+	if at := strings.LastIndexByte(cfg.From, '@'); at >= 0 {
+		domain = cfg.From[at+1:]
+	}
+	if len(cfg.DKIMKeyPEM) > 0 {
+		if cfg.DKIMSelector == "" {
+			return nil, errors.New("a DKIM key needs its selector (ENS_DKIM_SELECTOR)")
+		}
+		signer, err := mail.PrivKeyFromPEM(cfg.DKIMKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("reading the DKIM key: %w", err)
+		}
+		dk := mail.NewDKIMSigner(domain, cfg.DKIMSelector, signer)
+		dk.HeaderCanonicalization(mail.CanonicalizationRelaxed)
+		dk.BodyCanonicalization(mail.CanonicalizationRelaxed)
+		opts = append(opts, mail.WithAlwaysDKIMSign(dk))
+	}
+	if cfg.BounceAddress == "" {
+		cfg.BounceAddress = "bounces@" + domain
+	}
+	if at := strings.LastIndexByte(cfg.BounceAddress, '@'); at <= 0 || strings.ContainsAny(cfg.BounceAddress, "+ <>") {
+		return nil, errors.New("ENS_BOUNCE_ADDRESS must be a plain address such as bounces@example.fr (no '+')")
+	}
 	c, err := mail.NewClient(u.Hostname(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("configuring SMTP client: %w", err)
 	}
-	m := &Mailer{client: c, addr: u.Host, from: cfg.From, conns: make(chan *smtp.Client, cfg.Connections), limiter: rate.NewLimiter(rate.Inf, 1)}
+	m := &Mailer{client: c, addr: u.Host, from: cfg.From, domain: domain, key: cfg.Key, bounce: cfg.BounceAddress,
+		conns: make(chan *smtp.Client, cfg.Connections), limiter: rate.NewLimiter(rate.Inf, 1)}
 	if cfg.Rate > 0 {
 		m.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate/10)))
 	}
-	m.domain = "monespacesante.fr"
-	if at := strings.LastIndexByte(cfg.From, '@'); at >= 0 {
-		m.domain = cfg.From[at+1:]
-	}
+	m.relay = newRelay(cfg.RelayStreak, cfg.ProbeEvery, m.probe)
+	m.relay.onChange = cfg.OnRelayChange
 	for range cfg.Connections {
 		m.conns <- nil // a slot; dialled on first use
 	}
@@ -112,22 +172,36 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 }
 
 // MessageID is the stable Message-ID of a notice: a retry of the same notice
-// carries the same one, so a duplicate can be recognised.
-func (m *Mailer) MessageID(noticeID int64) string {
-	return fmt.Sprintf("ens-notice-%d@%s", noticeID, m.domain)
-}
+// carries the same one, so a duplicate can be recognised; its keyed tag
+// makes it unguessable.
+func (m *Mailer) MessageID(noticeID int64) string { return messageID(m.key, m.domain, noticeID) }
 
-// Build turns a rendered email into a message for one recipient.
-func (m *Mailer) Build(noticeID int64, to string, e *Email) (*mail.Msg, error) {
+// BounceAddress is the envelope sender a notice's email goes out with.
+func (m *Mailer) BounceAddress(noticeID int64) string { return bounceAddress(m.key, m.bounce, noticeID) }
+
+// RecipientHash is the keyed hash of the address an email goes to, kept on
+// its notice: a bounce report must name that address.
+func (m *Mailer) RecipientHash(address string) []byte { return RecipientHash(m.key, address) }
+
+// Build turns a rendered email into a message for one recipient: plain text
+// first, then HTML; the envelope sender is the notice's VERP address;
+// Auto-Submitted marks it as sent by a program (no auto-replies), and
+// Feedback-ID lets mailbox providers report complaints per wave.
+func (m *Mailer) Build(noticeID, waveID int64, to string, e *Email) (*mail.Msg, error) {
 	msg := mail.NewMsg()
 	if err := msg.FromFormat("Mon espace santé", m.from); err != nil {
 		return nil, fmt.Errorf("sender address: %w", err)
+	}
+	if err := msg.EnvelopeFrom(m.BounceAddress(noticeID)); err != nil {
+		return nil, fmt.Errorf("bounce address: %w", err)
 	}
 	if err := msg.To(to); err != nil {
 		return nil, errors.New("recipient address refused by the mail library")
 	}
 	msg.SetMessageIDWithValue(m.MessageID(noticeID))
 	msg.SetDate()
+	msg.SetGenHeader("Auto-Submitted", "auto-generated")
+	msg.SetGenHeader("Feedback-ID", fmt.Sprintf("wave-%d:%s:ens:%s", waveID, e.Kind, m.domain))
 	msg.Subject(e.Subject)
 	msg.SetBodyString(mail.TypeTextPlain, e.Text)
 	msg.AddAlternativeString(mail.TypeTextHTML, e.HTML)
@@ -136,8 +210,11 @@ func (m *Mailer) Build(noticeID int64, to string, e *Email) (*mail.Msg, error) {
 
 // Send sends one message on a pooled connection. A broken connection is
 // dropped and the message retried once on a fresh one, since the server did
-// not accept it.
+// not accept it. While the relay is down, Send answers RelayDown at once.
 func (m *Mailer) Send(ctx context.Context, msg *mail.Msg) SendResult {
+	if m.relay.isDown() {
+		return SendResult{Outcome: RelayDown, Reason: "relay down"}
+	}
 	if err := m.limiter.Wait(ctx); err != nil {
 		return SendResult{Outcome: Temporary, Reason: "cancelled"}
 	}
@@ -152,7 +229,7 @@ func (m *Mailer) Send(ctx context.Context, msg *mail.Msg) SendResult {
 		if conn == nil {
 			c, err := m.client.DialToSMTPClientWithContext(ctx)
 			if err != nil {
-				res = SendResult{Outcome: Temporary, Reason: "connect: " + classifyNet(err)}
+				res = SendResult{Outcome: RelayDown, Reason: "connect: " + classifyNet(err)}
 				break
 			}
 			conn = c
@@ -164,18 +241,51 @@ func (m *Mailer) Send(ctx context.Context, msg *mail.Msg) SendResult {
 		}
 		res = classify(err)
 		if !isNetwork(err) {
-			// The connection is fine; clear the failed transaction.
-			if m.client.ResetWithSMTPClient(conn) != nil {
+			// The connection is fine, unless the relay is closing it (421);
+			// clear the failed transaction.
+			if res.Outcome == RelayDown || m.client.ResetWithSMTPClient(conn) != nil {
 				_ = m.client.CloseWithSMTPClient(conn)
 				conn = nil
 			}
 			break
 		}
+		// A second broken connection in a row is the relay's doing.
+		res.Outcome = RelayDown
 		_ = m.client.CloseWithSMTPClient(conn)
 		conn = nil
 	}
 	m.conns <- conn
+	switch {
+	case res.Outcome == Accepted:
+		m.relay.accepted()
+	case ctx.Err() != nil: // our own stop, not the relay's doing
+		res = SendResult{Outcome: Temporary, Reason: "cancelled"}
+	case res.Outcome == RelayDown:
+		m.relay.fail(res.Reason)
+	case res.Outcome == Temporary:
+		if m.relay.deferred() {
+			res.Outcome = RelayDown
+		}
+	default: // a recipient refused for good: the relay answers
+		m.relay.accepted()
+	}
 	return res
+}
+
+// RelayState says whether the relay is up, since when, and why not.
+func (m *Mailer) RelayState() RelayState { return m.relay.state() }
+
+// WaitRelay waits up to max for the relay to be up; it reports whether it is.
+func (m *Mailer) WaitRelay(ctx context.Context, max time.Duration) bool { return m.relay.waitUp(ctx, max) }
+
+// probe dials the relay and says goodbye: it answers, so sending resumes.
+func (m *Mailer) probe(ctx context.Context) error {
+	c, err := m.client.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return err
+	}
+	_ = c.Quit()
+	return nil
 }
 
 // Check opens one connection to the server and keeps it in the pool, so a
@@ -201,8 +311,9 @@ func (m *Mailer) Check(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every pooled connection.
+// Close stops probing and closes every pooled connection.
 func (m *Mailer) Close() {
+	m.relay.close()
 	for range cap(m.conns) {
 		if c := <-m.conns; c != nil {
 			_ = m.client.CloseWithSMTPClient(c)
@@ -219,6 +330,10 @@ func classify(err error) SendResult {
 	var se *mail.SendError
 	if errors.As(err, &se) {
 		reason := fmt.Sprintf("smtp %d at %s", se.ErrorCode(), se.Reason)
+		// 421 closes the session; a refused sender refuses everyone.
+		if se.ErrorCode() == 421 || (se.Reason == mail.ErrSMTPMailFrom && se.ErrorCode() >= 400) {
+			return SendResult{Outcome: RelayDown, Reason: reason}
+		}
 		if se.IsTemp() || (se.ErrorCode() >= 400 && se.ErrorCode() < 500) {
 			return SendResult{Outcome: Temporary, Reason: reason}
 		}

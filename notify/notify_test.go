@@ -14,6 +14,8 @@ import (
 	"github.com/ens-sante/ens/provisioning"
 )
 
+var testMailKey = bytes.Repeat([]byte{9}, 32)
+
 func sample() *notify.Notice {
 	return &notify.Notice{ID: 12, AccountID: 34, Kind: notify.KindOpposition, FirstName: "Gaëlle", LastName: "Ñúñez",
 		Female: true, Code: "ABCD-EFGH-JKMN", Deadline: time.Date(2027, 3, 15, 23, 59, 59, 0, provisioning.Paris),
@@ -92,7 +94,7 @@ func TestMailerCheckRefusesAServerItCannotUse(t *testing.T) {
 	defer sink.Close()
 	ctx := context.Background()
 	check := func(url string) error {
-		m, err := notify.NewMailer(notify.SMTPConfig{URL: url, Timeout: 5 * time.Second})
+		m, err := notify.NewMailer(notify.SMTPConfig{URL: url, Timeout: 5 * time.Second, Key: testMailKey})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -95,6 +95,10 @@ func (k Key) LookupHash(c Code) []byte { return k.mac("ens-code-lookup-v1", stri
 // NIRKey derives the key for the purge traces' NIR hashes.
 func (k Key) NIRKey() []byte { return k.mac("ens-nir-key-v1") }
 
+// MailKey derives the key that tags bounce addresses and Message-IDs and
+// hashes recipients (notify.SMTPConfig.Key).
+func (k Key) MailKey() []byte { return k.mac("ens-mail-key-v1") }
+
 // String formats the code as XXXX-XXXX-XXXX.
 func (c Code) String() string {
 	if len(c) != CodeSymbols {

@@ -19,8 +19,10 @@ const (
 	ChannelLetter     = "letter"
 )
 
-// MaxEmailAttempts: temporary failures beyond this fall back to a letter.
-const MaxEmailAttempts = 5
+// DefaultEmailGiveUpAfter is how long a recipient's temporary refusals
+// (4xx) may last before their email falls back to a letter
+// (ENS_EMAIL_GIVE_UP_AFTER): MTAs keep a message queued for days.
+const DefaultEmailGiveUpAfter = 72 * time.Hour
 
 // Target is a notice to dispatch with what rendering it needs: the holder's
 // name, and the contact of whoever receives it (the representative for a
@@ -43,7 +45,9 @@ type Target struct {
 	Department  string
 	Deadline    *time.Time
 	Attempts    int
-	WaveID      int64
+	// FirstFailedAt is when the recipient first deferred this email (nil: never).
+	FirstFailedAt *time.Time
+	WaveID        int64
 	State       State // the account's
 }
 
@@ -168,10 +172,11 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 			return nil
 		}
 		type pending struct {
-			id       int64
-			attempts int
+			id          int64
+			attempts    int
+			firstFailed *time.Time
 		}
-		nrows, err := tx.Query(ctx, `SELECT account_id, id, attempts FROM notice
+		nrows, err := tx.Query(ctx, `SELECT account_id, id, attempts, first_failed_at FROM notice
 			WHERE account_id = ANY($1) AND channel = 'email' AND kind IN ('opposition', 'information') AND status = 'pending'`, emailIDs)
 		if err != nil {
 			return fmt.Errorf("reading email notices: %w", err)
@@ -180,7 +185,7 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 		for nrows.Next() {
 			var acc int64
 			var p pending
-			if err := nrows.Scan(&acc, &p.id, &p.attempts); err != nil {
+			if err := nrows.Scan(&acc, &p.id, &p.attempts, &p.firstFailed); err != nil {
 				nrows.Close()
 				return err
 			}
@@ -189,7 +194,7 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 		nrows.Close()
 		for _, t := range targets {
 			if p, ok := byAccount[t.AccountID]; ok && t.Channel == ChannelEmail {
-				t.NoticeID, t.Attempts = p.id, p.attempts
+				t.NoticeID, t.Attempts, t.FirstFailedAt = p.id, p.attempts, p.firstFailed
 				out = append(out, t)
 			}
 		}
@@ -282,6 +287,9 @@ type Sent struct {
 	// CodeHash is the lookup hash of the code the notice carries, stored on
 	// the account when it becomes notified (nil: no code, or already stored).
 	CodeHash []byte
+	// RecipientHash is the keyed hash of the address the email was accepted
+	// for (notify.RecipientHash), kept on the notice for bounce reports.
+	RecipientHash []byte
 }
 
 // CodeHasher gives the lookup hash of an account's opposition code.
@@ -301,18 +309,20 @@ func (w *Wave) Accepted(noticeID, accountID int64, at time.Time) Sent {
 // (MarkEmailsSent).
 func MarkEmailsAccepted(ctx context.Context, db DBTX, sent []Sent) error {
 	ids, ats, deadlines := make([]int64, len(sent)), make([]time.Time, len(sent)), make([]time.Time, len(sent))
+	rcpts := make([][]byte, len(sent))
 	for i, s := range sent {
-		ids[i], ats[i], deadlines[i] = s.NoticeID, s.At, s.Deadline
+		ids[i], ats[i], deadlines[i], rcpts[i] = s.NoticeID, s.At, s.Deadline, s.RecipientHash
 	}
-	if _, err := db.Exec(ctx, markEmailSentSQL, ids, ats, deadlines); err != nil {
+	if _, err := db.Exec(ctx, markEmailSentSQL, ids, ats, deadlines, rcpts); err != nil {
 		return fmt.Errorf("recording accepted emails: %w", err)
 	}
 	return nil
 }
 
 const markEmailSentSQL = `UPDATE notice n SET status = 'sent', sent_at = s.at,
-		deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE s.deadline END, attempts = n.attempts + 1, error = NULL
-	FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) AS s(id, at, deadline)
+		deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE s.deadline END, attempts = n.attempts + 1, error = NULL,
+		recipient_hash = s.rcpt
+	FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bytea[]) AS s(id, at, deadline, rcpt)
 	WHERE n.id = s.id AND n.status = 'pending'`
 
 // MarkEmailsSent records accepted emails, their accounts and the audit
@@ -333,14 +343,14 @@ func settle(ctx context.Context, pool *pgxpool.Pool, wave *Wave, sent []Sent, no
 	}
 	ids, accs := make([]int64, len(sent)), make([]int64, len(sent))
 	ats, deadlines := make([]time.Time, len(sent)), make([]time.Time, len(sent))
-	hashes := make([][]byte, len(sent))
+	hashes, rcpts := make([][]byte, len(sent)), make([][]byte, len(sent))
 	for i, s := range sent {
-		ids[i], accs[i], ats[i], deadlines[i], hashes[i] = s.NoticeID, s.AccountID, s.At, s.Deadline, s.CodeHash
+		ids[i], accs[i], ats[i], deadlines[i], hashes[i], rcpts[i] = s.NoticeID, s.AccountID, s.At, s.Deadline, s.CodeHash, s.RecipientHash
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var b pgx.Batch // one round trip
 		if notices {
-			b.Queue(markEmailSentSQL, ids, ats, deadlines)
+			b.Queue(markEmailSentSQL, ids, ats, deadlines, rcpts)
 		}
 		b.Queue(notifyAccountsSQL, accs, ats, deadlines, hashes)
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
@@ -399,9 +409,11 @@ func notifyAccounts(ctx context.Context, tx pgx.Tx, accs []int64, ats, deadlines
 	return nil
 }
 
-// RecordTemporaryFailure counts a failed attempt on an email notice.
-func RecordTemporaryFailure(ctx context.Context, db DBTX, noticeID int64, reason string) error {
-	_, err := db.Exec(ctx, `UPDATE notice SET attempts = attempts + 1, error = $2 WHERE id = $1 AND status = 'pending'`, noticeID, reason)
+// RecordTemporaryFailure counts a recipient's temporary refusal of an email
+// notice, and remembers when the first one happened.
+func RecordTemporaryFailure(ctx context.Context, db DBTX, noticeID int64, reason string, at time.Time) error {
+	_, err := db.Exec(ctx, `UPDATE notice SET attempts = attempts + 1, error = $2, first_failed_at = coalesce(first_failed_at, $3)
+		WHERE id = $1 AND status = 'pending'`, noticeID, reason, at)
 	if err != nil {
 		return fmt.Errorf("recording email failure: %w", err)
 	}

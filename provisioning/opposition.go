@@ -247,15 +247,15 @@ func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time
 func PendingExtensionEmails(ctx context.Context, db DBTX, limit int, now time.Time) ([]Target, error) {
 	// Pick the notices first, then resolve only their addressees.
 	rows, err := db.Query(ctx, `WITH picked AS (
-			SELECT id, seq, attempts, account_id FROM notice
+			SELECT id, seq, attempts, first_failed_at, account_id FROM notice
 			WHERE kind = 'extension' AND channel = 'email' AND status = 'pending' ORDER BY id LIMIT $1)
-		SELECT pk.id, pk.seq, pk.attempts, t.* FROM `+pickedTargets+` ORDER BY pk.id`, limit, Day(now))
+		SELECT pk.id, pk.seq, pk.attempts, pk.first_failed_at, t.* FROM `+pickedTargets+` ORDER BY pk.id`, limit, Day(now))
 	if err != nil {
 		return nil, fmt.Errorf("reading extension notices: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Target, error) {
 		t := Target{Kind: NoticeExtension, Channel: ChannelEmail}
-		err := scanTargetInto(row, &t, &t.NoticeID, &t.Seq, &t.Attempts)
+		err := scanTargetInto(row, &t, &t.NoticeID, &t.Seq, &t.Attempts, &t.FirstFailedAt)
 		return t, err
 	})
 }

@@ -366,6 +366,8 @@ type WaveStatus struct {
 	Complete bool                        `json:"launch_complete"`
 	Accounts map[State]int64             `json:"accounts"`
 	Notices  map[string]map[string]int64 `json:"notices"`
+	// Relays: what each running worker last saw of its SMTP relay.
+	Relays []RelayStatus `json:"smtp_relays"`
 }
 
 // NoticeStatuses lists every notice status, for zero-filled reports.
@@ -416,7 +418,16 @@ func GetWaveStatus(ctx context.Context, db DBTX, name string) (*WaveStatus, erro
 		}
 		st.Notices[ch][s] = n
 	}
-	return st, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if st.Relays, err = RelayStatuses(ctx, db); err != nil {
+		return nil, err
+	}
+	if st.Relays == nil {
+		st.Relays = []RelayStatus{}
+	}
+	return st, nil
 }
 
 // nullIfZero stores an unset criterion as NULL.

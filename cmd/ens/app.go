@@ -39,6 +39,7 @@ type app struct {
 	varDir         string
 	clock          provisioning.Clock
 	pools          []*pgxpool.Pool
+	workerID       string // this worker's name in smtp_relay
 }
 
 // Run executes the ens command line and returns the process exit code.

@@ -177,4 +177,12 @@ func (a *app) printStatus(st *provisioning.WaveStatus) {
 		}
 		fmt.Fprintln(a.stdout)
 	}
+	for _, r := range st.Relays {
+		if r.Up {
+			fmt.Fprintf(a.stdout, "  SMTP relay of worker %s: up\n", r.Worker)
+			continue
+		}
+		fmt.Fprintf(a.stdout, "  SMTP relay of worker %s: DOWN since %s (%s), sending paused, last probed %s\n", r.Worker,
+			r.Since.In(provisioning.Paris).Format("2006-01-02 15:04:05"), r.Reason, r.CheckedAt.In(provisioning.Paris).Format("15:04:05"))
+	}
 }

@@ -62,9 +62,18 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 		return nil, usageError(fmt.Errorf("--post-delay: %w", err))
 	}
 	deps := &jobs.Deps{Pool: pool, Key: key, LettersDir: envOr("ENS_LETTERS_DIR", filepath.Join(a.varDir, "letters")),
-		PostDelay: time.Duration(delay), Clock: a.clock, Logger: a.log}
+		PostDelay: time.Duration(delay), Clock: a.clock, Logger: a.log,
+		GiveUpAfter: envDuration("ENS_EMAIL_GIVE_UP_AFTER", provisioning.DefaultEmailGiveUpAfter)}
 	if u := os.Getenv("SMTP_URL"); u != "" {
-		m, err := notify.NewMailer(notify.SMTPConfig{URL: u, From: os.Getenv("ENS_MAIL_FROM"), Connections: o.smtpConnections, Rate: o.smtpRate})
+		cfg, err := smtpConfig(u, key)
+		if err != nil {
+			return nil, usageError(err)
+		}
+		cfg.Connections, cfg.Rate = o.smtpConnections, o.smtpRate
+		host, _ := os.Hostname()
+		a.workerID = fmt.Sprintf("%s-%d", host, os.Getpid())
+		cfg.OnRelayChange = jobs.RelayRecorder(pool, a.workerID, a.log)
+		m, err := notify.NewMailer(cfg)
 		if err != nil {
 			return nil, usageError(err)
 		}
@@ -72,6 +81,7 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 			m.Close()
 			return nil, err
 		}
+		cfg.OnRelayChange(m.RelayState())
 		deps.Mailer = m
 	}
 	return deps, nil
@@ -84,6 +94,7 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 	}
 	if deps.Mailer != nil {
 		defer deps.Mailer.Close()
+		defer provisioning.ForgetRelayState(context.WithoutCancel(ctx), deps.Pool, a.workerID) //nolint:errcheck // best effort
 	}
 	jobs.TuneGC()
 	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, LetterWorkers: o.letterWorkers, Periodic: !o.untilIdle, Logger: a.log,
@@ -164,6 +175,21 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 			return err
 		}
 	}
+}
+
+// smtpConfig reads the mail settings every sending command shares: the
+// sender, the bounce address, the DKIM key; key tags bounce addresses.
+func smtpConfig(url string, key optout.Key) (notify.SMTPConfig, error) {
+	cfg := notify.SMTPConfig{URL: url, From: os.Getenv("ENS_MAIL_FROM"), Key: key.MailKey(),
+		BounceAddress: os.Getenv("ENS_BOUNCE_ADDRESS"), DKIMSelector: os.Getenv("ENS_DKIM_SELECTOR")}
+	if f := os.Getenv("ENS_DKIM_KEY_FILE"); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return cfg, fmt.Errorf("reading ENS_DKIM_KEY_FILE: %w", err)
+		}
+		cfg.DKIMKeyPEM = pem
+	}
+	return cfg, nil
 }
 
 func envInt(name string, def int) int {

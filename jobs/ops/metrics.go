@@ -23,10 +23,11 @@ var (
 	descAccounts    = prometheus.NewDesc("ens_accounts", "Accounts by state.", []string{"state"}, nil)
 	descJobs        = prometheus.NewDesc("ens_river_jobs", "River jobs by kind and state (finished jobs are kept 24 hours).", []string{"kind", "state"}, nil)
 	descImportRows  = prometheus.NewDesc("ens_import_rows_total", "Registry rows imported, by outcome.", []string{"outcome"}, nil)
+	descRelayUp     = prometheus.NewDesc("ens_smtp_relay_up", "1 when the worker's SMTP relay answers, 0 while its sending is paused.", []string{"worker"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows} {
+	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp} {
 		ch <- d
 	}
 }
@@ -62,4 +63,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descJobs, `SELECT kind, state::text, count(*)::float8 FROM river_job GROUP BY 1, 2`, 2, prometheus.GaugeValue)
 	gauge(descImportRows, `SELECT o, sum(n)::float8 FROM registry_import,
 		LATERAL (VALUES ('read', read), ('accepted', accepted), ('rejected', rejected), ('inserted', inserted), ('updated', updated)) v(o, n) GROUP BY 1`, 1, prometheus.CounterValue)
+	gauge(descRelayUp, `SELECT worker, up::int::float8 FROM smtp_relay`, 1, prometheus.GaugeValue)
 }

@@ -29,6 +29,9 @@ var Temporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3,
 // Permanent is a 550 refusal, for rules.
 var Permanent = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "Boîte inconnue"}
 
+// ServiceUnavailable is a 421 answer: the server is closing the session.
+var ServiceUnavailable = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service indisponible"}
+
 // Sink is a running SMTP server.
 type Sink struct {
 	srv      *smtp.Server
