@@ -430,27 +430,54 @@ func TestBounceSwitchesToLetterWithItsPrintedDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dsn := fmt.Sprintf("From: MAILER-DAEMON@example.fr\r\nTo: ne-pas-repondre@monespacesante.fr\r\nSubject: Undelivered\r\n"+
-		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"+
-		"--B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"+
-		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.fr\r\n\r\n"+
-		"Final-Recipient: rfc822; someone@example.fr\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"+
-		"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <ens-notice-%d@monespacesante.fr>\r\nSubject: x\r\n\r\n--B--\r\n", noticeID)
-	b, err := notify.ParseDSN(strings.NewReader(dsn))
-	if err != nil || b.NoticeID != noticeID || !b.Permanent {
-		t.Fatalf("ParseDSN: %+v %v", b, err)
+	// The report comes back to the notice's VERP address, naming the
+	// address the email went to; a second one names somebody else.
+	var to string
+	for _, raw := range e.sink.Messages() {
+		if m, _ := mail.ReadMessage(bytes.NewReader(raw)); m.Header.Get("Message-Id") == "<"+e.deps.Mailer.MessageID(noticeID)+">" {
+			to = m.Header.Get("To")
+		}
 	}
-	if _, err := notify.ParseDSN(strings.NewReader("Subject: hello\r\n\r\nnot a report")); err == nil {
-		t.Fatal("a plain message parsed as a bounce")
+	addr, err := mail.ParseAddress(to)
+	if err != nil {
+		t.Fatalf("the notice's email: %v", err)
 	}
-	if _, err := notify.ParseDSN(strings.NewReader("To someone@example.fr broken header\r\n\r\n")); err == nil || strings.Contains(err.Error(), "@") {
-		t.Fatalf("a malformed report: %v (must be refused without quoting it)", err)
+	dsn := func(final string) string {
+		return fmt.Sprintf("From: MAILER-DAEMON@example.fr\r\nTo: %s\r\nSubject: Undelivered\r\n"+
+			"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"+
+			"--B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"+
+			"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.fr\r\n\r\n"+
+			"Final-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"+
+			"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <%s>\r\nSubject: x\r\n\r\n--B--\r\n",
+			e.deps.Mailer.BounceAddress(noticeID), final, e.deps.Mailer.MessageID(noticeID))
+	}
+	box := t.TempDir()
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		os.Mkdir(box+"/"+sub, 0o700) //nolint:errcheck
+	}
+	os.WriteFile(box+"/new/1.dsn", []byte(dsn("somebody-else@example.fr")), 0o600) //nolint:errcheck
+	os.WriteFile(box+"/new/2.dsn", []byte(dsn(addr.Address)), 0o600)              //nolint:errcheck
+	reader, err := notify.NewBounceReader(testKey.MailKey(), "", "")
+	if err != nil {
+		t.Fatal(err)
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)
-	for range 2 { // idempotent
-		if _, err := provisioning.FallBackToLetter(ctx, e.pool, []int64{b.NoticeID}, "bounced", "dsn", jobs.LetterQueuer(ins), nil); err != nil {
-			t.Fatal(err)
-		}
+	c, err := jobs.IngestBounces(ctx, e.pool, reader, box, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Messages != 2 || c.Parsed != 1 || c.Permanent != 1 || c.NotOurs != 1 || c.Letters != 1 {
+		t.Fatalf("first reading: %+v", c)
+	}
+	// Read once: the Maildir's messages are flagged seen; an .eml copy read
+	// again switches nobody twice.
+	if c, err = jobs.IngestBounces(ctx, e.pool, reader, box, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler)); err != nil || c.Messages != 0 {
+		t.Fatalf("second reading of the Maildir: %+v %v", c, err)
+	}
+	emls := t.TempDir()
+	os.WriteFile(emls+"/2.eml", []byte(dsn(addr.Address)), 0o600) //nolint:errcheck
+	if c, err = jobs.IngestBounces(ctx, e.pool, reader, emls, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler)); err != nil || c.Permanent != 1 || c.Letters != 0 {
+		t.Fatalf("the same report again: %+v %v", c, err)
 	}
 	e.deps.PostDelay = 5 * 24 * time.Hour
 	e.runUntilIdle(t)

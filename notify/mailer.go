@@ -101,7 +101,7 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.From == "" {
-		cfg.From = "ne-pas-repondre@monespacesante.fr"
+		cfg.From = DefaultFrom
 	}
 	if len(cfg.Key) < 16 {
 		return nil, errors.New("the mailer needs its key (derived from ENS_CODE_KEY) to tag bounce addresses and Message-IDs")
@@ -131,9 +131,9 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 		pass, _ := u.User.Password()
 		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover), mail.WithUsername(u.User.Username()), mail.WithPassword(pass))
 	}
-	domain := "monespacesante.fr"
-	if at := strings.LastIndexByte(cfg.From, '@'); at >= 0 {
-		domain = cfg.From[at+1:]
+	bounce, domain, err := bounceBase(cfg.BounceAddress, cfg.From)
+	if err != nil {
+		return nil, err
 	}
 	if len(cfg.DKIMKeyPEM) > 0 {
 		if cfg.DKIMSelector == "" {
@@ -148,17 +148,11 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 		dk.BodyCanonicalization(mail.CanonicalizationRelaxed)
 		opts = append(opts, mail.WithAlwaysDKIMSign(dk))
 	}
-	if cfg.BounceAddress == "" {
-		cfg.BounceAddress = "bounces@" + domain
-	}
-	if at := strings.LastIndexByte(cfg.BounceAddress, '@'); at <= 0 || strings.ContainsAny(cfg.BounceAddress, "+ <>") {
-		return nil, errors.New("ENS_BOUNCE_ADDRESS must be a plain address such as bounces@example.fr (no '+')")
-	}
 	c, err := mail.NewClient(u.Hostname(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("configuring SMTP client: %w", err)
 	}
-	m := &Mailer{client: c, addr: u.Host, from: cfg.From, domain: domain, key: cfg.Key, bounce: cfg.BounceAddress,
+	m := &Mailer{client: c, addr: u.Host, from: cfg.From, domain: domain, key: cfg.Key, bounce: bounce,
 		conns: make(chan *smtp.Client, cfg.Connections), limiter: rate.NewLimiter(rate.Inf, 1)}
 	if cfg.Rate > 0 {
 		m.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate/10)))
@@ -170,6 +164,25 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 	}
 	return m, nil
 }
+
+// bounceBase returns the VERP base address and the sending domain: the
+// domain of from, and bounceAddress or bounces@ that domain.
+func bounceBase(bounceAddress, from string) (base, domain string, err error) {
+	if from == "" {
+		from = DefaultFrom
+	}
+	domain = from[strings.LastIndexByte(from, '@')+1:]
+	if bounceAddress == "" {
+		bounceAddress = "bounces@" + domain
+	}
+	if at := strings.LastIndexByte(bounceAddress, '@'); at <= 0 || strings.ContainsAny(bounceAddress, "+ <>") {
+		return "", "", errors.New("ENS_BOUNCE_ADDRESS must be a plain address such as bounces@example.fr (no '+')")
+	}
+	return bounceAddress, domain, nil
+}
+
+// DefaultFrom is the sender when ENS_MAIL_FROM is unset.
+const DefaultFrom = "ne-pas-repondre@monespacesante.fr"
 
 // MessageID is the stable Message-ID of a notice: a retry of the same notice
 // carries the same one, so a duplicate can be recognised; its keyed tag

@@ -1,82 +1,101 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify"
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/optout"
 )
 
 func (a *app) bouncesCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "bounces", Short: "Handle delivery status notifications"}
+	cmd := &cobra.Command{Use: "bounces", Short: "Read delivery status notifications (RFC 3464, RFC 6533) from the bounce mailbox"}
 	var asJSON bool
 	ingest := &cobra.Command{
-		Use:   "ingest DIR",
-		Short: "Read bounce reports (.eml, RFC 3464) and send a letter to each permanently failed recipient; idempotent",
+		Use:   "ingest MAILBOX",
+		Short: "Read a Maildir, an mbox or a folder of .eml files once; each permanently failed recipient gets a letter; idempotent",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			files, err := filepath.Glob(filepath.Join(args[0], "*.eml"))
+			in, err := a.bounceIngester(cmd.Context())
 			if err != nil {
 				return err
 			}
-			sort.Strings(files)
-			var ids []int64
-			res := struct {
-				Files      int      `json:"files"`
-				Permanent  int      `json:"permanent"`
-				Temporary  int      `json:"temporary"`
-				Unreadable []string `json:"unreadable"`
-				Letters    int      `json:"letters_queued"`
-			}{Files: len(files), Unreadable: []string{}}
-			for _, f := range files {
-				fh, err := os.Open(f)
-				if err != nil {
-					res.Unreadable = append(res.Unreadable, filepath.Base(f))
-					continue
-				}
-				b, err := notify.ParseDSN(fh)
-				fh.Close()
-				if err != nil {
-					a.log.Warn("bounce report skipped", "file", filepath.Base(f), "error", err)
-					res.Unreadable = append(res.Unreadable, filepath.Base(f))
-					continue
-				}
-				if b.Permanent {
-					res.Permanent++
-					ids = append(ids, b.NoticeID)
-				} else {
-					res.Temporary++
-				}
-			}
-			if len(ids) > 0 {
-				pool, err := a.db(cmd.Context(), 2, true)
-				if err != nil {
-					return err
-				}
-				client, err := jobs.NewInsertClient(pool)
-				if err != nil {
-					return err
-				}
-				res.Letters, err = provisioning.FallBackToLetter(cmd.Context(), pool, ids, "bounced", "delivery status notification", jobs.LetterQueuer(client), a.clock)
-				if err != nil {
-					return err
-				}
+			c, err := in(args[0])
+			if err != nil {
+				return err
 			}
 			if asJSON {
-				return a.printJSON(res)
+				return a.printJSON(c)
 			}
-			fmt.Fprintf(a.stdout, "%d report(s): %d permanent failure(s), %d temporary, %d unreadable; %d letter(s) queued\n",
-				res.Files, res.Permanent, res.Temporary, len(res.Unreadable), res.Letters)
+			a.printBounceCounts(c)
 			return nil
 		},
 	}
-	ingest.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	cmd.AddCommand(ingest)
+	ingest.Flags().BoolVar(&asJSON, "json", false, "print the counts as JSON")
+	var every time.Duration
+	watch := &cobra.Command{
+		Use:   "watch MAILDIR",
+		Short: "Read the bounce mailbox now and then every --every, until SIGINT/SIGTERM",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := a.bounceIngester(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				c, err := in(args[0])
+				if err != nil {
+					return err
+				}
+				if c.Messages > 0 {
+					a.log.Info("bounce reports read", "messages", c.Messages, "permanent", c.Permanent, "temporary", c.Temporary,
+						"success", c.Success, "not_a_report", c.NotAReport, "not_ours", c.NotOurs, "unreadable", c.Unreadable, "letters_queued", c.Letters)
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-tick.C:
+				}
+			}
+		},
+	}
+	watch.Flags().DurationVar(&every, "every", 30*time.Second, "how often to read the mailbox")
+	cmd.AddCommand(ingest, watch)
 	return cmd
+}
+
+// bounceIngester returns the function that reads a bounce mailbox once.
+func (a *app) bounceIngester(ctx context.Context) (func(path string) (jobs.BounceCounts, error), error) {
+	key, err := optout.LoadKey()
+	if err != nil {
+		return nil, err
+	}
+	reader, err := notify.NewBounceReader(key.MailKey(), os.Getenv("ENS_BOUNCE_ADDRESS"), os.Getenv("ENS_MAIL_FROM"))
+	if err != nil {
+		return nil, usageError(err)
+	}
+	pool, err := a.db(ctx, 2, true)
+	if err != nil {
+		return nil, err
+	}
+	client, err := jobs.NewInsertClient(pool)
+	if err != nil {
+		return nil, err
+	}
+	return func(path string) (jobs.BounceCounts, error) {
+		return jobs.IngestBounces(ctx, pool, reader, path, jobs.LetterQueuer(client), a.clock, a.log)
+	}, nil
+}
+
+func (a *app) printBounceCounts(c jobs.BounceCounts) {
+	fmt.Fprintf(a.stdout, "%d message(s): %d report(s) about our notices — %d permanent failure(s), %d temporary, %d success(es); "+
+		"%d not a report, %d not ours, %d unreadable; %d letter(s) queued\n",
+		c.Messages, c.Parsed, c.Permanent, c.Temporary, c.Success, c.NotAReport, c.NotOurs, c.Unreadable, c.Letters)
 }

@@ -120,12 +120,16 @@ func (s *Sink) Close() error { return s.srv.Close() }
 
 type session struct {
 	s    *Sink
+	from string
 	rcpt []string
 }
 
-func (x *session) Reset()                               { x.rcpt = nil }
-func (x *session) Logout() error                        { return nil }
-func (x *session) Mail(string, *smtp.MailOptions) error { return nil }
+func (x *session) Reset()        { x.rcpt, x.from = nil, "" }
+func (x *session) Logout() error { return nil }
+func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+	x.from = from
+	return nil
+}
 func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if r := x.s.rule.Load(); r != nil && *r != nil {
 		if err := (*r)(to); err != nil {
@@ -140,7 +144,9 @@ func (x *session) Data(r io.Reader) error {
 	if len(x.rcpt) == 0 {
 		return errors.New("no recipient")
 	}
+	// As a delivering MTA does, the envelope sender is kept in Return-Path.
 	var buf bytes.Buffer
+	buf.WriteString("Return-Path: <" + x.from + ">\r\n")
 	if _, err := io.Copy(&buf, r); err != nil {
 		return err
 	}
