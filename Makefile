@@ -9,14 +9,16 @@ export GOFLAGS := -mod=mod
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-deps: ## Install what the project needs from Debian when missing (PostgreSQL, poppler, Chromium)
+deps: ## Install what the project needs from Debian when missing (PostgreSQL, poppler, Chromium, Postfix)
 	@missing=(); \
 	if [ -z "$$DATABASE_URL" ] && ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then missing+=(postgresql); fi; \
 	command -v pdftotext >/dev/null || missing+=(poppler-utils); \
 	command -v chromium >/dev/null || missing+=(chromium chromium-driver); \
+	test -x /usr/sbin/postfix || missing+=(postfix); \
 	if [ $${#missing[@]} -gt 0 ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing $${missing[*]}"; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}" >/dev/null; \
 	  else echo "missing: $${missing[*]} — install them (Debian: apt-get install $${missing[*]}) or set DATABASE_URL" >&2; exit 1; fi; \
 	fi
