@@ -3,11 +3,14 @@ package jobs_test
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/mail"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
 )
@@ -21,6 +24,22 @@ func TestRelayOutagePausesWithoutLetters(t *testing.T) {
 	e := setup(t, 400, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// As ens worker does: the relay's state goes to smtp_relay, which
+	// ens wave status and /metrics read.
+	m, err := notify.NewMailer(notify.SMTPConfig{URL: e.sink.URL(), Connections: 3, Key: testKey.MailKey(), ProbeEvery: 20 * time.Millisecond,
+		OnRelayChange: jobs.RelayRecorder(e.pool, "test-worker", slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	e.deps.Mailer = m
+	relayShown := func() provisioning.RelayStatus {
+		st, err := provisioning.GetWaveStatus(ctx, e.pool, "w1")
+		if err != nil || len(st.Relays) != 1 {
+			t.Fatalf("wave status: %v, relays %+v", err, st)
+		}
+		return st.Relays[0]
+	}
 	c := e.client(t)
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -44,12 +63,16 @@ func TestRelayOutagePausesWithoutLetters(t *testing.T) {
 		t.Fatalf("during the outage: %d emails failed, %d letters for people with an email, pending emails attempted %d times",
 			failed, letterForEmail, attempts)
 	}
+	if r := relayShown(); r.Up || r.Reason == "" {
+		t.Fatalf("wave status during the outage: %+v", r)
+	}
 	second, err := mailsink.Start(mailsink.Options{Addr: addr, Keep: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
 	waitFor(t, ctx, "the relay to be seen back", func() bool { return e.deps.Mailer.RelayState().Up })
+	waitFor(t, ctx, "ens wave status to show the relay back", func() bool { return relayShown().Up })
 	c.Stop(ctx) //nolint:errcheck
 	e.sink = second
 	e.runUntilIdle(t)

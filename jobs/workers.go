@@ -478,7 +478,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 				return nil, err
 			}
 			dir := filepath.Join(d.LettersDir, fmt.Sprintf("wave-%d", job.Args.WaveID))
-			pdf, manifest, err := notify.WriteBatch(dir, fmt.Sprintf("dept-%s-batch-%06d", dept, batchID), b)
+			st, err := notify.StageBatch(dir, fmt.Sprintf("dept-%s-batch-%06d", dept, batchID), b)
 			if err != nil {
 				return nil, err
 			}
@@ -486,7 +486,8 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 			for _, r := range b.Manifest {
 				pages[r.NoticeID] = r.Page
 			}
-			return &provisioning.LetterFile{File: pdf, Manifest: manifest, SHA256: b.SHA256, Pages: pages, CodeHashes: hashes}, nil
+			return &provisioning.LetterFile{File: st.PDF, Manifest: st.Manifest, SHA256: b.SHA256, Pages: pages, CodeHashes: hashes,
+				Publish: st.Publish, Discard: st.Discard}, nil
 		}, provisioning.LetterOptions{PostDelay: d.PostDelay, Clock: d.Clock})
 	if err != nil {
 		return err
@@ -562,6 +563,9 @@ func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindows
 		w.deps.Logger.Info("windows closed", "activated", n)
 	}
 	if err != nil {
+		return err
+	}
+	if _, _, err := RecoverLetterFiles(ctx, w.deps.Pool, w.deps.LettersDir, stagedMaxAge, w.deps.Logger); err != nil {
 		return err
 	}
 	_, err = SweepLetters(ctx, w.deps.Pool, w.letters)

@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jung-kurt/gofpdf"
@@ -155,28 +158,92 @@ func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt 
 	pdf.CellFormat(170, 4, tr("Référence "+n.Reference()), "", 0, "C", false, 0, "")
 }
 
-// WriteBatch writes a batch's PDF and manifest CSV into dir, atomically
-// (temp file + rename) and readable by their owner only: they carry codes.
-func WriteBatch(dir, base string, b *LetterBatch) (pdfPath, manifestPath string, err error) {
+// StagedBatch is a batch's PDF and manifest written under staging names,
+// to be published (renamed to their final names) only once the batch's
+// transaction has committed, or discarded if it did not: no file full of
+// codes is ever left that no table knows.
+type StagedBatch struct {
+	// PDF and Manifest are the final paths, which the batch records.
+	PDF, Manifest string
+}
+
+// StagingPrefix starts the name of a file not yet published.
+const StagingPrefix = ".staging-"
+
+func staged(path string) string { return filepath.Join(filepath.Dir(path), StagingPrefix+filepath.Base(path)) }
+
+// StageBatch writes a batch's PDF and manifest CSV into dir under staging
+// names, durably and readable by their owner only: they carry codes.
+func StageBatch(dir, base string, b *LetterBatch) (*StagedBatch, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", fmt.Errorf("creating letters directory: %w", err)
+		return nil, fmt.Errorf("creating letters directory: %w", err)
 	}
-	pdfPath = filepath.Join(dir, base+".pdf")
-	manifestPath = filepath.Join(dir, base+".manifest.csv")
-	if err := writeAtomic(pdfPath, func(w io.Writer) error { _, err := w.Write(b.PDF); return err }); err != nil {
-		return "", "", err
+	s := &StagedBatch{PDF: filepath.Join(dir, base+".pdf"), Manifest: filepath.Join(dir, base+".manifest.csv")}
+	if err := writeAtomic(staged(s.PDF), func(w io.Writer) error { _, err := w.Write(b.PDF); return err }); err != nil {
+		return nil, err
 	}
-	err = writeAtomic(manifestPath, func(w io.Writer) error {
+	err := writeAtomic(staged(s.Manifest), func(w io.Writer) error {
 		cw := csv.NewWriter(w)
 		cw.Write([]string{"notice_id", "postcode", "page"}) //nolint:errcheck
 		for _, r := range b.Manifest {
 			cw.Write([]string{strconv.FormatInt(r.NoticeID, 10), r.Postcode, strconv.Itoa(r.Page)}) //nolint:errcheck
 		}
-		cw.Write([]string{"#sha256", b.SHA256, filepath.Base(pdfPath)}) //nolint:errcheck
+		cw.Write([]string{"#sha256", b.SHA256, filepath.Base(s.PDF)}) //nolint:errcheck
 		cw.Flush()
 		return cw.Error()
 	})
-	return pdfPath, manifestPath, err
+	if err != nil {
+		s.Discard()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Publish gives the staged files their final names.
+func (s *StagedBatch) Publish() error { return PublishStaged(s.PDF, s.Manifest) }
+
+// Discard removes the staged files.
+func (s *StagedBatch) Discard() {
+	os.Remove(staged(s.PDF))      //nolint:errcheck
+	os.Remove(staged(s.Manifest)) //nolint:errcheck
+}
+
+// PublishStaged renames the staged files of the given final paths to those
+// paths (a file already published is left alone), then syncs the directory.
+func PublishStaged(paths ...string) error {
+	for _, p := range paths {
+		if err := os.Rename(staged(p), p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("publishing %s: %w", filepath.Base(p), err)
+		}
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	d, err := os.Open(filepath.Dir(paths[0]))
+	if err != nil {
+		return fmt.Errorf("syncing the letters directory: %w", err)
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// StagedFiles lists the files of dir (and its subfolders) still under a
+// staging name, with the final path each would be published as.
+func StagedFiles(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !e.IsDir() && strings.HasPrefix(e.Name(), StagingPrefix) {
+			out[p] = filepath.Join(filepath.Dir(p), strings.TrimPrefix(e.Name(), StagingPrefix))
+		}
+		return nil
+	})
+	return out, err
 }
 
 func writeAtomic(path string, fill func(io.Writer) error) error {

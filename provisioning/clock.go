@@ -40,3 +40,20 @@ func EndOfDay(t time.Time) time.Time {
 	y, m, d := t.In(Paris).Date()
 	return time.Date(y, m, d, 23, 59, 59, 0, Paris)
 }
+
+// AddDays adds d to t: whole days as Europe/Paris calendar days (the same
+// clock time d/24h days later, whatever clock change lies between), any
+// other duration as elapsed time (rehearsals and tests).
+func AddDays(t time.Time, d time.Duration) time.Time {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return t.In(Paris).AddDate(0, 0, int(d/(24*time.Hour)))
+	}
+	return t.Add(d)
+}
+
+// PrintedDeadline is the deadline a letter rendered at renderedAt prints:
+// the wave's window counted from the render day plus the print-and-post
+// delay, in calendar days.
+func (w *Wave) PrintedDeadline(renderedAt time.Time, postDelay time.Duration) time.Time {
+	return w.Deadline(AddDays(renderedAt, postDelay))
+}

@@ -17,6 +17,11 @@ type LetterFile struct {
 	// CodeHashes maps account id to the lookup hash of the code its letter
 	// carries, stored on the account as it becomes notified.
 	CodeHashes map[int64][]byte
+	// Publish gives the files their final names once the batch is
+	// committed; Discard removes them when it is not. The files hold codes:
+	// none may outlive a batch that no table records.
+	Publish func() error
+	Discard func()
 }
 
 // RenderFunc renders targets (sorted by postcode) as batch batchID, every
@@ -48,6 +53,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 	total := 0
 	for {
 		n := 0
+		var f *LetterFile
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			now := opts.Clock.Now()
 			// Pick the batch by the indexed department first; only then
@@ -71,12 +77,12 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			if n == 0 {
 				return nil
 			}
-			deadline := wave.Deadline(now.Add(opts.PostDelay))
+			deadline := wave.PrintedDeadline(now, opts.PostDelay)
 			var batchID int64
 			if err := tx.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence('letter_batch', 'id'))`).Scan(&batchID); err != nil {
 				return err
 			}
-			f, err := render(batchID, targets, deadline)
+			f, err = render(batchID, targets, deadline)
 			if err != nil {
 				return fmt.Errorf("rendering letter batch: %w", err)
 			}
@@ -102,6 +108,16 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 				Details: map[string]any{"channel": ChannelLetter, "batch_id": batchID, "department": department,
 					"count": n, "printed_deadline": deadline.In(Paris).Format(time.DateOnly)}})
 		})
+		if f != nil {
+			if err != nil {
+				f.Discard()
+				return total, err
+			}
+			if err := f.Publish(); err != nil {
+				// Committed: the start-up recovery publishes it (RecoverLetterFiles).
+				return total, fmt.Errorf("letter batch committed but not published: %w", err)
+			}
+		}
 		if err != nil {
 			return total, err
 		}
@@ -110,6 +126,24 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			return total, nil
 		}
 	}
+}
+
+// BatchFiles lists every file the committed letter batches name, PDFs and
+// manifests, for the start-up recovery of staged files.
+func BatchFiles(ctx context.Context, db DBTX) (map[string]bool, error) {
+	rows, err := db.Query(ctx, `SELECT file FROM letter_batch UNION ALL SELECT manifest FROM letter_batch`)
+	if err != nil {
+		return nil, fmt.Errorf("listing letter batch files: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("listing letter batch files: %w", err)
+	}
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out, nil
 }
 
 // pendingLetters are the letters (n) still to render, of accounts (a) that

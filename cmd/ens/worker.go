@@ -96,6 +96,9 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 		defer deps.Mailer.Close()
 		defer provisioning.ForgetRelayState(context.WithoutCancel(ctx), deps.Pool, a.workerID) //nolint:errcheck // best effort
 	}
+	if _, _, err := jobs.RecoverLetterFiles(ctx, deps.Pool, deps.LettersDir, time.Hour, a.log); err != nil {
+		return err
+	}
 	jobs.TuneGC()
 	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, LetterWorkers: o.letterWorkers, Periodic: !o.untilIdle, Logger: a.log,
 		RetryBase: envDuration("ENS_RETRY_BASE", 10*time.Second)}

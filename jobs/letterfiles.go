@@ -1,0 +1,54 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// stagedMaxAge is how old a staged letter file must be before the recovery
+// removes it: younger ones may belong to a batch another worker is still
+// committing (a render job times out after 30 minutes).
+const stagedMaxAge = time.Hour
+
+// RecoverLetterFiles settles the letter files a crash left under staging
+// names: those a committed batch names are published (the crash fell
+// between the commit and the rename); the others hold codes no table knows
+// and are removed once older than stagedMaxAge (maxAge in tests). It runs
+// when a worker starts and with each window sweep.
+func RecoverLetterFiles(ctx context.Context, db provisioning.DBTX, dir string, maxAge time.Duration, log *slog.Logger) (published, removed int, err error) {
+	staged, err := notify.StagedFiles(dir)
+	if err != nil || len(staged) == 0 {
+		return 0, 0, err
+	}
+	committed, err := provisioning.BatchFiles(ctx, db)
+	if err != nil {
+		return 0, 0, err
+	}
+	for stagedPath, final := range staged {
+		if committed[final] {
+			if err := notify.PublishStaged(final); err != nil {
+				return published, removed, err
+			}
+			published++
+			continue
+		}
+		fi, err := os.Stat(stagedPath)
+		if err != nil || time.Since(fi.ModTime()) < maxAge {
+			continue
+		}
+		if err := os.Remove(stagedPath); err != nil {
+			return published, removed, fmt.Errorf("removing an orphan letter file: %w", err)
+		}
+		removed++
+	}
+	if published+removed > 0 {
+		log.Info("letter files left by a crash settled", "published", published, "orphans_removed", removed)
+	}
+	return published, removed, nil
+}

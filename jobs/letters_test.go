@@ -1,0 +1,143 @@
+package jobs_test
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// Letters rendered just before a clock change print the deadline of the
+// right calendar day: render day + 5 days + 42 days, at 23:59:59 in Paris.
+// (Before, the 5-day delay was added as 120 hours.)
+func TestLettersNearAClockChangePrintTheRightDay(t *testing.T) {
+	t.Parallel()
+	for _, at := range []time.Time{
+		time.Date(2027, 10, 27, 0, 30, 0, 0, provisioning.Paris), // printed one day early
+		time.Date(2027, 3, 24, 23, 30, 0, 0, provisioning.Paris), // printed one day late
+		time.Date(2028, 10, 25, 0, 30, 0, 0, provisioning.Paris),
+		time.Date(2028, 3, 22, 23, 30, 0, 0, provisioning.Paris),
+	} {
+		t.Run(at.Format(time.DateTime), func(t *testing.T) {
+			t.Parallel()
+			e := setupChunks(t, 20, nil, 40, -1) // letters only
+			e.deps.Clock = func() time.Time { return at }
+			e.deps.PostDelay = 5 * 24 * time.Hour
+			e.runUntilIdle(t)
+			want := time.Date(at.Year(), at.Month(), at.Day()+47, 23, 59, 59, 0, provisioning.Paris)
+			var letters, wrong int
+			var printed time.Time
+			e.pool.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE deadline <> $1), min(deadline) FROM notice
+				WHERE channel = 'letter' AND kind = 'opposition' AND status = 'sent'`, want).Scan(&letters, &wrong, &printed)
+			if letters == 0 || wrong != 0 {
+				t.Fatalf("%d of %d letters print %s, want %s", wrong, letters, printed.In(provisioning.Paris), want)
+			}
+		})
+	}
+}
+
+// A batch whose transaction fails at commit leaves no file behind: the PDF
+// (full of codes) is written under a staging name and published only once
+// the batch is committed. (Before, the PDF was written first and stayed.)
+func TestFailedCommitLeavesNoLetterFile(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 30, nil, 40, -1) // letters only
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.pool.Exec(ctx, `CREATE FUNCTION fail_commit() RETURNS trigger LANGUAGE plpgsql AS
+			$$ BEGIN RAISE EXCEPTION 'the commit fails'; END $$;
+		CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON letter_batch DEFERRABLE INITIALLY DEFERRED
+			FOR EACH ROW EXECUTE FUNCTION fail_commit()`); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client(t)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "a render to fail at commit", func() bool {
+		var n int
+		e.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'render_letters' AND cardinality(errors) > 0`).Scan(&n)
+		return n > 0
+	})
+	c.Stop(ctx) //nolint:errcheck
+	if files := letterFiles(t, e.deps.LettersDir); len(files) != 0 {
+		t.Fatalf("files left by a batch that never committed: %v", files)
+	}
+	if _, err := e.pool.Exec(ctx, `DROP TRIGGER fail_commit ON letter_batch; UPDATE river_job SET scheduled_at = now() WHERE state = 'retryable'`); err != nil {
+		t.Fatal(err)
+	}
+	e.runUntilIdle(t)
+	committed, err := provisioning.BatchFiles(ctx, e.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := letterFiles(t, e.deps.LettersDir)
+	if len(files) == 0 || len(files) != len(committed) {
+		t.Fatalf("%d files for %d files named by committed batches", len(files), len(committed))
+	}
+	for _, f := range files {
+		if !committed[f] {
+			t.Fatalf("%s is named by no batch", f)
+		}
+	}
+}
+
+// A crash between a batch's commit and the publication of its files, or
+// before its commit, is settled by the recovery a worker runs as it starts:
+// committed files are published, orphans (old enough not to be another
+// worker's batch in progress) removed.
+func TestRecoveryPublishesCommittedAndRemovesOrphanLetterFiles(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 30, nil, 40, -1)
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	files := letterFiles(t, e.deps.LettersDir)
+	if len(files) == 0 {
+		t.Fatal("no letter files")
+	}
+	// The crash after commit: a committed PDF still under its staging name.
+	committed := files[0]
+	stagedName := filepath.Join(filepath.Dir(committed), notify.StagingPrefix+filepath.Base(committed))
+	if err := os.Rename(committed, stagedName); err != nil {
+		t.Fatal(err)
+	}
+	// The crash before commit: a batch no table knows, an hour old.
+	orphan := filepath.Join(filepath.Dir(committed), notify.StagingPrefix+"dept-99-batch-999999.pdf")
+	os.WriteFile(orphan, []byte("%PDF codes"), 0o600) //nolint:errcheck
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(orphan, old, old) //nolint:errcheck
+	// A young one may be another worker's batch in progress: kept.
+	young := filepath.Join(filepath.Dir(committed), notify.StagingPrefix+"dept-98-batch-999998.pdf")
+	os.WriteFile(young, []byte("%PDF codes"), 0o600) //nolint:errcheck
+
+	published, removed, err := jobs.RecoverLetterFiles(ctx, e.pool, e.deps.LettersDir, time.Hour, slog.New(slog.DiscardHandler))
+	if err != nil || published != 1 || removed != 1 {
+		t.Fatalf("recovery: %d published, %d removed, %v", published, removed, err)
+	}
+	for path, want := range map[string]bool{committed: true, stagedName: false, orphan: false, young: true} {
+		if _, err := os.Stat(path); (err == nil) != want {
+			t.Errorf("%s exists: %v, want %v", filepath.Base(path), err == nil, want)
+		}
+	}
+}
+
+// letterFiles lists the PDFs and manifests under dir, staged or published.
+func letterFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error { //nolint:errcheck
+		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".pdf") || strings.HasSuffix(p, ".csv")) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
