@@ -456,28 +456,20 @@ func TestBounceSwitchesToLetterWithItsPrintedDeadline(t *testing.T) {
 		os.Mkdir(box+"/"+sub, 0o700) //nolint:errcheck
 	}
 	os.WriteFile(box+"/new/1.dsn", []byte(dsn("somebody-else@example.fr")), 0o600) //nolint:errcheck
-	os.WriteFile(box+"/new/2.dsn", []byte(dsn(addr.Address)), 0o600)              //nolint:errcheck
-	reader, err := notify.NewBounceReader(testKey.MailKey(), "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ins, _ := jobs.NewInsertClient(e.pool)
-	c, err := jobs.IngestBounces(ctx, e.pool, reader, box, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	os.WriteFile(box+"/new/2.dsn", []byte(dsn(addr.Address)), 0o600)               //nolint:errcheck
+	c := e.ingest(t, box, "")
 	if c.Messages != 2 || c.Parsed != 1 || c.Permanent != 1 || c.NotOurs != 1 || c.Letters != 1 {
 		t.Fatalf("first reading: %+v", c)
 	}
 	// Read once: the Maildir's messages are flagged seen; an .eml copy read
 	// again switches nobody twice.
-	if c, err = jobs.IngestBounces(ctx, e.pool, reader, box, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler)); err != nil || c.Messages != 0 {
-		t.Fatalf("second reading of the Maildir: %+v %v", c, err)
+	if c = e.ingest(t, box, ""); c.Messages != 0 {
+		t.Fatalf("second reading of the Maildir: %+v", c)
 	}
 	emls := t.TempDir()
 	os.WriteFile(emls+"/2.eml", []byte(dsn(addr.Address)), 0o600) //nolint:errcheck
-	if c, err = jobs.IngestBounces(ctx, e.pool, reader, emls, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler)); err != nil || c.Permanent != 1 || c.Letters != 0 {
-		t.Fatalf("the same report again: %+v %v", c, err)
+	if c = e.ingest(t, emls, ""); c.Permanent != 1 || c.Letters != 0 {
+		t.Fatalf("the same report again: %+v", c)
 	}
 	e.deps.PostDelay = 5 * 24 * time.Hour
 	e.runUntilIdle(t)
@@ -491,6 +483,22 @@ func TestBounceSwitchesToLetterWithItsPrintedDeadline(t *testing.T) {
 	if !newDeadline.Equal(printed) || !newDeadline.After(emailDeadline) {
 		t.Fatalf("account deadline %v, letter printed %v, email said %v", newDeadline, printed, emailDeadline)
 	}
+}
+
+// ingest reads the bounce mailbox at path as ens bounces ingest does, for
+// mail sent from from (empty: the default sender).
+func (e *env) ingest(t *testing.T, path, from string) jobs.BounceCounts {
+	t.Helper()
+	reader, err := notify.NewBounceReader(testKey.MailKey(), "", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, _ := jobs.NewInsertClient(e.pool)
+	c, err := jobs.IngestBounces(context.Background(), e.pool, reader, path, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func TestExtensionTellsPeopleTheirNewDeadline(t *testing.T) {

@@ -2,7 +2,6 @@ package jobs_test
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ens-sante/ens/fixtures/postfix"
-	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify"
 )
 
@@ -75,15 +73,7 @@ func TestPostfixBouncesSwitchExactlyTheFailedToLetters(t *testing.T) {
 		}
 		return nil
 	})
-	reader, err := notify.NewBounceReader(testKey.MailKey(), "", "ne-pas-repondre@ens.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ins, _ := jobs.NewInsertClient(e.pool)
-	c, err := jobs.IngestBounces(ctx, e.pool, reader, box, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := e.ingest(t, box, "ne-pas-repondre@ens.test")
 	if c.Messages != toBounce+toDefer || c.Permanent != toBounce+toDefer || c.NotOurs != 0 || c.Unreadable != 0 || c.NotAReport != 0 {
 		t.Fatalf("ingest: %+v; want %d permanent failures (%d bounced, %d expired)", c, toBounce+toDefer, toBounce, toDefer)
 	}

@@ -139,7 +139,7 @@ func TestDeferredRecipientFallsBackOnlyAfterGiveUpTime(t *testing.T) {
 	}
 	later := start.Add(72*time.Hour + time.Minute)
 	now.Store(&later)
-	c.Stop(ctx) //nolint:errcheck
+	c.Stop(ctx)                                                                             //nolint:errcheck
 	e.pool.Exec(ctx, `UPDATE river_job SET scheduled_at = now() WHERE state = 'retryable'`) //nolint:errcheck
 	e.runUntilIdle(t)
 	e.pool.QueryRow(ctx, `SELECT count(*) FROM notice WHERE channel = 'letter' AND EXISTS

@@ -170,7 +170,9 @@ type StagedBatch struct {
 // StagingPrefix starts the name of a file not yet published.
 const StagingPrefix = ".staging-"
 
-func staged(path string) string { return filepath.Join(filepath.Dir(path), StagingPrefix+filepath.Base(path)) }
+func staged(path string) string {
+	return filepath.Join(filepath.Dir(path), StagingPrefix+filepath.Base(path))
+}
 
 // StageBatch writes a batch's PDF and manifest CSV into dir under staging
 // names, durably and readable by their owner only: they carry codes.

@@ -190,7 +190,9 @@ const DefaultFrom = "ne-pas-repondre@monespacesante.fr"
 func (m *Mailer) MessageID(noticeID int64) string { return messageID(m.key, m.domain, noticeID) }
 
 // BounceAddress is the envelope sender a notice's email goes out with.
-func (m *Mailer) BounceAddress(noticeID int64) string { return bounceAddress(m.key, m.bounce, noticeID) }
+func (m *Mailer) BounceAddress(noticeID int64) string {
+	return bounceAddress(m.key, m.bounce, noticeID)
+}
 
 // RecipientHash is the keyed hash of the address an email goes to, kept on
 // its notice: a bounce report must name that address.
@@ -289,7 +291,9 @@ func (m *Mailer) Send(ctx context.Context, msg *mail.Msg) SendResult {
 func (m *Mailer) RelayState() RelayState { return m.relay.state() }
 
 // WaitRelay waits up to max for the relay to be up; it reports whether it is.
-func (m *Mailer) WaitRelay(ctx context.Context, max time.Duration) bool { return m.relay.waitUp(ctx, max) }
+func (m *Mailer) WaitRelay(ctx context.Context, max time.Duration) bool {
+	return m.relay.waitUp(ctx, max)
+}
 
 // probe dials the relay and says goodbye: it answers, so sending resumes.
 func (m *Mailer) probe(ctx context.Context) error {

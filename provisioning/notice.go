@@ -48,7 +48,7 @@ type Target struct {
 	// FirstFailedAt is when the recipient first deferred this email (nil: never).
 	FirstFailedAt *time.Time
 	WaveID        int64
-	State       State // the account's
+	State         State // the account's
 }
 
 // LetterFunc queues letter rendering for a wave's departments inside tx.

@@ -113,6 +113,25 @@ func TestWaveEndToEnd(t *testing.T) {
 	if int64(sink.Count()) != st.Notices["email"]["sent"] {
 		t.Fatalf("%d emails reached the server, %d recorded", sink.Count(), st.Notices["email"]["sent"])
 	}
+	// Bounce reports are read from a Maildir; the counts are a contract.
+	box := filepath.Join(c.dir, "bounces")
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		os.MkdirAll(filepath.Join(box, sub), 0o700) //nolint:errcheck
+	}
+	os.WriteFile(filepath.Join(box, "new", "1.host"), []byte("Subject: out of office\r\n\r\nback monday"), 0o600) //nolint:errcheck
+	var counts map[string]float64
+	c.json(&counts, "bounces", "ingest", box, "--json")
+	for _, k := range []string{"messages", "parsed", "permanent", "temporary", "success", "not_a_report", "not_ours", "unreadable", "letters_queued"} {
+		if _, ok := counts[k]; !ok {
+			t.Fatalf("bounces ingest JSON lacks %q: %v", k, counts)
+		}
+	}
+	if counts["messages"] != 1 || counts["not_a_report"] != 1 {
+		t.Fatalf("bounces ingest: %v", counts)
+	}
+	if c.json(&counts, "bounces", "ingest", box, "--json"); counts["messages"] != 0 {
+		t.Fatalf("a Maildir message read twice: %v", counts)
+	}
 	if code, out, _ := c.run("audit", "verify"); code != 0 || !strings.Contains(out, "intact") {
 		t.Fatalf("audit verify: %d %s", code, out)
 	}
