@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -194,4 +195,47 @@ func FuzzParseReport(f *testing.F) {
 			t.Fatalf("error quotes the input: %v", err)
 		}
 	})
+}
+
+// An mbox is read message by message (each with its position as name), a
+// Maildir's new messages once, a folder's .eml files every time.
+func TestMailboxesOfEveryForm(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mbox := dir + "/bounces.mbox"
+	os.WriteFile(mbox, []byte("From MAILER-DAEMON Tue Dec  1 10:00:00 2026\nSubject: one\n\nbody\n>From here\n\n"+
+		"From MAILER-DAEMON Tue Dec  1 10:01:00 2026\nSubject: two\n\nbody\n"), 0o600) //nolint:errcheck
+	var names []string
+	read := func(path string) []string {
+		names = nil
+		err := notify.EachMessage(path, func(name string, r io.Reader) error {
+			b, _ := io.ReadAll(r)
+			names = append(names, name+":"+strings.TrimSuffix(strings.SplitN(string(b), "\n", 2)[0], "\r"))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if got := read(mbox); len(got) != 2 || got[0] != "bounces.mbox#1:Subject: one" || got[1] != "bounces.mbox#2:Subject: two" {
+		t.Fatalf("mbox: %q", got)
+	}
+	md := dir + "/Maildir"
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		os.MkdirAll(md+"/"+sub, 0o700) //nolint:errcheck
+	}
+	os.WriteFile(md+"/new/100.host", []byte("Subject: new\n\nx"), 0o600)            //nolint:errcheck
+	os.WriteFile(md+"/cur/90.host:2,", []byte("Subject: unseen\n\nx"), 0o600)       //nolint:errcheck
+	os.WriteFile(md+"/cur/80.host:2,S", []byte("Subject: read before\n\nx"), 0o600) //nolint:errcheck
+	if got := read(md); len(got) != 2 {
+		t.Fatalf("Maildir, first reading: %q", got)
+	}
+	if got := read(md); len(got) != 0 {
+		t.Fatalf("Maildir, second reading: %q", got)
+	}
+	os.WriteFile(dir+"/a.eml", []byte("Subject: eml\n\nx"), 0o600) //nolint:errcheck
+	if got := read(dir); len(got) != 1 || got[0] != "a.eml:Subject: eml" {
+		t.Fatalf(".eml folder: %q", got)
+	}
 }
