@@ -172,7 +172,7 @@ func TestNoticesReachEveryoneOnceWithFallback(t *testing.T) {
 	}
 	e.pool.QueryRow(ctx, `SELECT count(*) FROM notice WHERE channel = 'email' AND status = 'failed'`).Scan(&emailsFailed)
 	e.pool.QueryRow(ctx, `SELECT count(*) FROM notice l JOIN notice m ON m.account_id = l.account_id
-		WHERE l.channel = 'letter' AND l.status = 'sent' AND m.channel = 'email' AND m.status = 'failed'`).Scan(&lettersFor550)
+		WHERE l.channel = 'letter' AND l.status = 'printed' AND m.channel = 'email' AND m.status = 'failed'`).Scan(&lettersFor550)
 	if emailsFailed == 0 || lettersFor550 != emailsFailed {
 		t.Fatalf("%d failed emails, %d fallback letters: every failed email needs a letter", emailsFailed, lettersFor550)
 	}
@@ -201,7 +201,7 @@ func TestNoticesReachEveryoneOnceWithFallback(t *testing.T) {
 	// Every notice's deadline is the account's; letters print theirs.
 	var mismatched int64
 	e.pool.QueryRow(ctx, `SELECT count(*) FROM account a JOIN notice n ON n.account_id = a.id
-		WHERE n.status = 'sent' AND n.kind = 'opposition' AND a.state = 'notified' AND n.deadline <> a.deadline
+		WHERE n.status IN ('sent', 'printed') AND n.kind = 'opposition' AND a.state = 'notified' AND n.deadline <> a.deadline
 		  AND NOT EXISTS (SELECT 1 FROM notice l WHERE l.account_id = a.id AND l.channel = 'letter' AND l.id > n.id)`).Scan(&mismatched)
 	if mismatched != 0 {
 		t.Fatalf("%d accounts whose deadline is not their notice's", mismatched)
@@ -476,7 +476,7 @@ func TestBounceSwitchesToLetterWithItsPrintedDeadline(t *testing.T) {
 	var letters int
 	var newDeadline, printed time.Time
 	e.pool.QueryRow(ctx, `SELECT count(*), max(n.deadline), max(a.deadline) FROM notice n JOIN account a ON a.id = n.account_id
-		WHERE n.account_id = $1 AND n.channel = 'letter' AND n.status = 'sent'`, accountID).Scan(&letters, &printed, &newDeadline)
+		WHERE n.account_id = $1 AND n.channel = 'letter' AND n.status = 'printed'`, accountID).Scan(&letters, &printed, &newDeadline)
 	if letters != 1 {
 		t.Fatalf("%d letters after the bounce, want 1", letters)
 	}
@@ -523,7 +523,7 @@ func TestExtensionTellsPeopleTheirNewDeadline(t *testing.T) {
 	want := time.Date(until.Year(), until.Month(), until.Day(), 23, 59, 59, 0, provisioning.Paris)
 	var wrong, extensions, pending int64
 	e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE deadline <> $1) FROM account WHERE state IN ('notified', 'opposed')`, want).Scan(&wrong)
-	e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'pending')
+	e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status IN ('sent', 'printed')), count(*) FILTER (WHERE status = 'pending')
 		FROM notice WHERE kind = 'extension'`).Scan(&extensions, &pending)
 	if wrong != 0 || extensions != n || pending != 0 {
 		t.Fatalf("%d deadlines not moved, %d extension notices sent of %d, %d pending", wrong, extensions, n, pending)

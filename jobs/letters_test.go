@@ -36,7 +36,7 @@ func TestLettersNearAClockChangePrintTheRightDay(t *testing.T) {
 			var letters, wrong int
 			var printed time.Time
 			e.pool.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE deadline <> $1), min(deadline) FROM notice
-				WHERE channel = 'letter' AND kind = 'opposition' AND status = 'sent'`, want).Scan(&letters, &wrong, &printed)
+				WHERE channel = 'letter' AND kind = 'opposition' AND status = 'printed'`, want).Scan(&letters, &wrong, &printed)
 			if letters == 0 || wrong != 0 {
 				t.Fatalf("%d of %d letters print %s, want %s", wrong, letters, printed.In(provisioning.Paris), want)
 			}

@@ -34,7 +34,7 @@ func TestRelayOutagePausesWithoutLetters(t *testing.T) {
 	defer m.Close()
 	e.deps.Mailer = m
 	relayShown := func() provisioning.RelayStatus {
-		st, err := provisioning.GetWaveStatus(ctx, e.pool, "w1")
+		st, err := provisioning.GetWaveStatus(ctx, e.pool, "w1", provisioning.StatusOptions{})
 		if err != nil || len(st.Relays) != 1 {
 			t.Fatalf("wave status: %v, relays %+v", err, st)
 		}

@@ -30,20 +30,25 @@ const (
 	StatePurged State = "purged"
 	// StateCancelled: the person died or was removed before activation.
 	StateCancelled State = "cancelled"
+	// StateUnreachable: no deliverable channel is left (the email failed
+	// and no postal address is known, or the letter came back). Never
+	// activated; listed for the call centre; a new address re-notifies.
+	StateUnreachable State = "unreachable"
 )
 
 // States lists every state, in the order reports show them.
-var States = []State{StatePending, StateNotified, StateOpposed, StateActive, StateClosed, StateArchived, StatePurged, StateCancelled}
+var States = []State{StatePending, StateNotified, StateOpposed, StateActive, StateClosed, StateArchived, StatePurged, StateCancelled, StateUnreachable}
 
 // Transitions are the allowed state changes, mirrored by the schema's
 // account_transition table.
 var Transitions = map[State][]State{
-	StatePending:  {StateNotified, StateCancelled},
-	StateNotified: {StateOpposed, StateActive, StateCancelled},
-	StateOpposed:  {StateNotified, StateActive},
-	StateActive:   {StateClosed},
-	StateClosed:   {StateArchived},
-	StateArchived: {StateActive, StatePurged},
+	StatePending:     {StateNotified, StateCancelled, StateUnreachable},
+	StateNotified:    {StateOpposed, StateActive, StateCancelled, StateUnreachable},
+	StateUnreachable: {StatePending, StateCancelled},
+	StateOpposed:     {StateNotified, StateActive},
+	StateActive:      {StateClosed},
+	StateClosed:      {StateArchived},
+	StateArchived:    {StateActive, StatePurged},
 }
 
 // NewbornSince: children born on or after this day get their account at once.
@@ -76,7 +81,7 @@ func applyDeaths(ctx context.Context, tx pgx.Tx, now time.Time) (deathOutcome, e
 		UPDATE account a SET state = 'cancelled', cancelled_at = $1
 		FROM person p, registry_stage s
 		WHERE p.id = a.person_id AND s.nir = p.nir AND s.reason IS NULL AND s.death_date IS NOT NULL
-		  AND a.state IN ('pending', 'notified')
+		  AND a.state IN ('pending', 'notified', 'unreachable')
 		RETURNING a.id)
 		SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM c`, now).Scan(&ids)
 	if err != nil {

@@ -96,9 +96,11 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, deadline
 				hashes[i] = f.CodeHashes[t.AccountID]
 			}
-			if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'sent', sent_at = $3, batch_id = $4, page = p.page,
-					deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE $5::timestamptz END, attempts = n.attempts + 1
-				FROM unnest($1::bigint[], $2::int[]) AS p(id, page) WHERE n.id = p.id`, ids, pages, now, batchID, deadline); err != nil {
+			// Printed, not sent: a letter informs its person once posted
+			// (AcknowledgePosting).
+			if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'printed', batch_id = $3, page = p.page,
+					deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE $4::timestamptz END, attempts = n.attempts + 1
+				FROM unnest($1::bigint[], $2::int[]) AS p(id, page) WHERE n.id = p.id`, ids, pages, batchID, deadline); err != nil {
 				return fmt.Errorf("marking letters rendered: %w", err)
 			}
 			if err := notifyAccounts(ctx, tx, accs, ats, deadlines, hashes); err != nil {

@@ -3,6 +3,7 @@ package provisioning
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -128,7 +129,7 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 			WHERE a.wave_id = $1 AND a.id BETWEEN $3 AND $4
 			  AND (a.state = 'pending' OR (a.state = 'active' AND a.notified_at IS NULL))
 			  AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.account_id BETWEEN $3 AND $4 AND n.kind IN ('opposition', 'information')
-			                  AND (n.channel = 'letter' OR n.status IN ('sent', 'failed', 'bounced')))
+			                  AND n.seq = a.notice_round AND (n.channel = 'letter' OR n.status IN ('sent', 'failed', 'bounced')))
 			ORDER BY a.id FOR UPDATE OF a`, waveID, Day(now), first, last)
 		if err != nil {
 			return fmt.Errorf("reading chunk accounts: %w", err)
@@ -137,21 +138,33 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 		if err != nil {
 			return fmt.Errorf("reading chunk accounts: %w", err)
 		}
-		var emailIDs []int64
+		var emailIDs, unreachable []int64
 		var kinds []string
-		for i := range targets {
-			t := &targets[i]
+		reachable := targets[:0]
+		for _, t := range targets {
 			t.Kind = NoticeOpposition
 			if t.State == StateActive {
 				t.Kind = NoticeInformation
 			}
-			kinds = append(kinds, t.Kind)
-			if t.Email != "" {
+			switch {
+			case t.Email != "":
 				t.Channel = ChannelEmail
 				emailIDs = append(emailIDs, t.AccountID)
-			} else {
+			case t.Deliverable():
 				t.Channel = ChannelLetter
+			case t.Kind == NoticeOpposition:
+				// No channel at all: never an addressless letter.
+				unreachable = append(unreachable, t.AccountID)
+				continue
+			default:
+				continue // a newborn's representative out of reach: the account is active anyway
 			}
+			kinds = append(kinds, t.Kind)
+			reachable = append(reachable, t)
+		}
+		targets = reachable
+		if err := markUnreachable(ctx, tx, unreachable, "no deliverable channel", now); err != nil {
+			return err
 		}
 		ids := make([]int64, len(targets))
 		channels := make([]string, len(targets))
@@ -163,8 +176,9 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 				groups.add(waveID, t.Department)
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, department)
-			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING`, ids, kinds, channels, depts); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, department, seq)
+			SELECT u.*, a.notice_round FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(acc, kind, channel, dept)
+			JOIN account a ON a.id = u.acc ON CONFLICT DO NOTHING`, ids, kinds, channels, depts); err != nil {
 			return fmt.Errorf("creating notices: %w", err)
 		}
 
@@ -176,8 +190,9 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 			attempts    int
 			firstFailed *time.Time
 		}
-		nrows, err := tx.Query(ctx, `SELECT account_id, id, attempts, first_failed_at FROM notice
-			WHERE account_id = ANY($1) AND channel = 'email' AND kind IN ('opposition', 'information') AND status = 'pending'`, emailIDs)
+		nrows, err := tx.Query(ctx, `SELECT n.account_id, n.id, n.attempts, n.first_failed_at FROM notice n JOIN account a ON a.id = n.account_id
+			WHERE n.account_id = ANY($1) AND n.channel = 'email' AND n.kind IN ('opposition', 'information') AND n.status = 'pending'
+			  AND n.seq = a.notice_round`, emailIDs)
 		if err != nil {
 			return fmt.Errorf("reading email notices: %w", err)
 		}
@@ -227,34 +242,50 @@ func scanTargetInto(row pgx.CollectableRow, t *Target, lead ...any) error {
 	return err
 }
 
+// recipient is who receives an account's letters: their department, and
+// whether their postal address is complete enough to post a letter to.
+type recipient struct {
+	department  string
+	deliverable bool
+}
+
+// recipientsOf gives, for each account, whoever receives its letters.
+func recipientsOf(ctx context.Context, tx pgx.Tx, accountIDs []int64, now time.Time) (map[int64]recipient, error) {
+	rows, err := tx.Query(ctx, targetSelect+` WHERE a.id = ANY($1)`, accountIDs, Day(now))
+	if err != nil {
+		return nil, fmt.Errorf("finding letter recipients: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, scanTarget)
+	if err != nil {
+		return nil, fmt.Errorf("finding letter recipients: %w", err)
+	}
+	out := make(map[int64]recipient, len(ts))
+	for _, t := range ts {
+		out[t.AccountID] = recipient{department: t.Department, deliverable: t.Deliverable()}
+	}
+	return out, nil
+}
+
 // recipientDepartments gives, for each account, the department of whoever
 // receives its letters.
 func recipientDepartments(ctx context.Context, tx pgx.Tx, accountIDs []int64, now time.Time) (map[int64]string, error) {
-	rows, err := tx.Query(ctx, `SELECT t.id, t.d FROM (`+targetSelect+`
-		WHERE a.id = ANY($1)) t(id, f, l, n, g, e, a2, a3, a4, a5, pc, c, co, d, w, st)`, accountIDs, Day(now))
-	if err != nil {
-		return nil, fmt.Errorf("finding letter departments: %w", err)
+	rs, err := recipientsOf(ctx, tx, accountIDs, now)
+	out := make(map[int64]string, len(rs))
+	for a, r := range rs {
+		out[a] = r.department
 	}
-	defer rows.Close()
-	out := map[int64]string{}
-	for rows.Next() {
-		var id int64
-		var d string
-		if err := rows.Scan(&id, &d); err != nil {
-			return nil, err
-		}
-		out[id] = d
-	}
-	return out, rows.Err()
+	return out, err
+}
+
+// Deliverable reports whether the target's postal address is complete
+// enough to post a letter to: a line 4 or 5, a postcode and a city (SPEC §1).
+func (t *Target) Deliverable() bool {
+	return (t.Lines[2] != "" || t.Lines[3] != "") && t.Postcode != "" && t.City != ""
 }
 
 // createLetters creates letter notices copying kind and seq from the given
 // notices, each with its addressee's department, which it adds to groups.
-func createLetters(ctx context.Context, tx pgx.Tx, from []int64, accs []int64, waveOf map[int64]int64, groups letterGroups, now time.Time) error {
-	depts, err := recipientDepartments(ctx, tx, accs, now)
-	if err != nil {
-		return err
-	}
+func createLetters(ctx context.Context, tx pgx.Tx, from []int64, depts map[int64]string, waveOf map[int64]int64, groups letterGroups) error {
 	dAcc, dDept := make([]int64, 0, len(depts)), make([]string, 0, len(depts))
 	for a, d := range depts {
 		dAcc, dDept = append(dAcc, a), append(dDept, d)
@@ -267,6 +298,27 @@ func createLetters(ctx context.Context, tx pgx.Tx, from []int64, accs []int64, w
 		return fmt.Errorf("creating letters: %w", err)
 	}
 	return nil
+}
+
+// markUnreachable moves accounts with no deliverable channel left to
+// unreachable (never activated, listed for the call centre), with the
+// audit event.
+func markUnreachable(ctx context.Context, tx pgx.Tx, ids []int64, reason string, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var moved []int64
+	err := tx.QueryRow(ctx, `WITH u AS (UPDATE account SET state = 'unreachable', unreachable_reason = $2, unreachable_at = $3
+			WHERE id = ANY($1) AND state IN ('pending', 'notified') RETURNING id)
+		SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM u`, ids, reason, now).Scan(&moved)
+	if err != nil {
+		return fmt.Errorf("marking accounts unreachable: %w", err)
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	return AppendAudit(ctx, tx, now, Event{Actor: ActorSystem, Action: "account.unreachable", AccountIDs: moved,
+		Details: map[string]any{"reason": reason}})
 }
 
 func keys(m map[string]bool) []string {
@@ -368,6 +420,7 @@ func settle(ctx context.Context, pool *pgxpool.Pool, wave *Wave, sent []Sent, no
 func SettleLeftovers(ctx context.Context, pool *pgxpool.Pool, wave *Wave, first, last int64, codeHash CodeHasher, clock Clock) (int, error) {
 	rows, err := pool.Query(ctx, `SELECT n.id, a.id, n.sent_at, n.kind FROM account a
 		JOIN notice n ON n.account_id = a.id AND n.channel = 'email' AND n.status = 'sent' AND n.kind IN ('opposition', 'information')
+		  AND n.seq = a.notice_round
 		WHERE a.wave_id = $1 AND a.id BETWEEN $2 AND $3
 		  AND (a.state = 'pending' OR (a.state = 'active' AND a.notified_at IS NULL))
 		ORDER BY n.id`, wave.ID, first, last)
@@ -422,48 +475,91 @@ func RecordTemporaryFailure(ctx context.Context, db DBTX, noticeID int64, reason
 
 // FallBackToLetter marks email notices failed (status: "failed" after an SMTP
 // refusal or exhausted retries, "bounced" after a delivery report) and
-// creates a letter notice for each, queued for rendering.
+// creates a letter notice for each, queued for rendering — unless there is
+// no letter to send: a person with no complete postal address becomes
+// unreachable (never an addressless letter), and an opposition notice
+// reported failed after its account was activated gets no letter (its
+// window has closed: a letter would print a deadline the form refuses); it
+// is recorded and audited. It returns the letters created.
 func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64, status, reason string, letters LetterFunc, clock Clock) (int, error) {
 	n := 0
 	groups := letterGroups{}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var accs []int64
-		var waveIDs []int64
+		now := clock.Now()
+		type failed struct {
+			account, wave int64
+			kind          string
+			state         State
+		}
 		rows, err := tx.Query(ctx, `UPDATE notice n SET status = $2, error = $3
 			FROM account a WHERE a.id = n.account_id AND n.id = ANY($1) AND n.channel = 'email'
 			  AND n.status IN ('pending', 'sent') AND a.state IN ('pending', 'notified', 'active')
-			RETURNING n.account_id, a.wave_id`, noticeIDs, status, reason)
+			RETURNING n.account_id, a.wave_id, n.kind, a.state`, noticeIDs, status, reason)
 		if err != nil {
 			return fmt.Errorf("marking emails failed: %w", err)
 		}
-		for rows.Next() {
-			var acc, w int64
-			if err := rows.Scan(&acc, &w); err != nil {
-				rows.Close()
-				return err
-			}
-			accs, waveIDs = append(accs, acc), append(waveIDs, w)
+		fs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (failed, error) {
+			var f failed
+			err := row.Scan(&f.account, &f.wave, &f.kind, &f.state)
+			return f, err
+		})
+		if err != nil {
+			return fmt.Errorf("marking emails failed: %w", err)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		n = len(accs)
-		if n == 0 {
+		if len(fs) == 0 {
 			return nil
 		}
+		var accs, late, unreachable []int64
 		waveOf := map[int64]int64{}
-		for i, a := range accs {
-			waveOf[a] = waveIDs[i]
+		for _, f := range fs {
+			if f.state == StateActive && f.kind != NoticeInformation {
+				late = append(late, f.account)
+				continue
+			}
+			accs = append(accs, f.account)
+			waveOf[f.account] = f.wave
 		}
-		if err := createLetters(ctx, tx, noticeIDs, accs, waveOf, groups, clock.Now()); err != nil {
+		recips, err := recipientsOf(ctx, tx, accs, now)
+		if err != nil {
 			return err
 		}
-		return AppendAudit(ctx, tx, clock.Now(), Event{Actor: ActorSystem, Action: "notice.fallback_to_letter",
-			AccountIDs: accs, Details: map[string]any{"status": status, "reason": reason}})
+		depts := map[int64]string{}
+		for _, a := range accs {
+			if r, ok := recips[a]; ok && r.deliverable {
+				depts[a] = r.department
+			} else {
+				unreachable = append(unreachable, a)
+			}
+		}
+		if err := createLetters(ctx, tx, noticeIDs, depts, waveOf, groups); err != nil {
+			return err
+		}
+		n = len(depts)
+		if err := markUnreachable(ctx, tx, unreachable, "email failed, no postal address", now); err != nil {
+			return err
+		}
+		var events []Event
+		if n > 0 {
+			events = append(events, Event{Actor: ActorSystem, Action: "notice.fallback_to_letter",
+				AccountIDs: keysOf(depts), Details: map[string]any{"status": status, "reason": reason}})
+		}
+		if len(late) > 0 {
+			events = append(events, Event{Actor: ActorSystem, Action: "notice.failed_after_activation", AccountIDs: late,
+				Details: map[string]any{"status": status, "reason": reason, "letter": false}})
+		}
+		return AppendAudit(ctx, tx, now, events...)
 	})
 	if err != nil {
 		return 0, err
 	}
 	return n, queueLetters(ctx, pool, letters, groups)
+}
+
+func keysOf[V any](m map[int64]V) []int64 {
+	out := make([]int64, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

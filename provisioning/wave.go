@@ -368,13 +368,26 @@ type WaveStatus struct {
 	Notices  map[string]map[string]int64 `json:"notices"`
 	// Relays: what each running worker last saw of its SMTP relay.
 	Relays []RelayStatus `json:"smtp_relays"`
+	// Letters: the wave's letter batches by posting state, and the people
+	// waiting for their letter's posting before the sweep may activate them.
+	Letters PostingStatus `json:"letter_batches"`
+}
+
+// StatusOptions say when a status is read and how long the printer has to
+// acknowledge a batch; the zero value means now and DefaultPostingSLA.
+type StatusOptions struct {
+	At         time.Time
+	PostingSLA time.Duration
 }
 
 // NoticeStatuses lists every notice status, for zero-filled reports.
 var NoticeStatuses = []string{"pending", "sent", "failed", "bounced", "cancelled"}
 
 // GetWaveStatus reads a wave's counts.
-func GetWaveStatus(ctx context.Context, db DBTX, name string) (*WaveStatus, error) {
+func GetWaveStatus(ctx context.Context, db DBTX, name string, opts StatusOptions) (*WaveStatus, error) {
+	if opts.At.IsZero() {
+		opts.At = time.Now()
+	}
 	w, err := GetWave(ctx, db, name)
 	if err != nil {
 		return nil, err
@@ -426,6 +439,9 @@ func GetWaveStatus(ctx context.Context, db DBTX, name string) (*WaveStatus, erro
 	}
 	if st.Relays == nil {
 		st.Relays = []RelayStatus{}
+	}
+	if st.Letters, err = GetPostingStatus(ctx, db, w.ID, opts.PostingSLA, opts.At); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

@@ -112,7 +112,7 @@ func TestLaunchWaveLimitAndBirthYears(t *testing.T) {
 	if outside != 0 {
 		t.Fatalf("%d accounts outside the birth years", outside)
 	}
-	st, err := provisioning.GetWaveStatus(ctx, pool, "w")
+	st, err := provisioning.GetWaveStatus(ctx, pool, "w", provisioning.StatusOptions{})
 	if err != nil || st.Accounts[provisioning.StatePending] != 120 || len(st.Accounts) != len(provisioning.States) {
 		t.Fatalf("status: %+v %v", st, err)
 	}

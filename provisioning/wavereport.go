@@ -47,8 +47,8 @@ type DayCount struct {
 }
 
 // BuildWaveReport reads a wave's report.
-func BuildWaveReport(ctx context.Context, db DBTX, name string) (*WaveReport, error) {
-	st, err := GetWaveStatus(ctx, db, name)
+func BuildWaveReport(ctx context.Context, db DBTX, name string, opts StatusOptions) (*WaveReport, error) {
+	st, err := GetWaveStatus(ctx, db, name, opts)
 	if err != nil {
 		return nil, err
 	}

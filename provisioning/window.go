@@ -9,9 +9,12 @@ import (
 )
 
 // CloseWindows activates, in batches, every notified account whose deadline
-// has passed. Rows are taken with SKIP LOCKED, so several workers share the
-// sweep, and the state is re-checked under the row lock, so an opposition
-// racing the closing either wins entirely or loses entirely.
+// has passed and whose person was informed (informedProof: an email the
+// relay accepted, or a letter the printer acknowledged as posted); the
+// others wait (GetPostingStatus counts them). Rows are taken with SKIP
+// LOCKED, so several workers share the sweep, and the state is re-checked
+// under the row lock, so an opposition racing the closing either wins
+// entirely or loses entirely.
 func CloseWindows(ctx context.Context, pool *pgxpool.Pool, clock Clock, batch int) (int64, error) {
 	if batch <= 0 {
 		batch = 5000
@@ -23,8 +26,8 @@ func CloseWindows(ctx context.Context, pool *pgxpool.Pool, clock Clock, batch in
 			now := clock.Now()
 			var ids []int64
 			err := tx.QueryRow(ctx, `WITH due AS (
-					SELECT id FROM account WHERE state = 'notified' AND deadline < $1
-					ORDER BY deadline, id LIMIT $2 FOR UPDATE SKIP LOCKED),
+					SELECT id FROM account a WHERE state = 'notified' AND deadline < $1 AND `+informedProof+`
+					ORDER BY deadline, id LIMIT $2 FOR UPDATE OF a SKIP LOCKED),
 				up AS (UPDATE account a SET state = 'active', activated_at = $1
 					FROM due WHERE a.id = due.id AND a.state = 'notified' RETURNING a.id)
 				SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM up`, now, batch).Scan(&ids)

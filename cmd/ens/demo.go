@@ -130,6 +130,18 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	fmt.Fprintf(a.stdout, "\n%d emails landed in %s; %d letter PDFs (one per department) under %s\n",
 		len(emls), outbox, len(pdfs), filepath.Join(a.varDir, "letters"))
 
+	a.step("ens letters batches --wave %s   (the printer's list: file, SHA-256, pages, state)", wave)
+	if err := a.sub(ctx, "letters", "batches", "--wave", wave); err != nil {
+		return err
+	}
+	acks, err := a.demoAcks(ctx, pool, wave, demoDir)
+	if err != nil {
+		return err
+	}
+	a.step("ens letters acks %s   (the printer posted every batch today: those letters are now sent)", acks)
+	if err := a.sub(ctx, "letters", "acks", acks, "--operator", "imprimeur-demo"); err != nil {
+		return err
+	}
 	if err := a.demoOppositions(ctx, pool, wave); err != nil {
 		return err
 	}
@@ -163,6 +175,22 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 		"  then http://127.0.0.1:8080/ (public form), http://127.0.0.1:8081/ops/ (reports) and http://127.0.0.1:8081/ops/river/ (River UI; user me, password secret).\n"+
 		"'./bin/ens db stop' stops the private database.\n", pdf, os.Getenv("ENS_CODE_KEY_FILE"))
 	return nil
+}
+
+// demoAcks writes the printer's acknowledgements file for every batch of
+// the wave, posted today.
+func (a *app) demoAcks(ctx context.Context, pool *pgxpool.Pool, wave, dir string) (string, error) {
+	bs, err := provisioning.ListLetterBatches(ctx, pool, provisioning.BatchFilter{Wave: wave}, a.clock.Now())
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("batch,posted_on,sha256\n")
+	for _, x := range bs {
+		fmt.Fprintf(&b, "%s,%s,%s\n", filepath.Base(x.File), a.clock.Now().In(provisioning.Paris).Format(time.DateOnly), x.SHA256)
+	}
+	path := filepath.Join(dir, wave+".acks.csv")
+	return path, os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 // demoOppositions opposes a few accounts through the real public API, as

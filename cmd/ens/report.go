@@ -39,10 +39,10 @@ func (a *app) reportCommand() *cobra.Command {
 				w = f
 			}
 			if len(args) == 0 {
-				err = overview(cmd, w, pool, format)
+				err = overview(cmd, w, pool, format, a.statusOptions())
 			} else {
 				var r *provisioning.WaveReport
-				if r, err = provisioning.BuildWaveReport(cmd.Context(), pool, args[0]); err == nil {
+				if r, err = provisioning.BuildWaveReport(cmd.Context(), pool, args[0], a.statusOptions()); err == nil {
 					err = report.Write(w, r, format)
 				}
 			}
@@ -65,14 +65,14 @@ func (a *app) reportCommand() *cobra.Command {
 	return cmd
 }
 
-func overview(cmd *cobra.Command, w io.Writer, pool provisioning.DBTX, format string) error {
+func overview(cmd *cobra.Command, w io.Writer, pool provisioning.DBTX, format string, opts provisioning.StatusOptions) error {
 	waves, err := provisioning.ListWaves(cmd.Context(), pool)
 	if err != nil {
 		return err
 	}
 	var reports []*provisioning.WaveReport
 	for _, wv := range waves {
-		r, err := provisioning.BuildWaveReport(cmd.Context(), pool, wv.Name)
+		r, err := provisioning.BuildWaveReport(cmd.Context(), pool, wv.Name, opts)
 		if err != nil {
 			return err
 		}

@@ -125,7 +125,7 @@ func (a *app) waveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := provisioning.GetWaveStatus(cmd.Context(), pool, args[0])
+			st, err := provisioning.GetWaveStatus(cmd.Context(), pool, args[0], a.statusOptions())
 			if err != nil {
 				return err
 			}
@@ -160,7 +160,7 @@ func (a *app) waveCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(launch, status, list, a.waveExtendCommand())
+	cmd.AddCommand(launch, status, list, a.waveExtendCommand(), a.waveRenotifyCommand())
 	return cmd
 }
 
@@ -176,6 +176,15 @@ func (a *app) printStatus(st *provisioning.WaveStatus) {
 			fmt.Fprintf(a.stdout, " %s=%d", s, st.Notices[ch][s])
 		}
 		fmt.Fprintln(a.stdout)
+	}
+	l := st.Letters
+	fmt.Fprintf(a.stdout, "  letter batches: rendered=%d posted=%d overdue=%d", l.Rendered, l.Posted, l.Overdue)
+	if l.Overdue > 0 {
+		fmt.Fprintf(a.stdout, " — OVERDUE: the printer has not acknowledged their posting (ens letters batches --state overdue)")
+	}
+	fmt.Fprintln(a.stdout)
+	if l.AwaitingPosting > 0 {
+		fmt.Fprintf(a.stdout, "  %d account(s) past their deadline wait for their letter's posting: never activated before\n", l.AwaitingPosting)
 	}
 	for _, r := range st.Relays {
 		if r.Up {

@@ -173,7 +173,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 	}
 	var reports []*provisioning.WaveReport
 	for _, wv := range waves {
-		rep, err := provisioning.BuildWaveReport(r.Context(), h.pool, wv.Name)
+		rep, err := provisioning.BuildWaveReport(r.Context(), h.pool, wv.Name, provisioning.StatusOptions{})
 		if err != nil {
 			h.fail(w, err)
 			return
@@ -185,7 +185,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
-	rep, err := provisioning.BuildWaveReport(r.Context(), h.pool, r.PathValue("wave"))
+	rep, err := provisioning.BuildWaveReport(r.Context(), h.pool, r.PathValue("wave"), provisioning.StatusOptions{})
 	if errors.Is(err, provisioning.ErrNotFound) {
 		http.NotFound(w, r)
 		return

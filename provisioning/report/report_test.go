@@ -21,13 +21,13 @@ func TestReportSameDataSameBytes(t *testing.T) {
 	ctx := context.Background()
 	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 300, Seed: 5})
 	testdb.Launch(t, pool, provisioning.WaveSpec{Name: "w", Departments: []string{"75"}, Window: provisioning.Window(3600e9), Actor: "alice"})
-	r, err := provisioning.BuildWaveReport(ctx, pool, "w")
+	r, err := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, format := range report.Formats {
 		var a, b bytes.Buffer
-		r2, _ := provisioning.BuildWaveReport(ctx, pool, "w")
+		r2, _ := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
 		if err := report.Write(&a, r, format); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// postingOptions reads the delivery delay, and the operator from --operator
+// or ENS_OPERATOR.
+func postingOptions(op string, clock provisioning.Clock) provisioning.PostingOptions {
+	if op == "" {
+		op = operator()
+	}
+	return provisioning.PostingOptions{Operator: op, Clock: clock,
+		DeliveryDelay: envDays("ENS_DELIVERY_DELAY", provisioning.DefaultDeliveryDelay)}
+}
+
+// envDays reads a delay written 3d, 72h or any Go duration.
+func envDays(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if w, err := provisioning.ParseWindow(v); err == nil {
+			return time.Duration(w)
+		}
+	}
+	return def
+}
+
+// statusOptions: wave status and reports read now, with ENS_POSTING_SLA.
+func (a *app) statusOptions() provisioning.StatusOptions {
+	return provisioning.StatusOptions{At: a.clock.Now(), PostingSLA: envDays("ENS_POSTING_SLA", provisioning.DefaultPostingSLA)}
+}
+
+func (a *app) lettersCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "letters", Short: "The printer's round trip: batches, posting acknowledgements, returned letters"}
+
+	var wave, state string
+	var asJSON bool
+	batches := &cobra.Command{
+		Use:   "batches",
+		Short: "The printer's authoritative list of letter batches: file, SHA-256, pages, department, state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			bs, err := provisioning.ListLetterBatches(cmd.Context(), pool, provisioning.BatchFilter{Wave: wave, State: state,
+				SLA: envDays("ENS_POSTING_SLA", provisioning.DefaultPostingSLA)}, a.clock.Now())
+			if err != nil {
+				return usageError(err)
+			}
+			if asJSON {
+				if bs == nil {
+					bs = []provisioning.LetterBatch{}
+				}
+				return a.printJSON(bs)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BATCH\tWAVE\tDEPT\tPAGES\tRENDERED\tSTATE\tPOSTED\tSHA256\tFILE")
+			for _, b := range bs {
+				posted := "-"
+				if b.PostedOn != nil {
+					posted = b.PostedOn.Format(time.DateOnly)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Wave, b.Department, b.Pages,
+					b.RenderedAt.In(provisioning.Paris).Format("2006-01-02 15:04"), b.State, posted, b.SHA256, b.File)
+			}
+			return tw.Flush()
+		},
+	}
+	batches.Flags().StringVar(&wave, "wave", "", "only this wave's batches")
+	batches.Flags().StringVar(&state, "state", "", "only batches rendered (not yet posted, overdue included), posted or overdue")
+	batches.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+
+	var on, op, sha string
+	posted := &cobra.Command{
+		Use:   "posted BATCH|FILE --on YYYY-MM-DD",
+		Short: "Record the day the printer handed a batch to La Poste (its id, PDF or manifest); audited",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			day, err := time.Parse(time.DateOnly, on)
+			if err != nil {
+				return usageError(errors.New("--on: expected the posting day as YYYY-MM-DD"))
+			}
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			p, err := provisioning.AcknowledgePosting(cmd.Context(), pool, args[0], day, sha, postingOptions(op, a.clock))
+			if errors.Is(err, provisioning.ErrPostingDate) || errors.Is(err, provisioning.ErrNotFound) {
+				return usageError(err)
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return a.printJSON(p)
+			}
+			if p.Already {
+				fmt.Fprintf(a.stdout, "batch %d was already acknowledged as posted on %s; nothing changed\n", p.BatchID, on)
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "batch %d posted on %s: %d letter(s) sent\n", p.BatchID, on, p.Letters)
+			return nil
+		},
+	}
+	posted.Flags().StringVar(&on, "on", "", "the posting day, YYYY-MM-DD (required)")
+	posted.Flags().StringVar(&op, "operator", "", "name of the operator (audited; default $ENS_OPERATOR)")
+	posted.Flags().StringVar(&sha, "sha256", "", "the SHA-256 the printer computed: refused if it is not the batch's")
+	posted.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+
+	acks := &cobra.Command{
+		Use:   "acks FILE",
+		Short: "Record a printer's file of posting acknowledgements (CSV: batch,posted_on[,sha256]); audited",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return fmt.Errorf("reading acknowledgements: %w", err)
+			}
+			defer f.Close()
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			res, err := provisioning.AcknowledgeFile(cmd.Context(), pool, f, postingOptions(op, a.clock))
+			if err != nil {
+				return usageError(fmt.Errorf("acknowledgements file: %w", err))
+			}
+			if asJSON {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "%d line(s): %d batch(es) acknowledged (%d letters sent), %d already, %d refused\n",
+				res.Lines, res.Batches, res.Letters, res.Already, len(res.Rejected))
+			for _, r := range res.Rejected {
+				fmt.Fprintf(a.stdout, "  line %d: %s\n", r.Line, r.Reason)
+			}
+			return nil
+		},
+	}
+	acks.Flags().StringVar(&op, "operator", "", "name of the operator (audited; default $ENS_OPERATOR)")
+	acks.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+
+	returned := &cobra.Command{
+		Use:   "returned FILE",
+		Short: "Record letters La Poste brought back (CSV: reference,returned_on[,reason]): their people become unreachable; audited",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return fmt.Errorf("reading returned letters: %w", err)
+			}
+			defer f.Close()
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			actor := op
+			if actor == "" {
+				actor = operator()
+			}
+			res, err := provisioning.RecordReturns(cmd.Context(), pool, f, actor, a.clock)
+			if err != nil {
+				return usageError(fmt.Errorf("returns file: %w", err))
+			}
+			if asJSON {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "%d line(s): %d letter(s) returned, %d person(s) now unreachable, %d returned after activation, %d refused\n",
+				res.Lines, res.Returned, res.Unreachable, res.AfterActivation, len(res.Rejected))
+			for _, r := range res.Rejected {
+				fmt.Fprintf(a.stdout, "  line %d: %s\n", r.Line, r.Reason)
+			}
+			return nil
+		},
+	}
+	returned.Flags().StringVar(&op, "operator", "", "name of the operator (audited; default $ENS_OPERATOR)")
+	returned.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+
+	cmd.AddCommand(batches, posted, acks, returned)
+	return cmd
+}
+
+func (a *app) waveRenotifyCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "renotify NAME",
+		Short: "Send a new notice, with a new window, to the wave's unreachable people whose registry row now gives a channel; audited",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			client, err := jobs.NewInsertClient(pool)
+			if err != nil {
+				return err
+			}
+			res, err := provisioning.RenotifyWave(cmd.Context(), pool, args[0], operator(), jobs.Enqueuer(client), a.clock)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "wave %s: %d unreachable person(s) re-notified; %d still unreachable (no new contact details since)\n",
+				args[0], res.Renotified, res.StillUnreachable)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}

@@ -1,0 +1,212 @@
+package jobs_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/notify/mailsink"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+func clockAt(t time.Time) provisioning.Clock { return func() time.Time { return t } }
+
+// counts runs a count query with args.
+func (e *env) count(t *testing.T, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A letter informs its person only once the printer has posted it: the
+// sweep activates nobody whose batch is not acknowledged, however late; an
+// unacknowledged batch is overdue after the SLA; the acknowledgement makes
+// the letters sent, and the deadline the later of the printed date and
+// posting day + delivery + 42 days. (Before, rendering a PDF was enough and
+// these people became active six weeks after it.)
+func TestUnpostedBatchBlocksActivation(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 40, nil, 40, -1) // letters only
+	rendered := time.Date(2027, 1, 11, 10, 0, 0, 0, provisioning.Paris)
+	e.deps.Clock = clockAt(rendered)
+	e.deps.PostDelay = 5 * 24 * time.Hour
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	printedDeadline := time.Date(2027, 2, 27, 23, 59, 59, 0, provisioning.Paris) // 11 Jan + 5 + 42
+	if n := e.count(t, `SELECT count(*) FROM notice WHERE channel = 'letter' AND status = 'printed' AND deadline = $1 AND kind = 'opposition'`, printedDeadline); n == 0 {
+		t.Fatal("no printed letter with the printed deadline")
+	}
+	late := printedDeadline.AddDate(0, 1, 0)
+	if n, err := provisioning.CloseWindows(ctx, e.pool, clockAt(late), 0); err != nil || n != 0 {
+		t.Fatalf("the sweep activated %d account(s) whose letters were never posted (%v)", n, err)
+	}
+	bs, err := provisioning.ListLetterBatches(ctx, e.pool, provisioning.BatchFilter{State: provisioning.BatchOverdue}, rendered.Add(4*24*time.Hour))
+	if err != nil || len(bs) == 0 {
+		t.Fatalf("no batch overdue four days after rendering: %v", err)
+	}
+	st, _ := provisioning.GetWaveStatus(ctx, e.pool, "w1", provisioning.StatusOptions{At: late})
+	if st.Letters.Overdue != int64(len(bs)) || st.Letters.AwaitingPosting == 0 {
+		t.Fatalf("wave status: %+v", st.Letters)
+	}
+	// The first batch is posted the day after rendering; the second four
+	// days after: 15 Jan + 3 + 42 = 1 March, later than printed.
+	opts := provisioning.PostingOptions{Operator: "imprimeur", Clock: clockAt(rendered.AddDate(0, 0, 5))}
+	if _, err := provisioning.AcknowledgePosting(ctx, e.pool, bs[0].File, rendered.AddDate(0, 0, 1), "", opts); err != nil {
+		t.Fatal(err)
+	}
+	p, err := provisioning.AcknowledgePosting(ctx, e.pool, bs[1].Manifest, rendered.AddDate(0, 0, 4), bs[1].SHA256, opts)
+	if err != nil || p.Letters != bs[1].Pages {
+		t.Fatalf("acknowledgement: %+v %v", p, err)
+	}
+	if again, err := provisioning.AcknowledgePosting(ctx, e.pool, bs[1].File, rendered.AddDate(0, 0, 4), "", opts); err != nil || !again.Already {
+		t.Fatalf("the same acknowledgement again: %+v %v", again, err)
+	}
+	for name, day := range map[string]time.Time{"another day": rendered.AddDate(0, 0, 3), "the future": rendered.AddDate(0, 0, 9),
+		"before rendering": rendered.AddDate(0, 0, -1)} {
+		if _, err := provisioning.AcknowledgePosting(ctx, e.pool, bs[2].File, day, "", opts); err == nil && name != "another day" {
+			t.Errorf("a posting day in %s was accepted", name)
+		}
+	}
+	if _, err := provisioning.AcknowledgePosting(ctx, e.pool, bs[3].File, rendered, "0000", opts); err == nil {
+		t.Error("a batch acknowledged with another file's SHA-256")
+	}
+	var first, second time.Time
+	e.pool.QueryRow(ctx, `SELECT max(a.deadline) FROM account a JOIN notice n ON n.account_id = a.id WHERE n.batch_id = $1 AND n.kind = 'opposition'`, bs[0].ID).Scan(&first)
+	e.pool.QueryRow(ctx, `SELECT min(a.deadline) FROM account a JOIN notice n ON n.account_id = a.id WHERE n.batch_id = $1 AND n.kind = 'opposition'`, bs[1].ID).Scan(&second)
+	if !first.Equal(printedDeadline) || !second.Equal(time.Date(2027, 3, 1, 23, 59, 59, 0, provisioning.Paris)) {
+		t.Fatalf("deadlines after posting: %s (want the printed %s), %s (want 1 March)", first, printedDeadline, second)
+	}
+	n, err := provisioning.CloseWindows(ctx, e.pool, clockAt(late), 0)
+	posted := e.count(t, `SELECT count(DISTINCT n.account_id) FROM notice n JOIN letter_batch b ON b.id = n.batch_id
+		WHERE b.posted_on IS NOT NULL AND n.kind = 'opposition'`)
+	if err != nil || int(n) != posted {
+		t.Fatalf("after posting: %d activated, %d people's letters posted (%v)", n, posted, err)
+	}
+	if left := e.count(t, `SELECT count(*) FROM account a JOIN notice n ON n.account_id = a.id JOIN letter_batch b ON b.id = n.batch_id
+		WHERE b.posted_on IS NULL AND a.state = 'active' AND n.kind = 'opposition'`); left != 0 {
+		t.Fatalf("%d people activated on a letter never posted", left)
+	}
+}
+
+// An email-only person whose email fails has no letter to receive: they
+// become unreachable — never an addressless letter, never activated.
+// (Before: a letter with department 00 and no address, then activation.)
+func TestEmailOnlyPersonWhoseEmailFailsIsUnreachable(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 200, mailsink.RecipientIs(mailsink.Permanent, "3@"))
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `UPDATE person SET address_line2 = NULL, address_line3 = NULL, address_line4 = NULL,
+		address_line5 = NULL, postcode = NULL, city = NULL, department = NULL WHERE email LIKE '%3@%'`); err != nil {
+		t.Fatal(err)
+	}
+	e.runUntilIdle(t)
+	refused := e.count(t, `SELECT count(*) FROM notice WHERE channel = 'email' AND status = 'failed'`)
+	unreachable := e.count(t, `SELECT count(*) FROM account WHERE state = 'unreachable' AND unreachable_reason = 'email failed, no postal address'`)
+	addressless := e.count(t, `SELECT count(*) FROM notice WHERE channel = 'letter' AND department IS NULL OR department = '00'`)
+	if refused == 0 || unreachable == 0 || addressless != 0 {
+		t.Fatalf("%d emails refused, %d people unreachable, %d addressless letters", refused, unreachable, addressless)
+	}
+	if _, err := provisioning.CloseWindows(ctx, e.pool, clockAt(time.Now().AddDate(0, 3, 0)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(t, `SELECT count(*) FROM account WHERE state = 'unreachable'`); n != unreachable {
+		t.Fatalf("%d of %d unreachable people activated", unreachable-n, unreachable)
+	}
+	st, _ := provisioning.GetWaveStatus(ctx, e.pool, "w1", provisioning.StatusOptions{})
+	if st.Accounts[provisioning.StateUnreachable] != int64(unreachable) {
+		t.Fatalf("wave status: %v", st.Accounts)
+	}
+}
+
+// A bounce that arrives after the account was activated prints no letter:
+// its deadline would have passed (the form refuses it) — it is recorded and
+// audited. (Before: a letter printing a deadline the form refused.)
+func TestLateBounceOnActiveAccountPrintsNoLetter(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 40, nil)
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	if _, err := provisioning.CloseWindows(ctx, e.pool, clockAt(time.Now().AddDate(0, 3, 0)), 0); err != nil {
+		t.Fatal(err)
+	}
+	var noticeID int64
+	if err := e.pool.QueryRow(ctx, `SELECT n.id FROM notice n JOIN account a ON a.id = n.account_id
+		WHERE n.channel = 'email' AND n.status = 'sent' AND n.kind = 'opposition' AND a.state = 'active' LIMIT 1`).Scan(&noticeID); err != nil {
+		t.Fatal(err)
+	}
+	ins, _ := jobs.NewInsertClient(e.pool)
+	n, err := provisioning.FallBackToLetter(ctx, e.pool, []int64{noticeID}, "bounced", "dsn", jobs.LetterQueuer(ins), nil)
+	if err != nil || n != 0 {
+		t.Fatalf("a late bounce queued %d letter(s) (%v)", n, err)
+	}
+	if letters := e.count(t, `SELECT count(*) FROM notice l JOIN notice m ON m.account_id = l.account_id WHERE m.id = $1 AND l.channel = 'letter'`, noticeID); letters != 0 {
+		t.Fatalf("%d letters for an active account's late bounce", letters)
+	}
+	if ev := e.count(t, `SELECT count(*) FROM audit_event WHERE action = 'notice.failed_after_activation'`); ev != 1 {
+		t.Fatalf("%d audit events for the late bounce", ev)
+	}
+}
+
+// A letter La Poste brings back makes its person unreachable: never
+// activated, listed; once a later import gives a new address, the wave's
+// renotify sends a new letter with a new window.
+func TestReturnedLetterBlocksActivationUntilANewAddress(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 30, nil, 40, -1) // letters only
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	bs, _ := provisioning.ListLetterBatches(ctx, e.pool, provisioning.BatchFilter{}, time.Now())
+	for _, b := range bs {
+		if _, err := provisioning.AcknowledgePosting(ctx, e.pool, b.File, time.Now(), "", provisioning.PostingOptions{Operator: "imprimeur"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var noticeID, accountID int64
+	e.pool.QueryRow(ctx, `SELECT id, account_id FROM notice WHERE channel = 'letter' AND kind = 'opposition' AND status = 'sent' ORDER BY id LIMIT 1`).Scan(&noticeID, &accountID)
+	file := "reference,returned_on,reason\n" +
+		"ENS-" + strings.Repeat("0", 9-len(itoa(noticeID))) + itoa(noticeID) + "," + time.Now().Format(time.DateOnly) + ",NPAI\n" +
+		"ENS-999999999,2020-01-01,NPAI\nnot-a-reference,2020-01-01,\n"
+	res, err := provisioning.RecordReturns(ctx, e.pool, strings.NewReader(file), "la-poste", nil)
+	if err != nil || res.Returned != 1 || res.Unreachable != 1 || len(res.Rejected) != 2 {
+		t.Fatalf("returns: %+v %v", res, err)
+	}
+	if again, _ := provisioning.RecordReturns(ctx, e.pool, strings.NewReader(file), "la-poste", nil); again.Returned != 0 {
+		t.Fatalf("a return recorded twice: %+v", again)
+	}
+	if _, err := provisioning.CloseWindows(ctx, e.pool, clockAt(time.Now().AddDate(0, 3, 0)), 0); err != nil {
+		t.Fatal(err)
+	}
+	var state string
+	e.pool.QueryRow(ctx, `SELECT state FROM account WHERE id = $1`, accountID).Scan(&state)
+	if state != "unreachable" {
+		t.Fatalf("a person whose letter came back is %s", state)
+	}
+	ins, _ := jobs.NewInsertClient(e.pool)
+	if r, err := provisioning.RenotifyWave(ctx, e.pool, "w1", "olga", jobs.Enqueuer(ins), nil); err != nil || r.Renotified != 0 || r.StillUnreachable != 1 {
+		t.Fatalf("renotify with the same address: %+v %v", r, err)
+	}
+	// A later import brings a new address.
+	if _, err := e.pool.Exec(ctx, `UPDATE person SET address_line4 = '3 rue Neuve', updated_at = now()
+		WHERE id = (SELECT person_id FROM account WHERE id = $1)`, accountID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := provisioning.RenotifyWave(ctx, e.pool, "w1", "olga", jobs.Enqueuer(ins), nil); err != nil || r.Renotified != 1 {
+		t.Fatalf("renotify after a new address: %+v %v", r, err)
+	}
+	e.runUntilIdle(t)
+	if n := e.count(t, `SELECT count(*) FROM notice WHERE account_id = $1 AND channel = 'letter' AND seq = 1 AND status = 'printed'`, accountID); n != 1 {
+		t.Fatalf("%d new letters after the new address", n)
+	}
+	e.pool.QueryRow(ctx, `SELECT state FROM account WHERE id = $1`, accountID).Scan(&state)
+	if state != "notified" {
+		t.Fatalf("re-notified person is %s", state)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
