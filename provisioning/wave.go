@@ -381,7 +381,7 @@ type StatusOptions struct {
 }
 
 // NoticeStatuses lists every notice status, for zero-filled reports.
-var NoticeStatuses = []string{"pending", "sent", "failed", "bounced", "cancelled"}
+var NoticeStatuses = []string{"pending", "printed", "sent", "failed", "bounced", "returned", "cancelled"}
 
 // GetWaveStatus reads a wave's counts.
 func GetWaveStatus(ctx context.Context, db DBTX, name string, opts StatusOptions) (*WaveStatus, error) {

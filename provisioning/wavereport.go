@@ -16,6 +16,15 @@ type WaveReport struct {
 	Notices       map[string]map[string]int64 `json:"notices"`
 	Fallbacks     map[string]int64            `json:"fallbacks"`
 	Failures      map[string]int64            `json:"failures"`
+	// Unreachable counts, by reason, the people no channel reaches: listed
+	// for the call centre, never activated.
+	Unreachable map[string]int64 `json:"unreachable"`
+	// Letters: batches by posting state, people waiting for a posting.
+	Letters PostingStatus `json:"letter_batches"`
+	// AfterActivation counts failures reported once the account was
+	// already active (bounces, returned letters): those people were never
+	// told, and the call centre should reach them.
+	AfterActivation map[string]int64 `json:"failed_after_activation"`
 	Rejects       map[string]int64            `json:"import_rejects"`
 	Imports       int64                       `json:"distinct_files_imported"`
 	Oppositions   OppositionStats             `json:"oppositions"`
@@ -57,7 +66,8 @@ func BuildWaveReport(ctx context.Context, db DBTX, name string, opts StatusOptio
 		return nil, err
 	}
 	r := &WaveReport{Wave: w, Rehearsal: w.Window.Rehearsal(), Accounts: st.Accounts, Notices: st.Notices,
-		Fallbacks: map[string]int64{}, Failures: map[string]int64{}, Rejects: map[string]int64{},
+		Fallbacks: map[string]int64{}, Failures: map[string]int64{}, Rejects: map[string]int64{}, Unreachable: map[string]int64{},
+		Letters: st.Letters, AfterActivation: map[string]int64{},
 		Jobs: map[string]map[string]int64{}, JobErrors: map[string]int64{},
 		Oppositions:   OppositionStats{ByChannel: map[string]int64{}},
 		JobsRetention: "River deletes finished jobs after 24 hours; older waves show only what remains"}
@@ -83,6 +93,14 @@ func BuildWaveReport(ctx context.Context, db DBTX, name string, opts StatusOptio
 	}
 	if err := pairs(`SELECT coalesce(n.error, 'unknown'), count(*) FROM notice n JOIN account a ON a.id = n.account_id
 		WHERE a.wave_id = $1 AND n.status IN ('failed', 'bounced') GROUP BY 1`, r.Failures, w.ID); err != nil {
+		return nil, err
+	}
+	if err := pairs(`SELECT unreachable_reason, count(*) FROM account WHERE wave_id = $1 AND state = 'unreachable' GROUP BY 1`, r.Unreachable, w.ID); err != nil {
+		return nil, err
+	}
+	if err := pairs(`SELECT n.channel || ' ' || n.status, count(*) FROM notice n JOIN account a ON a.id = n.account_id
+		WHERE a.wave_id = $1 AND a.state = 'active' AND n.kind = 'opposition' AND n.status IN ('failed', 'bounced', 'returned')
+		  AND n.seq = a.notice_round GROUP BY 1`, r.AfterActivation, w.ID); err != nil {
 		return nil, err
 	}
 	// Each file once: re-importing the same file does not double its rejects.

@@ -77,7 +77,7 @@ func (a *app) opsArea(ctx context.Context, pool *pgxpool.Pool, addr string) (net
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := ops.NewHandler(pool, client, users, a.log)
+	h, err := ops.NewHandler(pool, client, users, a.log, envDays("ENS_POSTING_SLA", provisioning.DefaultPostingSLA))
 	if err != nil {
 		return nil, nil, err
 	}

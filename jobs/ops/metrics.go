@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 type collector struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	sla  time.Duration // ENS_POSTING_SLA
 }
 
 var (
@@ -23,11 +25,12 @@ var (
 	descAccounts    = prometheus.NewDesc("ens_accounts", "Accounts by state.", []string{"state"}, nil)
 	descJobs        = prometheus.NewDesc("ens_river_jobs", "River jobs by kind and state (finished jobs are kept 24 hours).", []string{"kind", "state"}, nil)
 	descImportRows  = prometheus.NewDesc("ens_import_rows_total", "Registry rows imported, by outcome.", []string{"outcome"}, nil)
+	descBatches     = prometheus.NewDesc("ens_letter_batches", "Letter batches by posting state (overdue: unacknowledged past ENS_POSTING_SLA).", []string{"state"}, nil)
 	descRelayUp     = prometheus.NewDesc("ens_smtp_relay_up", "1 when the worker's SMTP relay answers, 0 while its sending is paused.", []string{"worker"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp} {
+	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp, descBatches} {
 		ch <- d
 	}
 }
@@ -64,4 +67,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descImportRows, `SELECT o, sum(n)::float8 FROM registry_import,
 		LATERAL (VALUES ('read', read), ('accepted', accepted), ('rejected', rejected), ('inserted', inserted), ('updated', updated)) v(o, n) GROUP BY 1`, 1, prometheus.CounterValue)
 	gauge(descRelayUp, `SELECT worker, up::int::float8 FROM smtp_relay`, 1, prometheus.GaugeValue)
+	gauge(descBatches, fmt.Sprintf(`SELECT s, count(b.id)::float8 FROM (VALUES ('rendered'), ('posted'), ('overdue')) v(s)
+		LEFT JOIN letter_batch b ON s = CASE WHEN b.posted_on IS NOT NULL THEN 'posted'
+			WHEN b.rendered_at < now() - interval '%d seconds' THEN 'overdue' ELSE 'rendered' END GROUP BY 1`, int64(c.sla.Seconds())),
+		1, prometheus.GaugeValue)
 }

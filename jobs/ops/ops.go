@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -98,7 +99,12 @@ type Handler struct {
 }
 
 // NewHandler builds the ops area. Start must be called before serving.
-func NewHandler(pool *pgxpool.Pool, client *river.Client[pgx.Tx], users map[string]User, log *slog.Logger) (*Handler, error) {
+// postingSLA flags unacknowledged letter batches as overdue in /metrics
+// (zero: provisioning.DefaultPostingSLA).
+func NewHandler(pool *pgxpool.Pool, client *river.Client[pgx.Tx], users map[string]User, log *slog.Logger, postingSLA time.Duration) (*Handler, error) {
+	if postingSLA <= 0 {
+		postingSLA = provisioning.DefaultPostingSLA
+	}
 	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
 		Endpoints: riverui.NewEndpoints(client, nil), Logger: log, Prefix: "/ops/river",
 		JobListHideArgsByDefault: true,
@@ -108,7 +114,7 @@ func NewHandler(pool *pgxpool.Pool, client *river.Client[pgx.Tx], users map[stri
 	}
 	h := &Handler{pool: pool, users: users, log: log, mux: http.NewServeMux(), river: ui}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{pool: pool, log: log})
+	reg.MustRegister(&collector{pool: pool, log: log, sla: postingSLA})
 	h.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	h.mux.Handle("/ops/river/", h.auth(RoleOperator, ui))
 	h.mux.Handle("GET /ops/{$}", h.auth(RoleAuditor, http.HandlerFunc(h.index)))

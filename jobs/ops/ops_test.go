@@ -35,7 +35,7 @@ func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
 		t.Fatal(err)
 	}
 	client, _ := jobs.NewInsertClient(pool)
-	h, err := ops.NewHandler(pool, client, users, slog.New(slog.DiscardHandler))
+	h, err := ops.NewHandler(pool, client, users, slog.New(slog.DiscardHandler), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
 			t.Errorf("%s: %s %s = %d, want %d\n%.200s", tt.name, tt.method, tt.path, got, tt.want, body)
 		}
 	}
-	if _, body := do("GET", "/metrics", "", ""); !strings.Contains(body, `ens_accounts{state="pending"}`) || !strings.Contains(body, "ens_import_rows_total") {
+	if _, body := do("GET", "/metrics", "", ""); !strings.Contains(body, `ens_accounts{state="pending"}`) || !strings.Contains(body, "ens_import_rows_total") || !strings.Contains(body, `ens_letter_batches{state="overdue"}`) {
 		t.Fatalf("metrics:\n%s", body)
 	}
 }

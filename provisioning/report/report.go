@@ -103,6 +103,21 @@ func lines(r *provisioning.WaveReport) [][3]string {
 	for _, k := range sortedKeys(r.Failures) {
 		add("failures", k, strconv.FormatInt(r.Failures[k], 10))
 	}
+	for _, k := range sortedKeys(r.Unreachable) {
+		add("unreachable (call centre)", k, strconv.FormatInt(r.Unreachable[k], 10))
+	}
+	for _, k := range sortedKeys(r.AfterActivation) {
+		add("failed after activation (call centre)", k, strconv.FormatInt(r.AfterActivation[k], 10))
+	}
+	l := r.Letters
+	add("letter batches", "rendered, awaiting posting", strconv.FormatInt(l.Rendered, 10))
+	add("letter batches", "posted", strconv.FormatInt(l.Posted, 10))
+	overdue := strconv.FormatInt(l.Overdue, 10)
+	if l.Overdue > 0 {
+		overdue += " (OVERDUE: not acknowledged by the printer in time)"
+	}
+	add("letter batches", "overdue", overdue)
+	add("letter batches", "people past their deadline awaiting posting (not activated)", strconv.FormatInt(l.AwaitingPosting, 10))
 	add("imports", "distinct files imported before launch", strconv.FormatInt(r.Imports, 10))
 	for _, k := range sortedKeys(r.Rejects) {
 		add("import rejects", k, strconv.FormatInt(r.Rejects[k], 10))
