@@ -10,12 +10,12 @@ import (
 // only, no personal data, and nothing that depends on when it is read
 // except what the data says.
 type WaveReport struct {
-	Wave          *Wave                       `json:"wave"`
-	Rehearsal     bool                        `json:"rehearsal_window"`
-	Accounts      map[State]int64             `json:"accounts"`
-	Notices       map[string]map[string]int64 `json:"notices"`
-	Fallbacks     map[string]int64            `json:"fallbacks"`
-	Failures      map[string]int64            `json:"failures"`
+	Wave      *Wave                       `json:"wave"`
+	Rehearsal bool                        `json:"rehearsal_window"`
+	Accounts  map[State]int64             `json:"accounts"`
+	Notices   map[string]map[string]int64 `json:"notices"`
+	Fallbacks map[string]int64            `json:"fallbacks"`
+	Failures  map[string]int64            `json:"failures"`
 	// Unreachable counts, by reason, the people no channel reaches: listed
 	// for the call centre, never activated.
 	Unreachable map[string]int64 `json:"unreachable"`
@@ -24,20 +24,20 @@ type WaveReport struct {
 	// AfterActivation counts failures reported once the account was
 	// already active (bounces, returned letters): those people were never
 	// told, and the call centre should reach them.
-	AfterActivation map[string]int64 `json:"failed_after_activation"`
-	Rejects       map[string]int64            `json:"import_rejects"`
-	Imports       int64                       `json:"distinct_files_imported"`
-	Oppositions   OppositionStats             `json:"oppositions"`
-	PerDay        []DayCount                  `json:"per_day"`
-	Jobs          map[string]map[string]int64 `json:"river_jobs"`
-	JobErrors     map[string]int64            `json:"river_job_errors"`
-	FirstNotice   *time.Time                  `json:"first_notice_at"`
-	LastNotice    *time.Time                  `json:"last_notice_at"`
-	LastDeadline  *time.Time                  `json:"last_deadline"`
-	AuditOK       bool                        `json:"audit_chain_ok"`
-	AuditEvents   int64                       `json:"audit_events"`
-	AuditProblem  string                      `json:"audit_problem,omitempty"`
-	JobsRetention string                      `json:"river_jobs_note"`
+	AfterActivation map[string]int64            `json:"failed_after_activation"`
+	Rejects         map[string]int64            `json:"import_rejects"`
+	Imports         int64                       `json:"distinct_files_imported"`
+	Oppositions     OppositionStats             `json:"oppositions"`
+	PerDay          []DayCount                  `json:"per_day"`
+	Jobs            map[string]map[string]int64 `json:"river_jobs"`
+	JobErrors       map[string]int64            `json:"river_job_errors"`
+	FirstNotice     *time.Time                  `json:"first_notice_at"`
+	LastNotice      *time.Time                  `json:"last_notice_at"`
+	LastDeadline    *time.Time                  `json:"last_deadline"`
+	AuditOK         bool                        `json:"audit_chain_ok"`
+	AuditEvents     int64                       `json:"audit_events"`
+	AuditProblem    string                      `json:"audit_problem,omitempty"`
+	JobsRetention   string                      `json:"river_jobs_note"`
 }
 
 // OppositionStats counts oppositions of a wave.
