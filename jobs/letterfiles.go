@@ -2,10 +2,15 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
@@ -51,4 +56,27 @@ func RecoverLetterFiles(ctx context.Context, db provisioning.DBTX, dir string, m
 		log.Info("letter files left by a crash settled", "published", published, "orphans_removed", removed)
 	}
 	return published, removed, nil
+}
+
+// DeleteExpiredLetterFiles deletes the PDFs of batches posted more than
+// retention ago (they hold codes); the manifests, rows and SHA-256 stay. It
+// runs with each window sweep.
+func DeleteExpiredLetterFiles(ctx context.Context, pool *pgxpool.Pool, retention time.Duration, clock provisioning.Clock, log *slog.Logger) (int, error) {
+	files, err := provisioning.ExpiredLetterFiles(ctx, pool, retention, clock.Now())
+	if err != nil || len(files) == 0 {
+		return 0, err
+	}
+	var ids []int64
+	for id, f := range files {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("deleting a letter file past retention: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	if err := provisioning.RecordLetterFilesDeleted(ctx, pool, ids, clock); err != nil {
+		return 0, err
+	}
+	log.Info("letter files deleted after their retention", "batches", len(ids))
+	return len(ids), nil
 }

@@ -2,6 +2,8 @@ package jobs_test
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -210,3 +212,41 @@ func TestReturnedLetterBlocksActivationUntilANewAddress(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A posted batch's PDF (it holds codes) is deleted once its retention has
+// passed; its manifest, row and SHA-256 stay, and the deletion is audited.
+func TestPostedLetterFilesDeletedAfterRetention(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 20, nil, 40, -1)
+	rendered := time.Date(2027, 1, 11, 10, 0, 0, 0, provisioning.Paris)
+	e.deps.Clock = clockAt(rendered)
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	bs, _ := provisioning.ListLetterBatches(ctx, e.pool, provisioning.BatchFilter{}, rendered)
+	opts := provisioning.PostingOptions{Operator: "imprimeur", Clock: clockAt(rendered.AddDate(0, 0, 2))}
+	if _, err := provisioning.AcknowledgePosting(ctx, e.pool, bs[0].File, rendered.AddDate(0, 0, 1), "", opts); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if n, err := jobs.DeleteExpiredLetterFiles(ctx, e.pool, 30*24*time.Hour, clockAt(rendered.AddDate(0, 0, 30)), log); err != nil || n != 0 {
+		t.Fatalf("within retention: %d deleted (%v)", n, err)
+	}
+	if n, err := jobs.DeleteExpiredLetterFiles(ctx, e.pool, 30*24*time.Hour, clockAt(rendered.AddDate(0, 0, 32)), log); err != nil || n != 1 {
+		t.Fatalf("after retention: %d deleted (%v)", n, err)
+	}
+	if _, err := os.Stat(bs[0].File); err == nil {
+		t.Fatal("the PDF is still there")
+	}
+	if _, err := os.Stat(bs[0].Manifest); err != nil {
+		t.Fatalf("the manifest went too: %v", err)
+	}
+	for _, b := range bs[1:] { // never posted: kept
+		if _, err := os.Stat(b.File); err != nil {
+			t.Fatalf("an unposted batch's PDF was deleted: %v", err)
+		}
+	}
+	after, _ := provisioning.ListLetterBatches(ctx, e.pool, provisioning.BatchFilter{}, rendered)
+	if after[0].FilesDeleted == nil || after[0].SHA256 != bs[0].SHA256 {
+		t.Fatalf("batch after deletion: %+v", after[0])
+	}
+}

@@ -56,6 +56,9 @@ type Deps struct {
 	Key        optout.Key
 	LettersDir string
 	PostDelay  time.Duration
+	// LetterRetention: a posted batch's PDF is deleted this long after its
+	// posting day (default provisioning.DefaultLetterRetention).
+	LetterRetention time.Duration
 	// SettleEvery: each accepted email is recorded at once, so a crash
 	// re-sends at most the messages in flight (same Message-ID, same code);
 	// the accounts' move to notified and the audit event follow in groups of
@@ -566,6 +569,9 @@ func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindows
 		return err
 	}
 	if _, _, err := RecoverLetterFiles(ctx, w.deps.Pool, w.deps.LettersDir, stagedMaxAge, w.deps.Logger); err != nil {
+		return err
+	}
+	if _, err := DeleteExpiredLetterFiles(ctx, w.deps.Pool, w.deps.LetterRetention, w.deps.Clock, w.deps.Logger); err != nil {
 		return err
 	}
 	_, err = SweepLetters(ctx, w.deps.Pool, w.letters)

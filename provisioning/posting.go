@@ -240,3 +240,47 @@ const informedProof = `EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id 
 		AND n.seq = a.notice_round AND n.status = 'sent')
 	AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition'
 		AND n.seq = a.notice_round AND n.channel = 'letter' AND n.status IN ('pending', 'printed'))`
+
+// DefaultLetterRetention is how long a posted batch's PDF is kept
+// (ENS_LETTER_RETENTION): it holds codes, and the printer has it.
+const DefaultLetterRetention = 30 * 24 * time.Hour
+
+// ExpiredLetterFiles lists the PDFs of batches posted more than retention
+// ago and not deleted yet, by batch id.
+func ExpiredLetterFiles(ctx context.Context, db DBTX, retention time.Duration, now time.Time) (map[int64]string, error) {
+	if retention <= 0 {
+		retention = DefaultLetterRetention
+	}
+	rows, err := db.Query(ctx, `SELECT id, file FROM letter_batch WHERE posted_on IS NOT NULL AND files_deleted_at IS NULL
+		AND posted_on < ($1::timestamptz AT TIME ZONE 'Europe/Paris')::date - $2::interval ORDER BY id`, now, retention)
+	if err != nil {
+		return nil, fmt.Errorf("finding letter files past retention: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var f string
+		if err := rows.Scan(&id, &f); err != nil {
+			return nil, fmt.Errorf("finding letter files past retention: %w", err)
+		}
+		out[id] = f
+	}
+	return out, rows.Err()
+}
+
+// RecordLetterFilesDeleted records that batches' PDFs were deleted, with
+// the audit event; their rows, manifests and SHA-256 stay.
+func RecordLetterFilesDeleted(ctx context.Context, pool *pgxpool.Pool, ids []int64, clock Clock) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		now := clock.Now()
+		if _, err := tx.Exec(ctx, `UPDATE letter_batch SET files_deleted_at = $2 WHERE id = ANY($1)`, ids, now); err != nil {
+			return fmt.Errorf("recording deleted letter files: %w", err)
+		}
+		return AppendAudit(ctx, tx, now, Event{Actor: ActorSystem, Action: "letters.files_deleted",
+			Details: map[string]any{"batch_ids": ids, "reason": "retention after posting"}})
+	})
+}

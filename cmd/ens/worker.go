@@ -63,7 +63,8 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 	}
 	deps := &jobs.Deps{Pool: pool, Key: key, LettersDir: envOr("ENS_LETTERS_DIR", filepath.Join(a.varDir, "letters")),
 		PostDelay: time.Duration(delay), Clock: a.clock, Logger: a.log,
-		GiveUpAfter: envDuration("ENS_EMAIL_GIVE_UP_AFTER", provisioning.DefaultEmailGiveUpAfter)}
+		GiveUpAfter:     envDuration("ENS_EMAIL_GIVE_UP_AFTER", provisioning.DefaultEmailGiveUpAfter),
+		LetterRetention: envDays("ENS_LETTER_RETENTION", provisioning.DefaultLetterRetention)}
 	if u := os.Getenv("SMTP_URL"); u != "" {
 		cfg, err := smtpConfig(u, key)
 		if err != nil {
