@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/csv"
 	"encoding/hex"
 	"errors"
@@ -56,11 +57,14 @@ func RenderLetters(ns []*Notice, renderedAt time.Time) (*LetterBatch, error) {
 	pdf.SetCompression(true)
 	pdf.SetTitle("Mon espace santé – courriers", true)
 	pdf.SetAutoPageBreak(false, 0)
-	tr := pdf.UnicodeTranslatorFromDescriptor("") // cp1252: é, ë, ñ, œ print correctly
+	addFonts(pdf)
+	if err := pdf.Error(); err != nil {
+		return nil, fmt.Errorf("loading the letter fonts: %w", err)
+	}
 	b := &LetterBatch{}
 	for _, n := range ns {
 		pdf.AddPage()
-		drawLetter(pdf, tr, n, renderedAt)
+		drawLetter(pdf, n, renderedAt)
 		b.Manifest = append(b.Manifest, ManifestRow{NoticeID: n.ID, Postcode: n.Postcode, Page: pdf.PageNo()})
 	}
 	var buf bytes.Buffer
@@ -73,31 +77,58 @@ func RenderLetters(ns []*Notice, renderedAt time.Time) (*LetterBatch, error) {
 	return b, nil
 }
 
-func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt time.Time) {
+// The letters' fonts: DejaVu Sans and Sans Mono (notify/fonts, with their
+// licence), embedded as UTF-8 TrueType so that every name prints as written,
+// whatever its alphabet (Łukasz, Nguyễn, Şahin, Ştefan, Γιώργος).
+//
+//go:embed fonts/DejaVuSans.ttf
+var fontSans []byte
+
+//go:embed fonts/DejaVuSans-Bold.ttf
+var fontSansBold []byte
+
+//go:embed fonts/DejaVuSansMono.ttf
+var fontMono []byte
+
+const (
+	sans = "DejaVu"
+	mono = "DejaVuMono"
+)
+
+// addFonts registers the fonts in a new document. Each document gets its own
+// copy of the font files: gofpdf rewrites composite glyphs (é, ñ, ş…) in
+// place while subsetting, which on shared bytes made renders differ and race.
+func addFonts(pdf *gofpdf.Fpdf) {
+	pdf.AddUTF8FontFromBytes(sans, "", bytes.Clone(fontSans))
+	pdf.AddUTF8FontFromBytes(sans, "B", bytes.Clone(fontSansBold))
+	pdf.AddUTF8FontFromBytes(mono, "", bytes.Clone(fontMono))
+}
+
+func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 	// Sender, top left.
-	pdf.SetFont("Helvetica", "B", 11)
+	pdf.SetFont(sans, "B", 11)
 	pdf.SetXY(20, 15)
-	pdf.CellFormat(90, 5, tr("Mon espace santé"), "", 2, "L", false, 0, "")
-	pdf.SetFont("Helvetica", "", 9)
-	pdf.CellFormat(90, 4, tr("L'Assurance Maladie"), "", 2, "L", false, 0, "")
-	pdf.CellFormat(90, 4, tr("Référence : "+n.Reference()), "", 2, "L", false, 0, "")
+	pdf.CellFormat(90, 5, ("Mon espace santé"), "", 2, "L", false, 0, "")
+	pdf.SetFont(sans, "", 9)
+	pdf.CellFormat(90, 4, ("L'Assurance Maladie"), "", 2, "L", false, 0, "")
+	pdf.CellFormat(90, 4, ("Référence : " + n.Reference()), "", 2, "L", false, 0, "")
 
 	// Address block in the window of a DL envelope: 100 mm from the left,
 	// 45 mm from the top, 38 characters a line.
-	pdf.SetFont("Courier", "", 10)
+	pdf.SetFont(mono, "", 10)
 	y := 47.0
 	for _, l := range n.AddressBlock() {
 		pdf.SetXY(100, y)
-		pdf.CellFormat(95, 4.5, tr(l), "", 0, "L", false, 0, "")
+		pdf.CellFormat(95, 4.5, (l), "", 0, "L", false, 0, "")
 		y += 4.5
 	}
 
-	pdf.SetFont("Helvetica", "", 10)
+	pdf.SetFont(sans, "", 10)
 	pdf.SetXY(120, 85)
-	pdf.CellFormat(75, 5, tr("Le "+provisioning.FrenchDate(renderedAt)), "", 0, "R", false, 0, "")
+	pdf.CellFormat(75, 5, ("Le " + provisioning.FrenchDate(renderedAt)), "", 0, "R", false, 0, "")
 
 	pdf.SetXY(20, 98)
-	pdf.SetFont("Helvetica", "B", 12)
+	pdf.SetFont(sans, "B", 12)
 	title := "Votre profil Mon espace santé va être créé"
 	switch {
 	case n.Kind == KindInformation:
@@ -107,12 +138,12 @@ func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt 
 	case n.ForGuardian:
 		title = "Le profil Mon espace santé de " + n.FirstName + " va être créé"
 	}
-	pdf.MultiCell(170, 6, tr(title), "", "L", false)
+	pdf.MultiCell(170, 6, (title), "", "L", false)
 	pdf.Ln(4)
-	pdf.SetFont("Helvetica", "", 10.5)
+	pdf.SetFont(sans, "", 10.5)
 	para := func(s string) {
 		pdf.SetX(20)
-		pdf.MultiCell(170, 5.2, tr(s), "", "L", false)
+		pdf.MultiCell(170, 5.2, (s), "", "L", false)
 		pdf.Ln(2.5)
 	}
 	para(n.Salutation() + ",")
@@ -135,13 +166,13 @@ func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt 
 		}
 		para("Si vous ne le souhaitez pas, vous pouvez vous y opposer " + deadline + " : la date imprimée sur ce courrier est celle qui fait foi.")
 		pdf.SetX(20)
-		pdf.SetFont("Helvetica", "", 10.5)
-		pdf.CellFormat(170, 6, tr("Votre code d'opposition :"), "", 1, "L", false, 0, "")
+		pdf.SetFont(sans, "", 10.5)
+		pdf.CellFormat(170, 6, ("Votre code d'opposition :"), "", 1, "L", false, 0, "")
 		pdf.SetX(20)
-		pdf.SetFont("Courier", "B", 22)
+		pdf.SetFont(mono, "", 22)
 		pdf.CellFormat(170, 12, n.Code, "1", 1, "C", false, 0, "")
 		pdf.Ln(3)
-		pdf.SetFont("Helvetica", "", 10.5)
+		pdf.SetFont(sans, "", 10.5)
 		birth := "votre date de naissance"
 		if n.ForGuardian {
 			birth = "la date de naissance de l'enfant"
@@ -154,8 +185,8 @@ func drawLetter(pdf *gofpdf.Fpdf, tr func(string) string, n *Notice, renderedAt 
 	}
 	para("Nous ne vous demanderons jamais vos identifiants ni vos coordonnées bancaires.")
 	pdf.SetXY(20, 280)
-	pdf.SetFont("Helvetica", "", 8)
-	pdf.CellFormat(170, 4, tr("Référence "+n.Reference()), "", 0, "C", false, 0, "")
+	pdf.SetFont(sans, "", 8)
+	pdf.CellFormat(170, 4, ("Référence " + n.Reference()), "", 0, "C", false, 0, "")
 }
 
 // StagedBatch is a batch's PDF and manifest written under staging names,

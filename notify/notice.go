@@ -80,25 +80,61 @@ func (n *Notice) Salutation() string {
 // most 38 characters, the last French line "POSTCODE CITY" in capitals, then
 // the country in capitals when abroad.
 func (n *Notice) AddressBlock() []string {
-	civ := "M."
-	if n.Female {
-		civ = "MME"
-	}
-	first := fmt.Sprintf("%s %s %s", civ, n.FirstName, strings.ToUpper(n.LastName))
-	if n.ForGuardian {
-		first = "REPRÉSENTANT LÉGAL DE " + n.FirstName + " " + strings.ToUpper(n.LastName)
-	}
-	lines := []string{truncate(first, 38)}
+	lines := []string{n.recipientLine()}
 	for _, l := range n.AddressLines {
 		if l != "" {
-			lines = append(lines, truncate(l, 38))
+			lines = append(lines, truncate(l, addressWidth))
 		}
 	}
-	lines = append(lines, truncate(strings.ToUpper(n.Postcode+" "+n.City), 38))
+	lines = append(lines, truncate(strings.ToUpper(n.Postcode+" "+n.City), addressWidth))
 	if n.Country != "" {
-		lines = append(lines, truncate(strings.ToUpper(n.Country), 38))
+		lines = append(lines, truncate(strings.ToUpper(n.Country), addressWidth))
 	}
 	return lines
+}
+
+// addressWidth is AFNOR NF Z10-011's line length.
+const addressWidth = 38
+
+// recipientLine is the first line of the address: the holder, or for a
+// minor their representative. When it does not fit in 38 characters it is
+// shortened the way a postal operator would — a shorter salutation, then
+// the first names as initials — so that the last name is never cut unless
+// it alone is longer than the line.
+func (n *Notice) recipientLine() string {
+	last := strings.ToUpper(n.LastName)
+	var prefixes []string
+	if n.ForGuardian {
+		prefixes = []string{"REPRÉSENTANT LÉGAL DE ", "POUR L'ENFANT ", "POUR "}
+	} else if n.Female {
+		prefixes = []string{"MME ", ""}
+	} else {
+		prefixes = []string{"M. ", ""}
+	}
+	for _, first := range []string{n.FirstName, initials(n.FirstName)} {
+		for _, p := range prefixes {
+			if l := p + strings.TrimSpace(first+" "+last); utf8.RuneCountInString(l) <= addressWidth {
+				return l
+			}
+		}
+	}
+	return truncate(strings.TrimSpace(initials(n.FirstName)+" "+last), addressWidth)
+}
+
+// initials shortens first names to their initials, keeping the hyphens of
+// compound ones: "Marie-Christine Éléonore" → "M.-C. É.".
+func initials(first string) string {
+	var words []string
+	for _, w := range strings.Fields(first) {
+		var parts []string
+		for _, p := range strings.Split(w, "-") {
+			if r := []rune(p); len(r) > 0 {
+				parts = append(parts, string(r[0])+".")
+			}
+		}
+		words = append(words, strings.Join(parts, "-"))
+	}
+	return strings.Join(words, " ")
 }
 
 func truncate(s string, n int) string {

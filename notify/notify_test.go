@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,73 @@ func TestMailerCheckRefusesAServerItCannotUse(t *testing.T) {
 	ln.Close()
 	if err := check("smtp://" + closed + "?tls=none"); err == nil || !strings.Contains(err.Error(), closed) {
 		t.Fatalf("nobody listening: got %v", err)
+	}
+}
+
+// A representative's address line keeps the child's last name within the
+// 38 characters of AFNOR NF Z10-011: a shorter salutation, then initials.
+// (Before: "REPRÉSENTANT LÉGAL DE Marie-Christine " — the last name cut off.)
+func TestGuardianLineKeepsTheChildsLastName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ first, last, want string }{
+		{"Léa", "Martin", "REPRÉSENTANT LÉGAL DE Léa MARTIN"},
+		{"Marie-Christine", "Dupont", "POUR L'ENFANT Marie-Christine DUPONT"},
+		{"Marie-Christine Éléonore", "Dupont-Moretti", "POUR L'ENFANT M.-C. É. DUPONT-MORETTI"},
+		{"Marie-Christine", "de La Rochefoucauld-Montmorency", "M.-C. DE LA ROCHEFOUCAULD-MONTMORENCY"},
+	} {
+		n := sample()
+		n.ForGuardian, n.FirstName, n.LastName = true, tc.first, tc.last
+		got := n.AddressBlock()[0]
+		if got != tc.want || utf8.RuneCountInString(got) > 38 {
+			t.Errorf("%s %s: %q, want %q", tc.first, tc.last, got, tc.want)
+		}
+	}
+	n := sample()
+	n.FirstName, n.LastName = "Anne-Marie-Christine", "Delacroix-Beauharnais"
+	if got := n.AddressBlock()[0]; got != "MME A.-M.-C. DELACROIX-BEAUHARNAIS" {
+		t.Errorf("holder: %q", got)
+	}
+}
+
+// Every name prints as written, whatever its alphabet: the text pdftotext
+// extracts from the letter holds each one. (Before: cp1252 core fonts
+// printed "M. .ukasz NGUY.N-.AHIN", "3 ulica .wi.tego Ducha".)
+func TestLettersPrintEveryNameAsWritten(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("pdftotext"); err != nil {
+		t.Skip("pdftotext (poppler-utils) is not installed: run make deps")
+	}
+	people := []struct{ first, last, line, city string }{
+		{"Łukasz", "Wiśniewski", "3 ulica Świętego Ducha", "Kraków"},
+		{"Thị Ánh", "Nguyễn", "12 rue Phạm Ngũ Lão", "Paris"},
+		{"Çağlar", "Şahin-Öztürk", "5 İstiklal Caddesi", "İstanbul"},
+		{"Ștefan", "Țărnă", "7 strada Mărășești", "Iași"},
+		{"Γιώργος", "Παπαδόπουλος", "Οδός Ερμού 10", "Αθήνα"},
+	}
+	var ns []*notify.Notice
+	for i, p := range people {
+		n := sample()
+		n.ID, n.FirstName, n.LastName = int64(100+i), p.first, p.last
+		n.AddressLines = [4]string{"", "", p.line, ""}
+		n.Postcode, n.City = "75011", p.city
+		ns = append(ns, n)
+	}
+	b, err := notify.RenderLetters(ns, time.Date(2027, 1, 31, 9, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("pdftotext", "-enc", "UTF-8", "-", "-")
+	cmd.Stdin = bytes.NewReader(b.PDF)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pdftotext: %v", err)
+	}
+	text := string(out)
+	for _, p := range people {
+		for _, want := range []string{p.first, strings.ToUpper(p.last), p.line, strings.ToUpper(p.city)} {
+			if !strings.Contains(text, want) {
+				t.Errorf("the letter lacks %q", want)
+			}
+		}
 	}
 }
