@@ -8,14 +8,18 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jung-kurt/gofpdf"
 	"github.com/wneessen/go-mail"
 
 	"github.com/ens-sante/ens/fixtures/benchutil"
@@ -194,12 +198,57 @@ func BenchmarkLetters(b *testing.B) {
 		env.pool.QueryRow(ctx, `SELECT coalesce(sum(cardinality(errors)), 0) FROM river_job`).Scan(&jobErrors)
 		return bare, float64(letters) / last.Sub(start).Seconds()
 	})
+	core, utf8 := fontCost(b, 2000)
 	benchutil.Record(b, "letters", map[string]any{"letters": letters, "bare_gofpdf_pages_per_s": median.Raw,
+		"font_cost": map[string]any{"bare_gofpdf_core_helvetica_pages_per_s": core, "bare_gofpdf_dejavu_utf8_pages_per_s": utf8,
+			"utf8_over_core": float64(int(utf8/core*100)) / 100,
+			"note":           "the same text page, gofpdf alone: core Helvetica/Courier (cp1252) against embedded DejaVu Sans/Sans Mono (UTF-8, subset)"},
 		"pipeline_pages_per_s": median.Pipeline, "ratio": median.Ratio, "rounds": all, "target_ratio": 0.7,
 		"batches": batches, "pages_recorded": pages, "job_errors": jobErrors,
 		"chunks_seconds": float64(int(chunkPhase*100)) / 100, "renders_after_chunks_seconds": float64(int(renderPhase*100)) / 100,
 		"note": "median of the rounds' ratios; each round starts from a settled database (VACUUM ANALYZE, CHECKPOINT, GC); " +
 			"bare: one PDF of every page in memory; pipeline: from the worker's start to the last batch rendered, written and recorded (last round's counts)"})
+}
+
+// fontCost renders n pages of the same text with gofpdf alone, in its core
+// fonts (cp1252) and in the letters' UTF-8 TrueType fonts, and returns
+// pages per second for each.
+func fontCost(b *testing.B, n int) (core, utf8 float64) {
+	text := strings.Repeat("Votre profil Mon espace santé va être créé. Si vous ne le souhaitez pas, vous pouvez vous y opposer. ", 12)
+	run := func(setup func(*gofpdf.Fpdf) (string, string), tr func(string) string) float64 {
+		start := time.Now()
+		pdf := gofpdf.New("P", "mm", "A4", "")
+		pdf.SetCompression(true)
+		body, fixed := setup(pdf)
+		for range n {
+			pdf.AddPage()
+			pdf.SetFont(fixed, "", 10)
+			for l := range 6 {
+				pdf.SetXY(100, 47+4.5*float64(l))
+				pdf.CellFormat(95, 4.5, tr("MME Gaëlle ÑÚÑEZ"), "", 0, "L", false, 0, "")
+			}
+			pdf.SetFont(body, "", 10.5)
+			pdf.SetXY(20, 100)
+			pdf.MultiCell(170, 5.2, tr(text), "", "L", false)
+		}
+		if err := pdf.Output(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		return float64(n) / time.Since(start).Seconds()
+	}
+	core = run(func(*gofpdf.Fpdf) (string, string) { return "Helvetica", "Courier" },
+		gofpdf.New("P", "mm", "A4", "").UnicodeTranslatorFromDescriptor(""))
+	utf8 = run(func(pdf *gofpdf.Fpdf) (string, string) {
+		for _, f := range []struct{ family, file string }{{"S", "DejaVuSans.ttf"}, {"M", "DejaVuSansMono.ttf"}} {
+			raw, err := os.ReadFile(filepath.Join(benchutil.Root(), "notify", "fonts", f.file))
+			if err != nil {
+				b.Fatal(err)
+			}
+			pdf.AddUTF8FontFromBytes(f.family, "", raw)
+		}
+		return "S", "M"
+	}, func(s string) string { return s })
+	return float64(int(core)), float64(int(utf8))
 }
 
 // settle lets the setup's aftermath (autovacuum of fresh tables, a
