@@ -193,7 +193,7 @@ func BenchmarkLetters(b *testing.B) {
 		env.pool.QueryRow(ctx, `SELECT max(finalized_at) FILTER (WHERE kind = $1), max(finalized_at) FILTER (WHERE kind = $2) FROM river_job`,
 			jobs.RenderLettersArgs{}.Kind(), jobs.NotifyChunkArgs{}.Kind()).Scan(&last, &chunksDone)
 		chunkPhase, renderPhase = chunksDone.Sub(start).Seconds(), last.Sub(chunksDone).Seconds()
-		env.pool.QueryRow(ctx, `SELECT count(*) FROM notice WHERE channel = 'letter' AND status = 'sent'`).Scan(&letters)
+		env.pool.QueryRow(ctx, `SELECT count(*) FROM notice WHERE channel = 'letter' AND status = 'printed'`).Scan(&letters)
 		env.pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(pages), 0) FROM letter_batch`).Scan(&batches, &pages)
 		env.pool.QueryRow(ctx, `SELECT coalesce(sum(cardinality(errors)), 0) FROM river_job`).Scan(&jobErrors)
 		return bare, float64(letters) / last.Sub(start).Seconds()

@@ -82,7 +82,7 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 	if bom, _ := br.Peek(3); string(bom) == "\ufeff" {
 		br.Discard(3) //nolint:errcheck
 	}
-	cr := csv.NewReader(br)
+	cr := csv.NewReader(newQuoteGuard(br))
 	cr.FieldsPerRecord = -1
 	headerRec, err := cr.Read()
 	if errors.Is(err, io.EOF) {

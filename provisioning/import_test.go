@@ -188,3 +188,60 @@ func TestImportKeepsFieldsExactly(t *testing.T) {
 		t.Fatalf("NIR key after the first load: %v %v", keyed, err)
 	}
 }
+
+// A stray quote rejects its own record, with its line number, and nothing
+// else: every physical line ends accepted or rejected. A quoted field may
+// still hold a line break. (Before: the rows up to the next quote vanished
+// — not counted as read, absent from the rejects file.)
+func TestStrayQuoteLosesNoLine(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	var b strings.Builder
+	b.WriteString(header)
+	b.WriteString("255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n")                     // line 2
+	b.WriteString("284052A32102552,\"Ñúñez,Gaëlle,1984-05-02,g@example.fr,,,,,\n")                  // line 3: the stray quote
+	b.WriteString("295109912611193,Bordeaux,Jean,1995-10-01,,\"12 rue du Port\nBP 4\",33000,Bordeaux,,\n") // lines 4-5: a line break in a quoted field
+	for i := range 12 {
+		nir := validNIR(t, 1, 70+i, 5, 75, 101+i)
+		b.WriteString(nir + ",Durand,Luc,19" + itoa2(70+i) + "-05-01,luc" + itoa2(i) + "@example.fr,,,,,\n") // lines 6-17
+	}
+	path := writeFile(t, b.String())
+	res, err := provisioning.ImportRegistry(context.Background(), pool, path, provisioning.ImportOptions{})
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	if res.Read != 15 || res.Accepted != 14 || res.Rejected != 1 || res.Reasons["column_count"] != 1 {
+		t.Fatalf("figures: read %d, accepted %d, rejected %d (%v); want 15 records read, 14 accepted, 1 rejected",
+			res.Read, res.Accepted, res.Rejected, res.Reasons)
+	}
+	rejects, _ := os.ReadFile(path + ".rejects.csv")
+	if !strings.Contains(string(rejects), "\n3,column_count") {
+		t.Fatalf("the stray quote's line 3 is not in the rejects file:\n%s", rejects)
+	}
+	// An unclosed quote at the end of the file rejects that line only.
+	res, err = provisioning.ImportRegistry(context.Background(), pool, writeFile(t, header+
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n\"284052A32102552,Ñúñez\n"), provisioning.ImportOptions{})
+	if err != nil || res.Read != 2 || res.Rejected != 1 {
+		t.Fatalf("an unclosed quote on the last line: %+v %v", res, err)
+	}
+}
+
+func itoa2(n int) string { return string([]byte{byte('0' + n/10%10), byte('0' + n%10)}) }
+
+// validNIR builds a NIR with its key: sex, two-digit year, month, department,
+// order.
+func validNIR(t *testing.T, sex, year, month, dept, order int) string {
+	t.Helper()
+	base := []byte{byte('0' + sex)}
+	base = append(base, itoa2(year%100)...)
+	base = append(base, itoa2(month)...)
+	base = append(base, itoa2(dept)...)
+	base = append(base, "056"...)
+	base = append(base, []byte{byte('0' + order/100%10), byte('0' + order/10%10), byte('0' + order%10)}...)
+	var n uint64
+	for _, c := range base {
+		n = n*10 + uint64(c-'0')
+	}
+	k := 97 - n%97
+	return string(base) + itoa2(int(k))
+}
