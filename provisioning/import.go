@@ -378,7 +378,7 @@ func (w *rejectsWriter) write(line int64, reason RejectReason, fields map[string
 	row := make([]string, len(w.cols))
 	row[0], row[1] = strconv.FormatInt(line, 10), string(reason)
 	for i, c := range w.cols[2:] {
-		row[i+2] = fields[c]
+		row[i+2] = NeutraliseCell(fields[c])
 	}
 	if err := w.w.Write(row); err != nil {
 		return fmt.Errorf("writing rejects file: %w", err)

@@ -2,6 +2,7 @@ package provisioning_test
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"os"
 	"path/filepath"
@@ -199,12 +200,12 @@ func TestStrayQuoteLosesNoLine(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(header)
 	b.WriteString("255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n")                     // line 2
-	b.WriteString("284052A32102552,\"Ñúñez,Gaëlle,1984-05-02,g@example.fr,,,,,\n")                  // line 3: the stray quote
-	b.WriteString("295109912611193,Bordeaux,Jean,1995-10-01,,\"12 rue du Port\nBP 4\",33000,Bordeaux,,\n") // lines 4-5: a line break in a quoted field
+	b.WriteString("284052A32102552,\"Ñúñez,Gaëlle,1984-05-02,g@example.fr,,,,,\n") // line 3: the stray quote
 	for i := range 12 {
 		nir := validNIR(t, 1, 70+i, 5, 75, 101+i)
-		b.WriteString(nir + ",Durand,Luc,19" + itoa2(70+i) + "-05-01,luc" + itoa2(i) + "@example.fr,,,,,\n") // lines 6-17
+		b.WriteString(nir + ",Durand,Luc,19" + itoa2(70+i) + "-05-01,luc" + itoa2(i) + "@example.fr,,,,,\n") // lines 4-15
 	}
+	b.WriteString("295109912611193,Bordeaux,Jean,1995-10-01,,\"12 rue du Port\nBP 4\",33000,Bordeaux,,\n") // lines 16-17: a line break in a quoted field
 	path := writeFile(t, b.String())
 	res, err := provisioning.ImportRegistry(context.Background(), pool, path, provisioning.ImportOptions{})
 	if err != nil {
@@ -244,4 +245,87 @@ func validNIR(t *testing.T, sex, year, month, dept, order int) string {
 	}
 	k := 97 - n%97
 	return string(base) + itoa2(int(k))
+}
+
+// A NIR is read one way wherever it is written: spaces, dots, lower-case
+// 2a/2b. A rejected row's NIR written with spaces still claims it, a
+// guardian_nir written with spaces is kept, a death date in the future is
+// refused. (Before: the second Gaëlle was accepted, the minor rejected
+// minor_without_guardian, 2a refused, the future death accepted.)
+func TestNIRReadOneWayEverywhere(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	file := header +
+		"2 84 05 2a 321 025 52,Ñúñez,Gaëlle,1985-05-02,g@example.fr,,,,,\n" + // line 2: birth mismatch, NIR with spaces and 2a
+		"284052A32102552,Ñúñez,Gaëlle,1984-05-02,g@example.fr,,,,,\n" + // line 3: the same NIR: duplicate_nir
+		"2.84.05.2b.321.025.79,Corse,Anna,1984-05-02,anna@example.fr,,,,,\n" + // line 4: dots and 2b: accepted
+		"222017512345639,Young,Child,2022-01-15,,1 rue A,75001,Paris,2 84 05 2B 321 025 79,\n" + // line 5: guardian with spaces
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,2099-01-01\n" // line 6: death in the future
+	res, err := provisioning.ImportRegistry(context.Background(), pool, writeFile(t, file), provisioning.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"nir_birth_mismatch": 1, "duplicate_nir": 1, "death_date": 1}
+	for reason, n := range want {
+		if res.Reasons[reason] != n {
+			t.Errorf("%s: %d, want %d (all: %v)", reason, res.Reasons[reason], n, res.Reasons)
+		}
+	}
+	if res.Accepted != 2 {
+		t.Fatalf("accepted %d, want the Corsican and the child (%v)", res.Accepted, res.Reasons)
+	}
+	var guardian string
+	pool.QueryRow(context.Background(), `SELECT coalesce(guardian_nir, '') FROM person WHERE first_name = 'Child'`).Scan(&guardian)
+	if guardian != "284052B32102579" {
+		t.Fatalf("guardian_nir stored as %q", guardian)
+	}
+}
+
+// The rejects file, which operators open in a spreadsheet, never holds a
+// cell a spreadsheet would run as a formula; corrected and re-imported, the
+// values come back exactly. (Before: "=HYPERLINK(…)" was written as is.)
+func TestRejectsFileNeutralisesFormulas(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	path := writeFile(t, header+
+		"255081416802538,\"=HYPERLINK(\"\"http://x\"\")\",+33 Zoé,1955-08-12,@zoe,-1 rue,,,,\n") // no_channel
+	if _, err := provisioning.ImportRegistry(context.Background(), pool, path, provisioning.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rej, _ := os.ReadFile(path + ".rejects.csv")
+	for _, cell := range []string{"=HYPERLINK", "+33 Zoé", "@zoe", "-1 rue"} {
+		if strings.Contains(string(rej), ","+cell) || strings.Contains(string(rej), ",\""+cell) {
+			t.Errorf("the rejects file holds %q unneutralised:\n%s", cell, rej)
+		}
+		if !strings.Contains(string(rej), "'"+cell) {
+			t.Errorf("the rejects file lacks '%s:\n%s", cell, rej)
+		}
+	}
+	// The operator adds the missing postcode and city, as a spreadsheet
+	// would save the file, and re-imports it.
+	recs, err := csv.NewReader(strings.NewReader(string(rej))).ReadAll()
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("rejects file: %v %q", err, recs)
+	}
+	for i, col := range recs[0] {
+		switch col {
+		case "postcode":
+			recs[1][i] = "75001"
+		case "city":
+			recs[1][i] = "Paris"
+		}
+	}
+	var fixed strings.Builder
+	csv.NewWriter(&fixed).WriteAll(recs) //nolint:errcheck
+	fixedPath := filepath.Join(t.TempDir(), "fixed.csv")
+	os.WriteFile(fixedPath, []byte(fixed.String()), 0o600) //nolint:errcheck
+	res, err := provisioning.ImportRegistry(context.Background(), pool, fixedPath, provisioning.ImportOptions{})
+	if err != nil || res.Accepted != 1 {
+		t.Fatalf("re-import: %+v %v\n%s", res, err, fixed.String())
+	}
+	var last, first string
+	pool.QueryRow(context.Background(), `SELECT last_name, first_name FROM person`).Scan(&last, &first)
+	if last != `=HYPERLINK("http://x")` || first != "+33 Zoé" {
+		t.Fatalf("re-imported as %q %q", last, first)
+	}
 }

@@ -3,6 +3,7 @@ package provisioning
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -17,8 +18,23 @@ var (
 // répertoire), 15 characters: 13 then a 2-digit key.
 type NIR string
 
-// ParseNIR checks the shape and key of s (SPEC §1.1).
+// NormaliseNIR is the one way a NIR is read, wherever it comes from (a
+// registry's nir or guardian_nir, the CLI, an agent): spaces, dots and
+// dashes removed, Corsica's 2a/2b in capitals.
+func NormaliseNIR(s string) string {
+	return strings.ToUpper(strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '.', '-', '\u00a0', '\u202f', '\t':
+			return -1
+		}
+		return r
+	}, s))
+}
+
+// ParseNIR normalises s (NormaliseNIR), then checks its shape and key
+// (SPEC §1.1).
 func ParseNIR(s string) (NIR, error) {
+	s = NormaliseNIR(s)
 	if !nirShape(s) {
 		return "", ErrNIRFormat
 	}

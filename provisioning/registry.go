@@ -119,12 +119,32 @@ func ParseHeader(fields []string) (*Header, error) {
 	return h, nil
 }
 
-// field is the trimmed value at position i of rec, "" for an absent column.
+// field is the trimmed value at position i of rec, "" for an absent column,
+// without the quote the rejects file puts before a cell a spreadsheet would
+// read as a formula (NeutraliseCell).
 func field(rec []string, i int) string {
 	if i < 0 {
 		return ""
 	}
-	return strings.TrimSpace(rec[i])
+	v := strings.TrimSpace(rec[i])
+	if len(v) > 1 && v[0] == '\'' && strings.IndexByte(formulaStarts, v[1]) >= 0 {
+		return v[1:]
+	}
+	return v
+}
+
+// formulaStarts are the first characters that make a spreadsheet read a
+// cell as a formula (OWASP's list for CSV injection).
+const formulaStarts = "=+-@\t\r"
+
+// NeutraliseCell prefixes with a quote a cell a spreadsheet would read as a
+// formula; the import strips it again, so a corrected rejects file
+// re-imports as it is.
+func NeutraliseCell(v string) string {
+	if v != "" && strings.IndexByte(formulaStarts, v[0]) >= 0 {
+		return "'" + v
+	}
+	return v
 }
 
 // Person is one accepted registry row.
@@ -171,7 +191,7 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 			return r
 		}
 	}
-	nir, err := ParseNIR(strings.ReplaceAll(r.RawNIR, " ", ""))
+	nir, err := ParseNIR(r.RawNIR)
 	switch {
 	case errors.Is(err, ErrNIRKey):
 		r.Reject = RejectNIRKey
@@ -199,7 +219,7 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 	}
 	if d := field(rec, c.deathDate); d != "" {
 		death, err := time.Parse(time.DateOnly, d)
-		if err != nil || death.Before(birth) {
+		if err != nil || death.Before(birth) || death.After(today) {
 			r.Reject = RejectDeathDate
 			return r
 		}

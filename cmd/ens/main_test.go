@@ -164,4 +164,8 @@ func TestClearFailures(t *testing.T) {
 	if code, _, _ := c.run("wave", "launch", "x", "--departments", "20"); code != 2 {
 		t.Fatalf("department 20 accepted: %d", code)
 	}
+	// Overseas collectivities' postcodes (98xxx) give departments a wave can select.
+	if code, _, errs := c.run("wave", "launch", "pacific", "--departments", "987,988,975"); code != 0 {
+		t.Fatalf("departments 987, 988, 975 refused: %d %s", code, errs)
+	}
 }

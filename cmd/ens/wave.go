@@ -40,7 +40,7 @@ func (o *waveLaunchOptions) spec(name string) (provisioning.WaveSpec, error) {
 			continue
 		}
 		if !validDepartment(d) {
-			return spec, fmt.Errorf("department %q: expected 01–95, 2A, 2B, 971–976 or 99", d)
+			return spec, fmt.Errorf("department %q: expected 01–95, 2A, 2B, 971–978, 984–989 or 99", d)
 		}
 		spec.Departments = append(spec.Departments, d)
 	}
@@ -53,8 +53,8 @@ func validDepartment(d string) bool {
 		return true
 	case len(d) == 2 && d >= "01" && d <= "95" && d != "20":
 		return true
-	case len(d) == 3 && d >= "971" && d <= "976":
-		return true
+	case len(d) == 3 && ((d >= "971" && d <= "978") || (d >= "984" && d <= "989")):
+		return true // overseas: the three digits DepartmentOf gives a 97x or 98x postcode
 	}
 	return false
 }
