@@ -199,7 +199,7 @@ func TestStrayQuoteLosesNoLine(t *testing.T) {
 	pool := testdb.Pool(t)
 	var b strings.Builder
 	b.WriteString(header)
-	b.WriteString("255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n")                     // line 2
+	b.WriteString("255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n")   // line 2
 	b.WriteString("284052A32102552,\"Ñúñez,Gaëlle,1984-05-02,g@example.fr,,,,,\n") // line 3: the stray quote
 	for i := range 12 {
 		nir := validNIR(t, 1, 70+i, 5, 75, 101+i)
