@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,5 +249,52 @@ func TestPostedLetterFilesDeletedAfterRetention(t *testing.T) {
 	after, _ := provisioning.ListLetterBatches(ctx, e.pool, provisioning.BatchFilter{}, rendered)
 	if after[0].FilesDeleted == nil || after[0].SHA256 != bs[0].SHA256 {
 		t.Fatalf("batch after deletion: %+v", after[0])
+	}
+}
+
+// An extension states, stores and prints the day the operator chose, on
+// every channel; an opposed person is sent nothing (nothing left pending).
+// (Before: extended on day 41, emails told and stored day 41 + 42 and
+// letters printed later still; an opposed person's extension letter stayed
+// pending forever.)
+func TestExtensionStatesTheChosenDayOnEveryChannel(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 80, nil, 40, 0.5)
+	t0 := time.Date(2027, 1, 11, 10, 0, 0, 0, provisioning.Paris)
+	var now atomic.Pointer[time.Time]
+	now.Store(&t0)
+	clock := func() time.Time { return *now.Load() }
+	e.deps.Clock = clock
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	var opposedID int64
+	var birth time.Time
+	e.pool.QueryRow(ctx, `SELECT a.id, p.birth_date FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'notified' ORDER BY a.id LIMIT 1`).Scan(&opposedID, &birth)
+	if _, err := provisioning.Oppose(ctx, e.pool, testKey.LookupHash(testKey.Derive(opposedID)), birth, "web", "test", clock); err != nil {
+		t.Fatal(err)
+	}
+	day41 := t0.AddDate(0, 0, 41)
+	now.Store(&day41)
+	chosen := time.Date(2027, 3, 12, 0, 0, 0, 0, provisioning.Paris)
+	if _, err := provisioning.ExtendWave(ctx, e.pool, "w1", chosen, "olga", clock); err != nil {
+		t.Fatal(err)
+	}
+	ins, _ := jobs.NewInsertClient(e.pool)
+	if _, err := ins.Insert(ctx, jobs.SendExtensionsArgs{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.runUntilIdle(t)
+	want := time.Date(2027, 3, 12, 23, 59, 59, 0, provisioning.Paris)
+	emails := e.count(t, `SELECT count(*) FROM notice WHERE kind = 'extension' AND channel = 'email' AND status = 'sent' AND deadline = $1`, want)
+	letters := e.count(t, `SELECT count(*) FROM notice WHERE kind = 'extension' AND channel = 'letter' AND status = 'printed' AND deadline = $1`, want)
+	wrong := e.count(t, `SELECT count(*) FROM notice WHERE kind = 'extension' AND (deadline IS DISTINCT FROM $1 OR status NOT IN ('sent', 'printed'))`, want)
+	if emails == 0 || letters == 0 || wrong != 0 {
+		t.Fatalf("extension notices: %d emails and %d letters stating the chosen day, %d otherwise", emails, letters, wrong)
+	}
+	if n := e.count(t, `SELECT count(*) FROM account WHERE state IN ('notified', 'opposed') AND deadline <> $1`, want); n != 0 {
+		t.Fatalf("%d accounts whose deadline is not the chosen day", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM notice WHERE account_id = $1 AND kind = 'extension'`, opposedID); n != 0 {
+		t.Fatalf("the opposed person got %d extension notice(s)", n)
 	}
 }

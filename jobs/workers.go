@@ -278,14 +278,14 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					out.relayDown = true
 					mu.Unlock()
 				case r.Outcome == notify.Accepted && t.Kind == provisioning.NoticeExtension:
-					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
+					s := wave.Accepted(t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
 					failed = !keep(provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, []provisioning.Sent{s}, d.Clock))
 					mu.Lock()
 					out.sent++
 					mu.Unlock()
 				case r.Outcome == notify.Accepted:
-					s := wave.Accepted(t.NoticeID, t.AccountID, d.Clock.Now())
+					s := wave.Accepted(t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
 					s.CodeHash = codeHash
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
 					if !keep(w.marks.record(s)) {
@@ -416,7 +416,7 @@ func (m *marker) record(s provisioning.Sent) error {
 // code the email carries (nil without one), to store once it is accepted.
 func (w *NotifyChunkWorker) sendOne(ctx context.Context, wave *provisioning.Wave, t *provisioning.Target) (notify.SendResult, []byte) {
 	d := w.deps
-	n, codeHash := noticeOf(t, d.Key, wave.Deadline(d.Clock.Now()))
+	n, codeHash := noticeOf(t, d.Key, wave.NoticeDeadline(t.Kind, d.Clock.Now()))
 	e, err := notify.RenderEmail(n)
 	if err != nil {
 		return notify.SendResult{Outcome: notify.Temporary, Reason: "render error"}, nil
@@ -465,12 +465,12 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 		return river.JobSnooze(letterWait)
 	}
 	n, err := provisioning.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
-		func(batchID int64, ts []provisioning.Target, deadline time.Time) (*provisioning.LetterFile, error) {
+		func(batchID int64, ts []provisioning.Target) (*provisioning.LetterFile, error) {
 			ns := make([]*notify.Notice, len(ts))
 			hashes := map[int64][]byte{}
 			for i := range ts {
 				var h []byte
-				if ns[i], h = noticeOf(&ts[i], d.Key, deadline); h != nil {
+				if ns[i], h = noticeOf(&ts[i], d.Key, *ts[i].Deadline); h != nil {
 					hashes[ts[i].AccountID] = h
 				}
 			}

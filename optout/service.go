@@ -108,7 +108,10 @@ func (s *Service) Lookup(ctx context.Context, r Request) (*provisioning.Holder, 
 		holder.State != provisioning.StateActive {
 		err = provisioning.ErrNoMatch
 	}
-	if err == nil && (holder.Deadline == nil || holder.Deadline.Before(s.Clock.Now()) || holder.State == provisioning.StateActive) {
+	// An opposed account is answered as opposed, window open or not: the
+	// form, the API and the CLI all say "opposition already recorded".
+	if err == nil && holder.State != provisioning.StateOpposed &&
+		(holder.Deadline == nil || holder.Deadline.Before(s.Clock.Now()) || holder.State == provisioning.StateActive) {
 		err = provisioning.ErrWindowClosed
 	}
 	s.settle(keys, err)

@@ -280,3 +280,50 @@ func FuzzAPI(f *testing.F) {
 		}
 	})
 }
+
+// After the window, an opposed person is told the same thing by the form
+// and the API: their opposition stands. Reinstating the account (an
+// operator's act) withdraws it: the receipt then reads as withdrawn, and
+// the report counts no standing opposition. (Before: the form said "le
+// délai est terminé… vous pouvez fermer le profil" while the API answered
+// already_opposed, and a reinstated account kept a standing opposition.)
+func TestOpposedAccountAnsweredAlikeAndReinstatementWithdraws(t *testing.T) {
+	t.Parallel()
+	srv, pool, hs := serveNotified(t, 20, time.Now().Add(48*time.Hour))
+	h := hs[0]
+	ctx := context.Background()
+	st, out, _ := post(t, srv, `{"code":"`+h.code.String()+`","birth_date":"`+h.birth+`"}`)
+	if st != 200 || out["status"] != "opposed" {
+		t.Fatalf("opposing: %d %v", st, out)
+	}
+	ref := out["receipt"].(map[string]any)["reference"].(string)
+	// The window closes.
+	if _, err := pool.Exec(ctx, `UPDATE account SET deadline = now() - interval '1 hour', notified_at = now() - interval '2 days' WHERE id = $1`, h.id); err != nil {
+		t.Fatal(err)
+	}
+	if st, out, _ := post(t, srv, `{"code":"`+h.code.String()+`","birth_date":"`+h.birth+`"}`); st != 200 || out["status"] != "already_opposed" {
+		t.Fatalf("API after the window: %d %v", st, out)
+	}
+	resp, err := http.PostForm(srv.URL+"/verifier", url.Values{"code": {h.code.String()}, "birth_date": {h.birth[8:10] + "/" + h.birth[5:7] + "/" + h.birth[:4]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "Opposition déjà enregistrée") || strings.Contains(string(body), "fermer le profil") {
+		t.Fatalf("form after the window: %d\n%s", resp.StatusCode, body)
+	}
+	var nir string
+	pool.QueryRow(ctx, `SELECT p.nir FROM person p JOIN account a ON a.person_id = p.id WHERE a.id = $1`, h.id).Scan(&nir)
+	if _, err := provisioning.Reinstate(ctx, pool, provisioning.NIR(nir), "agent-olga", nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := provisioning.ReceiptByReference(ctx, pool, ref)
+	if err != nil || !r.Undone {
+		t.Fatalf("the receipt after reinstatement: %+v %v", r, err)
+	}
+	rep, err := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
+	if err != nil || rep.Oppositions.Standing != 0 || rep.Accounts[provisioning.StateOpposed] != 0 {
+		t.Fatalf("report after reinstatement: standing %d, opposed %d (%v)", rep.Oppositions.Standing, rep.Accounts[provisioning.StateOpposed], err)
+	}
+}

@@ -86,8 +86,8 @@ func TestDeathInRegistryCancelsAndArchives(t *testing.T) {
 	var chunks []provisioning.Chunk
 	provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, countChunks(&chunks), provisioning.LaunchOptions{})
 	deaths := header +
-		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,2027-01-02\n" +
-		"222017512345639,Petit,Léo,2022-01-15,,1 rue A,75001,Paris,255081416802538,2027-01-03\n"
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,2026-01-02\n" +
+		"222017512345639,Petit,Léo,2022-01-15,,1 rue A,75001,Paris,255081416802538,2026-01-03\n"
 	res, err := provisioning.ImportRegistry(ctx, pool, writeFile(t, deaths), provisioning.ImportOptions{})
 	if err != nil || res.Cancelled != 1 || res.Closed != 1 || res.Updated != 2 {
 		t.Fatalf("deaths: %+v %v", res, err)

@@ -24,9 +24,9 @@ type LetterFile struct {
 	Discard func()
 }
 
-// RenderFunc renders targets (sorted by postcode) as batch batchID, every
-// letter printing deadline, and writes the files.
-type RenderFunc func(batchID int64, targets []Target, deadline time.Time) (*LetterFile, error)
+// RenderFunc renders targets (sorted by postcode) as batch batchID, each
+// letter printing its target's Deadline, and writes the files.
+type RenderFunc func(batchID int64, targets []Target) (*LetterFile, error)
 
 // LetterOptions tune letter batches.
 type LetterOptions struct {
@@ -77,12 +77,21 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			if n == 0 {
 				return nil
 			}
+			// Each letter prints its deadline: the window from the render day
+			// and the post delay, or for an extension the day the operator chose.
 			deadline := wave.PrintedDeadline(now, opts.PostDelay)
+			for i := range targets {
+				d := deadline
+				if targets[i].Kind == NoticeExtension {
+					d = wave.NoticeDeadline(NoticeExtension, now)
+				}
+				targets[i].Deadline = &d
+			}
 			var batchID int64
 			if err := tx.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence('letter_batch', 'id'))`).Scan(&batchID); err != nil {
 				return err
 			}
-			f, err = render(batchID, targets, deadline)
+			f, err = render(batchID, targets)
 			if err != nil {
 				return fmt.Errorf("rendering letter batch: %w", err)
 			}
@@ -93,14 +102,15 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			ids, pages, accs := make([]int64, n), make([]int32, n), make([]int64, n)
 			ats, deadlines, hashes := make([]time.Time, n), make([]time.Time, n), make([][]byte, n)
 			for i, t := range targets {
-				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, deadline
+				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, *t.Deadline
 				hashes[i] = f.CodeHashes[t.AccountID]
 			}
 			// Printed, not sent: a letter informs its person once posted
 			// (AcknowledgePosting).
 			if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'printed', batch_id = $3, page = p.page,
-					deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE $4::timestamptz END, attempts = n.attempts + 1
-				FROM unnest($1::bigint[], $2::int[]) AS p(id, page) WHERE n.id = p.id`, ids, pages, batchID, deadline); err != nil {
+					deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE p.deadline END, attempts = n.attempts + 1
+				FROM unnest($1::bigint[], $2::int[], $4::timestamptz[]) AS p(id, page, deadline) WHERE n.id = p.id`,
+				ids, pages, batchID, deadlines); err != nil {
 				return fmt.Errorf("marking letters rendered: %w", err)
 			}
 			if err := notifyAccounts(ctx, tx, accs, ats, deadlines, hashes); err != nil {

@@ -347,9 +347,9 @@ type Sent struct {
 // CodeHasher gives the lookup hash of an account's opposition code.
 type CodeHasher func(accountID int64) []byte
 
-// Accepted is the Sent for a notice of w accepted at at.
-func (w *Wave) Accepted(noticeID, accountID int64, at time.Time) Sent {
-	return Sent{NoticeID: noticeID, AccountID: accountID, At: at, Deadline: w.Deadline(at)}
+// Accepted is the Sent for a notice of w of kind accepted at at.
+func (w *Wave) Accepted(noticeID, accountID int64, kind string, at time.Time) Sent {
+	return Sent{NoticeID: noticeID, AccountID: accountID, At: at, Deadline: w.NoticeDeadline(kind, at)}
 }
 
 // MarkEmailsAccepted records emails the SMTP server has just accepted: each
@@ -432,7 +432,7 @@ func SettleLeftovers(ctx context.Context, pool *pgxpool.Pool, wave *Wave, first,
 		var at time.Time
 		var kind string
 		err := row.Scan(&noticeID, &accountID, &at, &kind)
-		s := wave.Accepted(noticeID, accountID, at)
+		s := wave.Accepted(noticeID, accountID, kind, at)
 		if kind == NoticeOpposition {
 			s.CodeHash = codeHash(accountID)
 		}

@@ -122,6 +122,10 @@ func Oppose(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time
 			return fmt.Errorf("recording opposition: %w", err)
 		}
 		out = &OpposeResult{Receipt: r}
+		// Nothing is left pending for a person who opposed.
+		if _, err := tx.Exec(ctx, `UPDATE notice SET status = 'cancelled' WHERE account_id = $1 AND kind = 'extension' AND status = 'pending'`, id); err != nil {
+			return fmt.Errorf("cancelling extension notices: %w", err)
+		}
 		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.opposed", AccountIDs: []int64{id},
 			Details: map[string]any{"channel": channel, "reference": r.Reference}})
 	})
@@ -185,7 +189,15 @@ func Reinstate(ctx context.Context, pool *pgxpool.Pool, nir NIR, actor string, c
 		if _, err := tx.Exec(ctx, `UPDATE account SET state = 'active', activated_at = $2 WHERE id = $1`, a.ID, now); err != nil {
 			return fmt.Errorf("reinstating account: %w", err)
 		}
-		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.reinstated", AccountIDs: []int64{a.ID}})
+		// The person asked for the account after all: their opposition no
+		// longer stands (its receipt now reads as withdrawn).
+		var refs []string
+		if err := tx.QueryRow(ctx, `WITH u AS (UPDATE opposition SET undone_at = $2 WHERE account_id = $1 AND undone_at IS NULL RETURNING reference)
+			SELECT coalesce(array_agg(reference), '{}') FROM u`, a.ID, now).Scan(&refs); err != nil {
+			return fmt.Errorf("withdrawing the reinstated account's opposition: %w", err)
+		}
+		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.reinstated", AccountIDs: []int64{a.ID},
+			Details: map[string]any{"opposition_withdrawn": refs}})
 	}, clock)
 }
 
@@ -216,6 +228,12 @@ func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time
 				UPDATE account SET deadline = $2 WHERE wave_id = $1 AND state IN ('notified', 'opposed') AND deadline >= $3
 				RETURNING id)
 			SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM up`, w.ID, end, now).Scan(&ids); err != nil {
+			return fmt.Errorf("extending deadlines: %w", err)
+		}
+		n = int64(len(ids))
+		// Opposed people keep the later deadline (they may withdraw until
+		// then) but are sent nothing: their notices would stay pending.
+		if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM account WHERE id = ANY($1) AND state = 'notified'`, ids).Scan(&ids); err != nil {
 			return fmt.Errorf("extending deadlines: %w", err)
 		}
 		n = int64(len(ids))

@@ -181,10 +181,11 @@ func AcknowledgePosting(ctx context.Context, pool *pgxpool.Pool, batch string, p
 		var accs []int64
 		err = tx.QueryRow(ctx, `WITH s AS (
 				UPDATE notice SET status = 'sent', sent_at = $2,
-					deadline = CASE WHEN kind = 'information' THEN NULL ELSE greatest(deadline, $3) END
+					deadline = CASE WHEN kind = 'opposition' THEN greatest(deadline, $3) ELSE deadline END
 				WHERE batch_id = $1 AND status = 'printed' RETURNING account_id, kind, deadline),
+			-- An extension letter keeps the day the operator chose.
 			a AS (UPDATE account a SET deadline = greatest(a.deadline, s.deadline)
-				FROM s WHERE a.id = s.account_id AND s.kind <> 'information' AND a.state IN ('notified', 'opposed')
+				FROM s WHERE a.id = s.account_id AND s.kind = 'opposition' AND a.state IN ('notified', 'opposed')
 				RETURNING a.id)
 			SELECT coalesce(array_agg(account_id ORDER BY account_id), '{}') FROM s`, b.id, day, earliest).Scan(&accs)
 		if err != nil {

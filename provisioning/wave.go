@@ -98,6 +98,16 @@ func (w *Wave) Deadline(dispatch time.Time) time.Time {
 	return end
 }
 
+// NoticeDeadline is the deadline a notice of kind dispatched at states: an
+// extension notice states exactly the day the operator chose; any other
+// notice, Deadline.
+func (w *Wave) NoticeDeadline(kind string, dispatch time.Time) time.Time {
+	if kind == NoticeExtension && w.ExtendedUntil != nil {
+		return *w.ExtendedUntil
+	}
+	return w.Deadline(dispatch)
+}
+
 // WaveSpec is what an operator asks for when launching a wave.
 type WaveSpec struct {
 	Name        string
