@@ -54,13 +54,27 @@ func MaskFirstName(s string) string {
 func FindHolder(ctx context.Context, db DBTX, codeHash []byte, birth time.Time) (*Holder, error) {
 	var h Holder
 	var first string
-	err := db.QueryRow(ctx, `SELECT a.id, p.first_name, a.state, a.deadline FROM account a JOIN person p ON p.id = a.person_id
-		WHERE a.code_hash = $1 AND p.birth_date = $2`, codeHash, birth).Scan(&h.AccountID, &first, &h.State, &h.Deadline)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNoMatch
-	}
+	rows, err := db.Query(ctx, `SELECT a.id, p.first_name, a.state, a.deadline FROM account a JOIN person p ON p.id = a.person_id
+		WHERE a.code_hash = $1 AND p.birth_date = $2 LIMIT 2`, codeHash, birth)
 	if err != nil {
 		return nil, fmt.Errorf("looking up code: %w", err)
+	}
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(&h.AccountID, &first, &h.State, &h.Deadline); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("looking up code: %w", err)
+		}
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("looking up code: %w", err)
+	}
+	if n != 1 {
+		// None, or two holders sharing code and birth date (a collision
+		// the code alone cannot resolve): answer for nobody.
+		return nil, ErrNoMatch
 	}
 	h.FirstMasked = MaskFirstName(first)
 	if h.State == StateOpposed {
@@ -78,6 +92,11 @@ func standingReceipt(ctx context.Context, db DBTX, accountID int64, first string
 	}
 	return r, nil
 }
+
+// uniqueHolder holds when the code hash ($1) and birth date ($2) name one
+// account only: a collision never lets one person act on another's account.
+const uniqueHolder = `(SELECT count(*) FROM account a2 JOIN person p2 ON p2.id = a2.person_id
+	WHERE a2.code_hash = $1 AND p2.birth_date = $2) = 1`
 
 // OpposeResult says what an opposition did.
 type OpposeResult struct {
@@ -97,7 +116,7 @@ func Oppose(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time
 		var first string
 		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'opposed', opposed_at = $3
 			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
-			  AND a.state = 'notified' AND a.deadline >= $3
+			  AND a.state = 'notified' AND a.deadline >= $3 AND `+uniqueHolder+`
 			RETURNING a.id, p.first_name`, codeHash, birth, now).Scan(&id, &first)
 		if errors.Is(err, pgx.ErrNoRows) {
 			h, err := FindHolder(ctx, tx, codeHash, birth)
@@ -141,7 +160,7 @@ func UndoOpposition(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, bi
 		var id int64
 		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'notified', opposed_at = NULL
 			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
-			  AND a.state = 'opposed' AND a.deadline >= $3 RETURNING a.id`, codeHash, birth, now).Scan(&id)
+			  AND a.state = 'opposed' AND a.deadline >= $3 AND `+uniqueHolder+` RETURNING a.id`, codeHash, birth, now).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			if h, err := FindHolder(ctx, tx, codeHash, birth); err != nil {
 				return err

@@ -261,12 +261,18 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 		r.Reject = RejectNoChannel
 		return r
 	}
-	if IsMinor(birth, today) && p.GuardianNIR == "" {
+	// Whether the notice goes to a representative is judged when it is
+	// sent; at import a guardian is required only of those who will still
+	// be minors in minorMargin (a wave's notices go out within weeks).
+	if IsMinor(birth, today.AddDate(0, 0, minorMargin)) && p.GuardianNIR == "" {
 		r.Reject = RejectMinorWithoutGuardian
 		return r
 	}
 	return r
 }
+
+// minorMargin is how many days ahead the import judges minority.
+const minorMargin = 30
 
 // PostalComplete reports whether a letter can be addressed: a line 4 or 5,
 // a postcode (5 digits in France) and a city.
