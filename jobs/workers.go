@@ -568,6 +568,12 @@ func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindows
 	if err != nil {
 		return err
 	}
+	if withheld, err := provisioning.WithheldActivations(ctx, w.deps.Pool, w.deps.Clock.Now()); err != nil {
+		return err
+	} else if withheld > 0 {
+		w.deps.Logger.Warn("windows ended but accounts not activated: no proof their person was informed (letter not posted) or no code",
+			"accounts", withheld)
+	}
 	if _, _, err := RecoverLetterFiles(ctx, w.deps.Pool, w.deps.LettersDir, stagedMaxAge, w.deps.Logger); err != nil {
 		return err
 	}

@@ -274,13 +274,31 @@ func launchBatch(ctx context.Context, pool *pgxpool.Pool, w *Wave, res *LaunchRe
 				return fmt.Errorf("creating accounts after person %d: %w", last, err)
 			}
 		}
-		if scannedMax != nil {
-			last = *scannedMax
-		}
-		created += int64(len(ids))
+		// Everyone the criteria select in the range just scanned (up to the
+		// end of the registry when this is the last batch), by outcome: those
+		// not created are accounted for as deceased or already enrolled.
 		done = scanned < limit || limit <= 0
+		upTo := last
+		if scannedMax != nil {
+			upTo = *scannedMax
+		}
+		var selected, deceased, enrolled int64
+		if err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE p.death_date IS NOT NULL),
+				count(*) FILTER (WHERE p.death_date IS NULL AND EXISTS (SELECT 1 FROM account a WHERE a.person_id = p.id AND a.wave_id <> $1))
+			FROM person p WHERE p.id > $2 AND ($6 OR p.id <= $7)
+			  AND (cardinality($3::text[]) = 0 OR p.department = ANY($3))
+			  AND ($4::int IS NULL OR p.birth_date >= make_date($4, 1, 1))
+			  AND ($5::int IS NULL OR p.birth_date < make_date($5 + 1, 1, 1))`,
+			w.ID, last, w.Departments, w.BornFrom, w.BornTo, done && (w.Limit == nil || created+int64(len(ids)) < *w.Limit), upTo).
+			Scan(&selected, &deceased, &enrolled); err != nil {
+			return fmt.Errorf("counting the people the launch selected: %w", err)
+		}
+		last = upTo
+		created += int64(len(ids))
 		if _, err := tx.Exec(ctx, `UPDATE wave SET last_person_id = $2, created_count = $3,
-			completed_at = CASE WHEN $4 THEN $5::timestamptz END WHERE id = $1`, w.ID, last, created, done, now); err != nil {
+			completed_at = CASE WHEN $4 THEN $5::timestamptz END, selected_count = selected_count + $6,
+			excluded_deceased = excluded_deceased + $7, excluded_enrolled = excluded_enrolled + $8 WHERE id = $1`,
+			w.ID, last, created, done, now, selected, deceased, enrolled); err != nil {
 			return fmt.Errorf("saving launch checkpoint: %w", err)
 		}
 		if len(ids) == 0 {

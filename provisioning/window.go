@@ -3,6 +3,7 @@ package provisioning
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,7 +27,7 @@ func CloseWindows(ctx context.Context, pool *pgxpool.Pool, clock Clock, batch in
 			now := clock.Now()
 			var ids []int64
 			err := tx.QueryRow(ctx, `WITH due AS (
-					SELECT id FROM account a WHERE state = 'notified' AND deadline < $1 AND `+informedProof+`
+					SELECT id FROM account a WHERE state = 'notified' AND deadline < $1 AND code_hash IS NOT NULL AND `+informedProof+`
 					ORDER BY deadline, id LIMIT $2 FOR UPDATE OF a SKIP LOCKED),
 				up AS (UPDATE account a SET state = 'active', activated_at = $1
 					FROM due WHERE a.id = due.id AND a.state = 'notified' RETURNING a.id)
@@ -49,4 +50,18 @@ func CloseWindows(ctx context.Context, pool *pgxpool.Pool, clock Clock, batch in
 			return total, nil
 		}
 	}
+}
+
+// WithheldActivations counts the accounts whose window has ended that the
+// sweep will not activate: no proof their person was informed (a letter not
+// yet posted, a fallback letter still to print) or no code hash (ens
+// reconcile lists them).
+func WithheldActivations(ctx context.Context, db DBTX, now time.Time) (int64, error) {
+	var n int64
+	err := db.QueryRow(ctx, `SELECT count(*) FROM account a WHERE a.state = 'notified' AND a.deadline < $1
+		AND (a.code_hash IS NULL OR NOT (`+informedProof+`))`, now).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("counting withheld activations: %w", err)
+	}
+	return n, nil
 }
