@@ -24,20 +24,29 @@ type WaveReport struct {
 	// AfterActivation counts failures reported once the account was
 	// already active (bounces, returned letters): those people were never
 	// told, and the call centre should reach them.
-	AfterActivation map[string]int64            `json:"failed_after_activation"`
-	Rejects         map[string]int64            `json:"import_rejects"`
-	Imports         int64                       `json:"distinct_files_imported"`
-	Oppositions     OppositionStats             `json:"oppositions"`
-	PerDay          []DayCount                  `json:"per_day"`
-	Jobs            map[string]map[string]int64 `json:"river_jobs"`
-	JobErrors       map[string]int64            `json:"river_job_errors"`
-	FirstNotice     *time.Time                  `json:"first_notice_at"`
-	LastNotice      *time.Time                  `json:"last_notice_at"`
-	LastDeadline    *time.Time                  `json:"last_deadline"`
-	AuditOK         bool                        `json:"audit_chain_ok"`
-	AuditEvents     int64                       `json:"audit_events"`
-	AuditProblem    string                      `json:"audit_problem,omitempty"`
-	JobsRetention   string                      `json:"river_jobs_note"`
+	AfterActivation map[string]int64 `json:"failed_after_activation"`
+	// Reconciliation is ens reconcile's verdict, when the caller ran it:
+	// the anomalies by check (empty when clean).
+	Reconciliation *Reconciliation             `json:"reconciliation,omitempty"`
+	Rejects        map[string]int64            `json:"import_rejects"`
+	Imports        int64                       `json:"distinct_files_imported"`
+	Oppositions    OppositionStats             `json:"oppositions"`
+	PerDay         []DayCount                  `json:"per_day"`
+	Jobs           map[string]map[string]int64 `json:"river_jobs"`
+	JobErrors      map[string]int64            `json:"river_job_errors"`
+	FirstNotice    *time.Time                  `json:"first_notice_at"`
+	LastNotice     *time.Time                  `json:"last_notice_at"`
+	LastDeadline   *time.Time                  `json:"last_deadline"`
+	AuditOK        bool                        `json:"audit_chain_ok"`
+	AuditEvents    int64                       `json:"audit_events"`
+	AuditProblem   string                      `json:"audit_problem,omitempty"`
+	JobsRetention  string                      `json:"river_jobs_note"`
+}
+
+// Reconciliation summarises ens reconcile for a report.
+type Reconciliation struct {
+	Clean     bool             `json:"clean"`
+	Anomalies map[string]int64 `json:"anomalies"`
 }
 
 // OppositionStats counts oppositions of a wave.

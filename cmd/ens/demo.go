@@ -166,6 +166,10 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	if err := a.sub(ctx, "report", wave, "--format", "pdf", "-o", pdf); err != nil {
 		return err
 	}
+	a.step("ens reconcile %s   (every person accounted for: exit 4 and the accounts otherwise)", wave)
+	if err := a.sub(ctx, "reconcile", wave); err != nil {
+		return err
+	}
 	a.step("ens audit verify")
 	if err := a.sub(ctx, "audit", "verify"); err != nil {
 		return err

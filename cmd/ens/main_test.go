@@ -132,6 +132,16 @@ func TestWaveEndToEnd(t *testing.T) {
 	if c.json(&counts, "bounces", "ingest", box, "--json"); counts["messages"] != 0 {
 		t.Fatalf("a Maildir message read twice: %v", counts)
 	}
+	var rec struct {
+		Clean  bool `json:"clean"`
+		Checks []struct {
+			Name  string `json:"name"`
+			Count int64  `json:"count"`
+		} `json:"checks"`
+	}
+	if code, out, errs := c.run("reconcile", "w1", "--json"); code != 0 || json.Unmarshal([]byte(out), &rec) != nil || !rec.Clean || len(rec.Checks) < 10 {
+		t.Fatalf("reconcile: exit %d %s %s", code, out, errs)
+	}
 	if code, out, _ := c.run("audit", "verify"); code != 0 || !strings.Contains(out, "intact") {
 		t.Fatalf("audit verify: %d %s", code, out)
 	}

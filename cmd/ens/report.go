@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/reconcile"
 	"github.com/ens-sante/ens/provisioning/report"
 )
 
@@ -42,7 +43,7 @@ func (a *app) reportCommand() *cobra.Command {
 				err = overview(cmd, w, pool, format, a.statusOptions())
 			} else {
 				var r *provisioning.WaveReport
-				if r, err = provisioning.BuildWaveReport(cmd.Context(), pool, args[0], a.statusOptions()); err == nil {
+				if r, err = reconcile.WaveReport(cmd.Context(), pool, args[0], a.statusOptions()); err == nil {
 					err = report.Write(w, r, format)
 				}
 			}
@@ -72,7 +73,7 @@ func overview(cmd *cobra.Command, w io.Writer, pool provisioning.DBTX, format st
 	}
 	var reports []*provisioning.WaveReport
 	for _, wv := range waves {
-		r, err := provisioning.BuildWaveReport(cmd.Context(), pool, wv.Name, opts)
+		r, err := reconcile.WaveReport(cmd.Context(), pool, wv.Name, opts)
 		if err != nil {
 			return err
 		}

@@ -29,6 +29,7 @@ import (
 	"riverqueue.com/riverui"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/reconcile"
 	"github.com/ens-sante/ens/provisioning/report"
 )
 
@@ -191,7 +192,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
-	rep, err := provisioning.BuildWaveReport(r.Context(), h.pool, r.PathValue("wave"), provisioning.StatusOptions{})
+	rep, err := reconcile.WaveReport(r.Context(), h.pool, r.PathValue("wave"), provisioning.StatusOptions{})
 	if errors.Is(err, provisioning.ErrNotFound) {
 		http.NotFound(w, r)
 		return

@@ -293,3 +293,28 @@ func abs(n int64) int64 {
 	}
 	return n
 }
+
+// Summary is the report's view of r.
+func (r *Report) Summary() *provisioning.Reconciliation {
+	s := &provisioning.Reconciliation{Clean: r.Clean, Anomalies: map[string]int64{}}
+	for _, c := range r.Checks {
+		if c.Count > 0 {
+			s.Anomalies[c.Name] = c.Count
+		}
+	}
+	return s
+}
+
+// WaveReport builds a wave's report with its reconciliation.
+func WaveReport(ctx context.Context, db provisioning.DBTX, name string, opts provisioning.StatusOptions) (*provisioning.WaveReport, error) {
+	rep, err := provisioning.BuildWaveReport(ctx, db, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := Wave(ctx, db, name)
+	if err != nil {
+		return nil, err
+	}
+	rep.Reconciliation = rc.Summary()
+	return rep, nil
+}

@@ -145,6 +145,14 @@ func lines(r *provisioning.WaveReport) [][3]string {
 	for _, k := range sortedKeys(r.JobErrors) {
 		add("river job errors", k, strconv.FormatInt(r.JobErrors[k], 10))
 	}
+	if rc := r.Reconciliation; rc != nil {
+		if rc.Clean {
+			add("reconciliation", "ens reconcile", "clean: every person accounted for")
+		}
+		for _, k := range sortedKeys(rc.Anomalies) {
+			add("reconciliation", k, strconv.FormatInt(rc.Anomalies[k], 10)+" (ens reconcile lists the accounts)")
+		}
+	}
 	audit := fmt.Sprintf("intact (%d events)", r.AuditEvents)
 	if !r.AuditOK {
 		audit = "BROKEN: " + r.AuditProblem
