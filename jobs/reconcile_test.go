@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,12 +142,17 @@ func TestPropertyWavesReconcileAfterRandomFaults(t *testing.T) {
 func randomWave(t *testing.T, rng *rand.Rand) {
 	ctx := context.Background()
 	permanent, temporary := strconv.Itoa(rng.IntN(10))+"@", strconv.Itoa(rng.IntN(10))+"@"
+	// The sink asks from its own goroutines: its answers have their own
+	// generator, behind a lock.
+	var mu sync.Mutex
+	answers := rand.New(rand.NewPCG(rng.Uint64(), 1))
+	randomly := func() bool { mu.Lock(); defer mu.Unlock(); return answers.IntN(2) == 0 }
 	e := setupChunks(t, int64(60+rng.IntN(80)), func(rcpt string) error {
 		switch {
 		case strings.HasSuffix(strings.SplitN(rcpt, "@", 2)[0], permanent[:1]):
 			return mailsink.Permanent
-		case strings.HasSuffix(strings.SplitN(rcpt, "@", 2)[0], temporary[:1]) && rng.IntN(2) == 0:
-			return mailsink.Temporary
+		case strings.HasSuffix(strings.SplitN(rcpt, "@", 2)[0], temporary[:1]) && randomly():
+			return mailsink.Temporary // some get through on a retry, some give up
 		}
 		return nil
 	}, 10+rng.IntN(40), 0.4+rng.Float64()/2)
@@ -275,6 +281,11 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 		t.Fatal(err)
 	}
 	if r := e.reconciled(t); !r.Clean {
+		for _, c := range r.Checks {
+			for _, id := range c.Examples {
+				e.logAccount(t, id)
+			}
+		}
 		t.Fatalf("after %v: %s", faults, anomalies(r))
 	}
 	t.Logf("reconciled after %v", faults)
@@ -305,5 +316,27 @@ func (e *env) importDeaths(t *testing.T, personIDs []int64, died time.Time, cloc
 	os.WriteFile(path, []byte(b.String()), 0o600) //nolint:errcheck
 	if _, err := provisioning.ImportRegistry(ctx, e.pool, path, provisioning.ImportOptions{Clock: clock}); err != nil {
 		t.Fatalf("importing deaths: %v", err)
+	}
+}
+
+// logAccount logs an account's state and notices, to tell why a check failed.
+func (e *env) logAccount(t *testing.T, id int64) {
+	ctx := context.Background()
+	var state string
+	var deadline, activated *time.Time
+	e.pool.QueryRow(ctx, `SELECT state, deadline, activated_at FROM account WHERE id = $1`, id).Scan(&state, &deadline, &activated)
+	t.Logf("account %d: %s, deadline %v, activated %v", id, state, deadline, activated)
+	rows, _ := e.pool.Query(ctx, `SELECT id, kind, channel, seq, status, sent_at, deadline, recipient_hash IS NOT NULL, batch_id, coalesce(error, '')
+		FROM notice WHERE account_id = $1 ORDER BY id`, id)
+	defer rows.Close()
+	for rows.Next() {
+		var nid int64
+		var kind, channel, status, errText string
+		var seq int
+		var sent, dl *time.Time
+		var hashed bool
+		var batch *int64
+		rows.Scan(&nid, &kind, &channel, &seq, &status, &sent, &dl, &hashed, &batch, &errText) //nolint:errcheck
+		t.Logf("  notice %d %s %s seq %d %s sent %v deadline %v hashed %v batch %v %s", nid, kind, channel, seq, status, sent, dl, hashed, batch, errText)
 	}
 }
