@@ -125,6 +125,13 @@ func TestEmailOnlyPersonWhoseEmailFailsIsUnreachable(t *testing.T) {
 	if st.Accounts[provisioning.StateUnreachable] != int64(unreachable) {
 		t.Fatalf("wave status: %v", st.Accounts)
 	}
+	// A death arriving for an unreachable person cancels their account.
+	var person int64
+	e.pool.QueryRow(ctx, `SELECT person_id FROM account WHERE state = 'unreachable' LIMIT 1`).Scan(&person)
+	e.importDeaths(t, []int64{person}, time.Now().AddDate(0, 0, -1), nil)
+	if n := e.count(t, `SELECT count(*) FROM account WHERE person_id = $1 AND state = 'cancelled'`, person); n != 1 {
+		t.Fatal("an unreachable person's death did not cancel their account")
+	}
 }
 
 // A bounce that arrives after the account was activated prints no letter:

@@ -78,7 +78,7 @@ func applyDeaths(ctx context.Context, tx pgx.Tx, now time.Time) (deathOutcome, e
 	var out deathOutcome
 	var ids []int64
 	err := tx.QueryRow(ctx, `WITH c AS (
-		UPDATE account a SET state = 'cancelled', cancelled_at = $1
+		UPDATE account a SET state = 'cancelled', cancelled_at = $1, unreachable_reason = NULL, unreachable_at = NULL
 		FROM person p, registry_stage s
 		WHERE p.id = a.person_id AND s.nir = p.nir AND s.reason IS NULL AND s.death_date IS NOT NULL
 		  AND a.state IN ('pending', 'notified', 'unreachable')

@@ -153,7 +153,10 @@ func AcknowledgePosting(ctx context.Context, pool *pgxpool.Pool, batch string, p
 		if sha != "" && sha != b.hash {
 			return fmt.Errorf("%w: batch %d: the printer's SHA-256 is not the batch's (a different file was printed)", ErrPostingDate, b.id)
 		}
-		day := time.Date(postedOn.Year(), postedOn.Month(), postedOn.Day(), 0, 0, 0, 0, Paris)
+		// The calendar day in Paris of the given moment (a date parsed from
+		// a file is midnight UTC: the same day).
+		y, m, d := postedOn.In(Paris).Date()
+		day := time.Date(y, m, d, 0, 0, 0, 0, Paris)
 		switch {
 		case Day(day).After(Day(now)):
 			return fmt.Errorf("%w: batch %d: %s is in the future", ErrPostingDate, b.id, day.Format(time.DateOnly))
