@@ -118,6 +118,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	}
 	a.step("ens worker --until-idle   (emails over SMTP, letters as PDF)")
 	os.Setenv("ENS_POST_DELAY", "0")
+	os.Setenv("ENS_DELIVERY_DELAY", "1s") // a rehearsal: letters count from their posting day
 	if err := a.sub(ctx, "worker", "--until-idle"); err != nil {
 		return err
 	}
