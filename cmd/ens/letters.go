@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
@@ -117,75 +120,65 @@ func (a *app) lettersCommand() *cobra.Command {
 	posted.Flags().StringVar(&sha, "sha256", "", "the SHA-256 the printer computed: refused if it is not the batch's")
 	posted.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 
-	acks := &cobra.Command{
-		Use:   "acks FILE",
-		Short: "Record a printer's file of posting acknowledgements (CSV: batch,posted_on[,sha256]); audited",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := os.Open(args[0])
+	acks := a.letterFileCommand("acks FILE", "Record a printer's file of posting acknowledgements (CSV: batch,posted_on[,sha256]); audited",
+		&op, &asJSON, func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []provisioning.FileLineError, error) {
+			opts := postingOptions(actor, a.clock)
+			res, err := provisioning.AcknowledgeFile(ctx, pool, f, opts)
 			if err != nil {
-				return fmt.Errorf("reading acknowledgements: %w", err)
+				return nil, "", nil, err
 			}
-			defer f.Close()
-			pool, err := a.db(cmd.Context(), 2, true)
+			return res, fmt.Sprintf("%d line(s): %d batch(es) acknowledged (%d letters sent), %d already, %d refused",
+				res.Lines, res.Batches, res.Letters, res.Already, len(res.Rejected)), res.Rejected, nil
+		})
+	returned := a.letterFileCommand("returned FILE", "Record letters La Poste brought back (CSV: reference,returned_on[,reason]): their people become unreachable; audited",
+		&op, &asJSON, func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []provisioning.FileLineError, error) {
+			res, err := provisioning.RecordReturns(ctx, pool, f, actor, a.clock)
 			if err != nil {
-				return err
+				return nil, "", nil, err
 			}
-			res, err := provisioning.AcknowledgeFile(cmd.Context(), pool, f, postingOptions(op, a.clock))
-			if err != nil {
-				return usageError(fmt.Errorf("acknowledgements file: %w", err))
-			}
-			if asJSON {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.stdout, "%d line(s): %d batch(es) acknowledged (%d letters sent), %d already, %d refused\n",
-				res.Lines, res.Batches, res.Letters, res.Already, len(res.Rejected))
-			for _, r := range res.Rejected {
-				fmt.Fprintf(a.stdout, "  line %d: %s\n", r.Line, r.Reason)
-			}
-			return nil
-		},
-	}
-	acks.Flags().StringVar(&op, "operator", "", "name of the operator (audited; default $ENS_OPERATOR)")
-	acks.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+			return res, fmt.Sprintf("%d line(s): %d letter(s) returned, %d person(s) now unreachable, %d returned after activation, %d refused",
+				res.Lines, res.Returned, res.Unreachable, res.AfterActivation, len(res.Rejected)), res.Rejected, nil
+		})
 
-	returned := &cobra.Command{
-		Use:   "returned FILE",
-		Short: "Record letters La Poste brought back (CSV: reference,returned_on[,reason]): their people become unreachable; audited",
-		Args:  cobra.ExactArgs(1),
+	cmd.AddCommand(batches, posted, acks, returned)
+	return cmd
+}
+
+// letterFileCommand is a command that records a file from the printer or
+// La Poste: it opens the file, runs record with the operator's name, and
+// prints the summary and every refused line (or all as JSON).
+func (a *app) letterFileCommand(use, short string, op *string, asJSON *bool,
+	record func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []provisioning.FileLineError, error)) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
 			if err != nil {
-				return fmt.Errorf("reading returned letters: %w", err)
+				return fmt.Errorf("reading %s: %w", args[0], err)
 			}
 			defer f.Close()
 			pool, err := a.db(cmd.Context(), 2, true)
 			if err != nil {
 				return err
 			}
-			actor := op
+			actor := *op
 			if actor == "" {
 				actor = operator()
 			}
-			res, err := provisioning.RecordReturns(cmd.Context(), pool, f, actor, a.clock)
+			res, summary, rejected, err := record(cmd.Context(), pool, f, actor)
 			if err != nil {
-				return usageError(fmt.Errorf("returns file: %w", err))
+				return usageError(fmt.Errorf("%s: %w", args[0], err))
 			}
-			if asJSON {
+			if *asJSON {
 				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.stdout, "%d line(s): %d letter(s) returned, %d person(s) now unreachable, %d returned after activation, %d refused\n",
-				res.Lines, res.Returned, res.Unreachable, res.AfterActivation, len(res.Rejected))
-			for _, r := range res.Rejected {
+			fmt.Fprintln(a.stdout, summary)
+			for _, r := range rejected {
 				fmt.Fprintf(a.stdout, "  line %d: %s\n", r.Line, r.Reason)
 			}
 			return nil
-		},
-	}
-	returned.Flags().StringVar(&op, "operator", "", "name of the operator (audited; default $ENS_OPERATOR)")
-	returned.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
-
-	cmd.AddCommand(batches, posted, acks, returned)
+		}}
+	cmd.Flags().StringVar(op, "operator", "", "name of the operator (audited; default $ENS_OPERATOR)")
+	cmd.Flags().BoolVar(asJSON, "json", false, "print as JSON")
 	return cmd
 }
 

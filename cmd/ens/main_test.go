@@ -9,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
+	"github.com/ens-sante/ens/provisioning"
 )
 
 func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
@@ -131,6 +133,36 @@ func TestWaveEndToEnd(t *testing.T) {
 	}
 	if c.json(&counts, "bounces", "ingest", box, "--json"); counts["messages"] != 0 {
 		t.Fatalf("a Maildir message read twice: %v", counts)
+	}
+	// The printer's round trip through the CLI.
+	var batches []struct {
+		ID     int64  `json:"id"`
+		File   string `json:"file"`
+		SHA256 string `json:"sha256"`
+		State  string `json:"state"`
+	}
+	c.json(&batches, "letters", "batches", "--wave", "w1", "--json")
+	if len(batches) == 0 || batches[0].State != "rendered" {
+		t.Fatalf("letters batches: %+v", batches)
+	}
+	acks := filepath.Join(c.dir, "acks.csv")
+	today := time.Now().In(provisioning.Paris).Format(time.DateOnly)
+	ackFile := "batch,posted_on,sha256\n" + filepath.Base(batches[0].File) + "," + today + "," + batches[0].SHA256 + "\nnope," + today + ",\n"
+	os.WriteFile(acks, []byte(ackFile), 0o600) //nolint:errcheck
+	var ackRes struct {
+		Batches  int `json:"batches_acknowledged"`
+		Rejected []struct {
+			Line int `json:"line"`
+		} `json:"rejected"`
+	}
+	c.json(&ackRes, "letters", "acks", acks, "--json", "--operator", "imprimeur")
+	if ackRes.Batches != 1 || len(ackRes.Rejected) != 1 || ackRes.Rejected[0].Line != 3 {
+		t.Fatalf("letters acks: %+v", ackRes)
+	}
+	returns := filepath.Join(c.dir, "returns.csv")
+	os.WriteFile(returns, []byte("reference,returned_on\nENS-999999999,"+today+"\n"), 0o600) //nolint:errcheck
+	if code, out, _ := c.run("letters", "returned", returns); code != 0 || !strings.Contains(out, "1 refused") {
+		t.Fatalf("letters returned: %d %s", code, out)
 	}
 	var rec struct {
 		Clean  bool `json:"clean"`
