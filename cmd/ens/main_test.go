@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,5 +212,129 @@ func TestClearFailures(t *testing.T) {
 	// Overseas collectivities' postcodes (98xxx) give departments a wave can select.
 	if code, _, errs := c.run("wave", "launch", "pacific", "--departments", "987,988,975"); code != 0 {
 		t.Fatalf("departments 987, 988, 975 refused: %d %s", code, errs)
+	}
+}
+
+// dbProxy forwards TCP to PostgreSQL and can cut every connection, as a
+// restart or a failover does.
+type dbProxy struct {
+	ln      net.Listener
+	backend string
+	mu      sync.Mutex
+	down    bool
+	conns   []net.Conn
+}
+
+func startDBProxy(t *testing.T, backend string) *dbProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dbProxy{ln: ln, backend: backend}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.down {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			b, err := net.Dial("tcp", backend)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, b)
+			p.mu.Unlock()
+			go func() { io.Copy(b, c); b.Close() }() //nolint:errcheck
+			go func() { io.Copy(c, b); c.Close() }() //nolint:errcheck
+		}
+	}()
+	return p
+}
+
+// cut closes every connection and refuses new ones until restore.
+func (p *dbProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *dbProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+// ens worker --until-idle rides out the database going away mid-wave (a
+// restart or a failover): it waits, logs once when it goes and once when it
+// is back, and finishes the wave. (Before: exit 1 "counting outstanding
+// jobs: … the database system is shutting down".)
+func TestWorkerRidesOutTheDatabase(t *testing.T) {
+	sink, err := mailsink.Start(mailsink.Options{Delay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	t.Setenv("SMTP_URL", sink.URL())
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("cd", 32))
+	t.Setenv("ENS_RETRY_BASE", "10ms")
+	t.Setenv("ENS_DB_WAIT", "1m")
+	direct := testdb.URL(t)
+	c := &cli{t: t, url: direct, dir: t.TempDir()}
+	reg := filepath.Join(c.dir, "reg.csv")
+	if code, _, errs := c.run("fixtures", "registry", "--count", "500", "--seed", "5", "-o", reg); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, _, errs := c.run("registry", "import", reg); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, _, errs := c.run("wave", "launch", "w1"); code != 0 {
+		t.Fatal(errs)
+	}
+	u, _ := url.Parse(direct)
+	proxy := startDBProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	viaProxy := &cli{t: t, url: u.String(), dir: c.dir}
+	done := make(chan struct{})
+	var code int
+	var errs string
+	go func() {
+		defer close(done)
+		code, _, errs = viaProxy.run("worker", "--until-idle")
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := sink.WaitCount(ctx, 40); err != nil {
+		t.Fatal(err)
+	}
+	proxy.cut()
+	outage := time.NewTimer(3 * time.Second) // the database is away this long
+	<-outage.C
+	proxy.restore()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the worker never finished after the database came back")
+	}
+	if code != 0 || !strings.Contains(errs, "database unreachable") || !strings.Contains(errs, "database back") {
+		t.Fatalf("worker exit %d\n%s", code, errs)
+	}
+	var st struct {
+		Accounts map[string]int64 `json:"accounts"`
+	}
+	c.json(&st, "wave", "status", "w1", "--json")
+	if st.Accounts["pending"] != 0 {
+		t.Fatalf("%d accounts never notified after the outage", st.Accounts["pending"])
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -121,23 +122,20 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 		a.log.Info("worker stopping")
 		return stop()
 	}
-	err = a.untilIdle(ctx, deps, client)
+	err = a.untilIdle(ctx, deps, client, envDuration("ENS_DB_WAIT", 5*time.Minute))
 	return errors.Join(err, stop())
 }
 
 // untilIdle waits until no job is due or awaiting retry, closes the windows
-// that ended, and repeats until both find nothing.
-func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Client[pgx.Tx]) error {
+// that ended, and repeats until both find nothing. It rides out the
+// database being unreachable (a restart, a failover) for up to dbWait.
+func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Client[pgx.Tx], dbWait time.Duration) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	quiet := 0
 	start := time.Now()
-	initial, err := jobs.Outstanding(ctx, deps, time.Second)
-	if err != nil {
-		return err
-	}
-	// Jobs queue more jobs (chunks queue letter renders): the total grows.
-	progress := a.progressOf("jobs worked", initial)
+	db := &dbWaiter{limit: dbWait, log: a.log}
+	var progress func(done, total int64)
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,13 +144,24 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		}
 		n, err := jobs.Outstanding(ctx, deps, time.Second)
 		if err != nil {
-			return err
+			if err = db.wait(err); err != nil {
+				return err
+			}
+			continue
+		}
+		db.up()
+		if progress == nil {
+			// Jobs queue more jobs (chunks queue letter renders): the total grows.
+			progress = a.progressOf("jobs worked", n)
 		}
 		if n > 0 {
 			quiet = 0
 			done, err := jobs.Finished(ctx, deps, start)
 			if err != nil {
-				return err
+				if err = db.wait(err); err != nil {
+					return err
+				}
+				continue
 			}
 			progress(done, done+n)
 			continue
@@ -162,22 +171,64 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		}
 		closed, err := provisioning.CloseWindows(ctx, deps.Pool, deps.Clock, 0)
 		if err != nil {
-			return err
+			if err = db.wait(err); err != nil {
+				return err
+			}
+			continue
 		}
 		if closed > 0 {
 			a.log.Info("windows closed", "activated", closed)
 		}
 		groups, err := jobs.SweepLetters(ctx, deps.Pool, jobs.LetterQueuer(client))
 		if err != nil {
-			return err
+			if err = db.wait(err); err != nil {
+				return err
+			}
+			continue
 		}
 		if groups > 0 {
 			continue
 		}
-		if n, err = jobs.Outstanding(ctx, deps, time.Second); err != nil || n == 0 {
+		if n, err = jobs.Outstanding(ctx, deps, time.Second); err == nil && n == 0 {
 			a.log.Info("worker idle: nothing left to do")
-			return err
+			return nil
+		} else if err != nil {
+			if err = db.wait(err); err != nil {
+				return err
+			}
 		}
+	}
+}
+
+// dbWaiter tells a database that is down (waited out, logged once when it
+// goes and once when it is back) from a statement that failed.
+type dbWaiter struct {
+	limit time.Duration
+	log   *slog.Logger
+	since time.Time // zero while the database answers
+}
+
+// wait returns nil while err is the database being unreachable for less
+// than the limit; otherwise err, explained.
+func (w *dbWaiter) wait(err error) error {
+	if !provisioning.DatabaseUnavailable(err) {
+		return err
+	}
+	if w.since.IsZero() {
+		w.since = time.Now()
+		w.log.Warn("database unreachable: waiting for it", "up_to", w.limit.String(), "error", err)
+	}
+	if time.Since(w.since) > w.limit {
+		return fmt.Errorf("the database was unreachable for more than %s (ENS_DB_WAIT): %w", w.limit, err)
+	}
+	return nil
+}
+
+// up records that the database answered.
+func (w *dbWaiter) up() {
+	if !w.since.IsZero() {
+		w.log.Info("database back: resuming", "after", time.Since(w.since).Round(time.Second).String())
+		w.since = time.Time{}
 	}
 }
 

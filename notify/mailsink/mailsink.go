@@ -43,6 +43,7 @@ type Sink struct {
 	messages [][]byte // kept in memory when dir is empty and Keep is set
 	keep     bool
 	seq      atomic.Int64
+	delay    time.Duration
 	changed  chan struct{} // closed and replaced at each accepted message
 }
 
@@ -51,6 +52,9 @@ type Options struct {
 	Addr string // default 127.0.0.1:0
 	Dir  string // where .eml files go; empty: not written
 	Keep bool   // keep messages in memory (tests)
+	// Delay is added before each message is accepted, as a relay across a
+	// network takes (tests of throughput and outages).
+	Delay time.Duration
 }
 
 // Start listens and serves in the background.
@@ -63,7 +67,7 @@ func Start(opts Options) (*Sink, error) {
 			return nil, fmt.Errorf("creating outbox: %w", err)
 		}
 	}
-	s := &Sink{dir: opts.Dir, keep: opts.Keep, changed: make(chan struct{})}
+	s := &Sink{dir: opts.Dir, keep: opts.Keep, delay: opts.Delay, changed: make(chan struct{})}
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
 	s.srv.Domain = "mailsink.local"
 	s.srv.AllowInsecureAuth = true
@@ -143,6 +147,9 @@ func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 func (x *session) Data(r io.Reader) error {
 	if len(x.rcpt) == 0 {
 		return errors.New("no recipient")
+	}
+	if x.s.delay > 0 {
+		time.Sleep(x.s.delay) // a relay's round trip, not a wait for a condition
 	}
 	// As a delivering MTA does, the envelope sender is kept in Return-Path.
 	var buf bytes.Buffer
