@@ -24,6 +24,17 @@ func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pg
 	river.AddWorker(workers, &PurgeArchiveWorker{deps: deps})
 }
 
+// rescueAfter is Config.RescueAfter, or the longest job timeout plus half a
+// minute: River's rescuer (every 30 s, and never before a job's own
+// timeout) then brings a dead worker's jobs back within about two minutes,
+// never one still being worked.
+func (c *Config) rescueAfter(deps *Deps) time.Duration {
+	if c.RescueAfter > 0 {
+		return c.RescueAfter
+	}
+	return max(deps.chunkTimeout(), deps.renderTimeout(), time.Minute) + 30*time.Second
+}
+
 // LetterQueuer returns the function that queues letter renders through client.
 func LetterQueuer(client *river.Client[pgx.Tx]) provisioning.LetterFunc {
 	return letterQueuer(func() *river.Client[pgx.Tx] { return client })
@@ -54,8 +65,8 @@ func NewClient(deps *Deps, cfg Config) (*river.Client[pgx.Tx], error) {
 		CompletedJobRetentionPeriod: cfg.CompletedRetention,
 		RetryPolicy:                 retryPolicy{base: cfg.RetryBase},
 		Workers:                     workers,
-		JobTimeout:                  5 * time.Minute,
-		RescueStuckJobsAfter:        15 * time.Minute,
+		JobTimeout:                  min(time.Minute, cfg.rescueAfter(deps)),
+		RescueStuckJobsAfter:        cfg.rescueAfter(deps),
 	}
 	if cfg.Periodic {
 		rc.PeriodicJobs = []*river.PeriodicJob{

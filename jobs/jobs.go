@@ -82,6 +82,10 @@ type Config struct {
 	// RetryBase is the first retry delay; attempt n waits RetryBase·2^(n-1),
 	// capped at one hour (default 10s).
 	RetryBase time.Duration
+	// RescueAfter: a job still running this long was its worker's when it
+	// died, and is made available again (default: the longest job timeout
+	// plus half a minute, so a job still being worked is never rescued).
+	RescueAfter time.Duration
 	// Periodic enables the periodic sweeps (window closing, purge).
 	Periodic      bool
 	SweepInterval time.Duration // default 1 minute

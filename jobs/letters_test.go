@@ -141,3 +141,29 @@ func letterFiles(t *testing.T, dir string) []string {
 	})
 	return out
 }
+
+// A chunk stuck under a dead worker holds nobody's letter back for long:
+// letters waiting longer than MaxLetterWait are rendered while it stays
+// stuck. (Before: every render of the wave snoozed until the stuck chunk
+// was rescued, a quarter of an hour later.)
+func TestStuckChunkDoesNotHoldLettersBack(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 40, nil, 40, -1) // letters only
+	e.deps.MaxLetterWait = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A chunk of this wave, running under a worker that died.
+	if _, err := e.pool.Exec(ctx, `INSERT INTO river_job (kind, args, state, attempt, attempted_at, max_attempts, queue, priority)
+		VALUES ('notify_chunk', jsonb_build_object('wave_id', $1::bigint, 'first_account_id', 999999, 'last_account_id', 999999),
+		        'running', 1, now(), 100, 'notices', 1)`, e.wave.ID); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client(t)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(context.Background()) //nolint:errcheck
+	waitFor(t, ctx, "letters rendered while a chunk is stuck", func() bool {
+		return e.count(t, `SELECT count(*) FROM notice WHERE channel = 'letter' AND status = 'printed'`) > 0
+	})
+}

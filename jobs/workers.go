@@ -69,8 +69,35 @@ type Deps struct {
 	// provisioning.DefaultEmailGiveUpAfter). A failure of the relay itself
 	// never does: sending pauses until it is back.
 	GiveUpAfter time.Duration
-	Clock       provisioning.Clock
-	Logger      *slog.Logger
+	// ChunkTimeout bounds a notice chunk (default DefaultChunkTimeout; the
+	// CLI raises it with a low ENS_SMTP_RATE), RenderTimeout a letter batch
+	// (default DefaultRenderTimeout); MaxLetterWait is how long a letter
+	// waits for its wave's other chunks (default DefaultMaxLetterWait).
+	ChunkTimeout, RenderTimeout, MaxLetterWait time.Duration
+	Clock                                      provisioning.Clock
+	Logger                                     *slog.Logger
+}
+
+// DefaultChunkTimeout bounds a notice chunk: 20 s waiting for a failed
+// relay, then 500 emails over a few connections, many times over.
+const DefaultChunkTimeout = time.Minute
+
+func (d *Deps) chunkTimeout() time.Duration {
+	if d.ChunkTimeout > 0 {
+		return d.ChunkTimeout
+	}
+	return DefaultChunkTimeout
+}
+
+// DefaultMaxLetterWait is how long a letter may wait for its wave's other
+// chunks before it is rendered anyway.
+const DefaultMaxLetterWait = time.Minute
+
+func (d *Deps) maxLetterWait() time.Duration {
+	if d.MaxLetterWait > 0 {
+		return d.MaxLetterWait
+	}
+	return DefaultMaxLetterWait
 }
 
 func (d *Deps) giveUpAfter() time.Duration {
@@ -131,9 +158,10 @@ type NotifyChunkWorker struct {
 	marks   *marker
 }
 
-// Timeout allows a slow SMTP server a few minutes per chunk.
+// Timeout is Deps.ChunkTimeout: sized to the work (a chunk takes a second
+// or a few), so that a dead worker's chunks are rescued within minutes.
 func (w *NotifyChunkWorker) Timeout(*river.Job[NotifyChunkArgs]) time.Duration {
-	return 10 * time.Minute
+	return w.deps.chunkTimeout()
 }
 
 // Work dispatches one chunk, then records the chunk completed at once:
@@ -450,9 +478,20 @@ type RenderLettersWorker struct {
 	deps *Deps
 }
 
-// Timeout allows large batches.
+// Timeout is Deps.RenderTimeout: a batch of 5,000 pages many times over (a
+// few seconds).
 func (w *RenderLettersWorker) Timeout(*river.Job[RenderLettersArgs]) time.Duration {
-	return 30 * time.Minute
+	return w.deps.renderTimeout()
+}
+
+// DefaultRenderTimeout bounds a letter render.
+const DefaultRenderTimeout = time.Minute
+
+func (d *Deps) renderTimeout() time.Duration {
+	if d.RenderTimeout > 0 {
+		return d.RenderTimeout
+	}
+	return DefaultRenderTimeout
 }
 
 // Work renders the letters.
@@ -511,9 +550,15 @@ func (w *RenderLettersWorker) batchReady(ctx context.Context, args RenderLetters
 	if err != nil || !busy {
 		return err == nil, err
 	}
-	pending, err := provisioning.PendingLetters(ctx, pool, args.WaveID, args.Department)
+	pending, oldest, err := provisioning.PendingLetters(ctx, pool, args.WaveID, args.Department)
 	if err != nil || pending >= provisioning.LetterBatchSize {
 		return err == nil, err
+	}
+	// A chunk stuck under a dead worker, or failing, holds nobody's letter
+	// back for long: letters waiting this long are rendered now, the rest
+	// later.
+	if pending > 0 && time.Since(oldest) > w.deps.maxLetterWait() {
+		return true, nil
 	}
 	watch := time.NewTicker(letterPoll)
 	defer watch.Stop()

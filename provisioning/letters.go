@@ -167,15 +167,19 @@ const pendingLetters = `notice n JOIN account a ON a.id = n.account_id
 const LetterBatchSize = 5000
 
 // PendingLetters counts a wave's letters waiting to be rendered for one
-// department.
-func PendingLetters(ctx context.Context, db DBTX, waveID int64, department string) (int, error) {
+// department, and says when the oldest of them was created.
+func PendingLetters(ctx context.Context, db DBTX, waveID int64, department string) (int, time.Time, error) {
 	var n int
-	err := db.QueryRow(ctx, `SELECT count(*) FROM `+pendingLetters+` AND n.department = $2 AND a.wave_id = $1`,
-		waveID, department).Scan(&n)
+	var oldest *time.Time
+	err := db.QueryRow(ctx, `SELECT count(*), min(n.created_at) FROM `+pendingLetters+` AND n.department = $2 AND a.wave_id = $1`,
+		waveID, department).Scan(&n, &oldest)
 	if err != nil {
-		return 0, fmt.Errorf("counting pending letters: %w", err)
+		return 0, time.Time{}, fmt.Errorf("counting pending letters: %w", err)
 	}
-	return n, nil
+	if oldest == nil {
+		return n, time.Time{}, nil
+	}
+	return n, *oldest, nil
 }
 
 // PendingLetterGroups lists, by wave, the departments with letters waiting to

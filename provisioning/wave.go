@@ -98,6 +98,9 @@ func (w *Wave) Deadline(dispatch time.Time) time.Time {
 	return end
 }
 
+// DefaultChunkSize is how many accounts one notice job covers.
+const DefaultChunkSize = 500
+
 // NoticeDeadline is the deadline a notice of kind dispatched at states: an
 // extension notice states exactly the day the operator chose; any other
 // notice, Deadline.
@@ -164,7 +167,7 @@ func LaunchWave(ctx context.Context, pool *pgxpool.Pool, spec WaveSpec, enqueue 
 		opts.BatchSize = 10_000
 	}
 	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = 500
+		opts.ChunkSize = DefaultChunkSize
 	}
 	if spec.Window == 0 {
 		spec.Window = Window(DefaultWindow)

@@ -66,6 +66,12 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 		PostDelay: time.Duration(delay), Clock: a.clock, Logger: a.log,
 		GiveUpAfter:     envDuration("ENS_EMAIL_GIVE_UP_AFTER", provisioning.DefaultEmailGiveUpAfter),
 		LetterRetention: envDays("ENS_LETTER_RETENTION", provisioning.DefaultLetterRetention)}
+	if o.smtpRate > 0 {
+		// A capped rate shares its messages among the notice workers: a chunk
+		// may wait its turn, and must not time out meanwhile.
+		perChunk := time.Duration(float64(o.noticeWorkers*provisioning.DefaultChunkSize) / o.smtpRate * float64(time.Second))
+		deps.ChunkTimeout = max(jobs.DefaultChunkTimeout, 2*perChunk+20*time.Second)
+	}
 	if u := os.Getenv("SMTP_URL"); u != "" {
 		cfg, err := smtpConfig(u, key)
 		if err != nil {
