@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strconv"
@@ -78,6 +79,11 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 	}
 	if _, err := provisioning.AcknowledgePosting(ctx, e.pool, bs[3].File, rendered, "0000", opts); err == nil {
 		t.Error("a batch acknowledged with another file's SHA-256")
+	}
+	for _, name := range []string{"%", "_", "dept-%.pdf", ""} { // never a pattern: one batch, named exactly
+		if _, err := provisioning.AcknowledgePosting(ctx, e.pool, name, rendered, "", opts); !errors.Is(err, provisioning.ErrNotFound) {
+			t.Errorf("acknowledging %q: %v, want not found", name, err)
+		}
 	}
 	var first, second time.Time
 	e.pool.QueryRow(ctx, `SELECT max(a.deadline) FROM account a JOIN notice n ON n.account_id = a.id WHERE n.batch_id = $1 AND n.kind = 'opposition'`, bs[0].ID).Scan(&first)

@@ -145,7 +145,8 @@ func AcknowledgePosting(ctx context.Context, pool *pgxpool.Pool, batch string, p
 		id, _ := strconv.ParseInt(batch, 10, 64)
 		base := filepath.Base(batch)
 		err := tx.QueryRow(ctx, `SELECT id, wave_id, file, sha256, rendered_at, posted_on FROM letter_batch
-			WHERE id = $1 OR file = $2 OR manifest = $2 OR file LIKE '%/' || $3 OR manifest LIKE '%/' || $3
+			WHERE id = $1 OR file = $2 OR manifest = $2 OR right(file, length($3) + 1) = '/' || $3
+			   OR right(manifest, length($3) + 1) = '/' || $3
 			ORDER BY id LIMIT 1 FOR UPDATE`, id, batch, base).Scan(&b.id, &b.waveID, &b.file, &b.hash, &b.rendered, &b.posted)
 		if err != nil {
 			return notFound(err, "letter batch "+base)
