@@ -8,6 +8,11 @@ import (
 	"github.com/ens-sante/ens/provisioning"
 )
 
+// channelNames name on a receipt the channel an opposition came by, as
+// recorded: the public JSON API is not the telephone.
+var channelNames = map[string]string{ChannelWeb: "site internet", ChannelAPI: "service en ligne (API publique)",
+	ChannelAgent: "courrier ou téléphone (agent)"}
+
 // ReceiptPDF renders the proof of an opposition; the same receipt always
 // gives the same bytes.
 func ReceiptPDF(r *provisioning.Receipt) ([]byte, error) {
@@ -25,7 +30,7 @@ func ReceiptPDF(r *provisioning.Receipt) ([]byte, error) {
 		"Numéro de reçu : " + r.Reference,
 		"Enregistrée le " + provisioning.FrenchDateTime(r.At),
 		"Profil concerné : " + r.FirstMasked,
-		"Canal : " + map[string]string{ChannelWeb: "site internet", ChannelAPI: "téléphone", ChannelAgent: "courrier ou téléphone (agent)"}[r.Channel],
+		"Canal : " + channelNames[r.Channel],
 	}
 	if r.Undone {
 		lines = append(lines, "Cette opposition a ensuite été annulée à la demande de la personne.")

@@ -1,6 +1,7 @@
 package optout_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -325,5 +326,23 @@ func TestOpposedAccountAnsweredAlikeAndReinstatementWithdraws(t *testing.T) {
 	rep, err := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
 	if err != nil || rep.Oppositions.Standing != 0 || rep.Accounts[provisioning.StateOpposed] != 0 {
 		t.Fatalf("report after reinstatement: standing %d, opposed %d (%v)", rep.Oppositions.Standing, rep.Accounts[provisioning.StateOpposed], err)
+	}
+}
+
+// A receipt names the channel the opposition came by, as recorded.
+// (Before: an opposition through the public API read "téléphone".)
+func TestReceiptNamesTheRealChannel(t *testing.T) {
+	t.Parallel()
+	for channel, want := range map[string]string{optout.ChannelAPI: "API publique", optout.ChannelWeb: "site internet", optout.ChannelAgent: "agent"} {
+		pdf, err := optout.ReceiptPDF(&provisioning.Receipt{Reference: "OPP-AAAAA-BBBBB", At: time.Now(), Channel: channel, FirstMasked: "Z**", Deadline: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("pdftotext", "-", "-")
+		cmd.Stdin = bytes.NewReader(pdf)
+		text, err := cmd.Output()
+		if err != nil || !strings.Contains(string(text), want) || (channel == optout.ChannelAPI && strings.Contains(string(text), "téléphone")) {
+			t.Errorf("%s receipt: %v\n%s", channel, err, text)
+		}
 	}
 }
