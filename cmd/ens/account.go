@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -212,6 +216,7 @@ func (a *app) archiveCommand() *cobra.Command {
 func (a *app) auditCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "The hash-chained audit log"}
 	var asJSON bool
+	var anchorFile string
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Walk the chain and name the first changed or removed event",
@@ -224,6 +229,30 @@ func (a *app) auditCommand() *cobra.Command {
 			res, err := provisioning.VerifyAudit(cmd.Context(), pool)
 			if err != nil {
 				return err
+			}
+			if anchorFile != "" && res.OK {
+				f, err := os.Open(anchorFile)
+				if err != nil {
+					return fmt.Errorf("reading the anchors file: %w", err)
+				}
+				anchors, err := provisioning.ReadAnchors(f)
+				f.Close()
+				if err != nil {
+					return usageError(err)
+				}
+				key, err := auditKey()
+				if err != nil {
+					return err
+				}
+				problem, err := provisioning.CheckAnchors(cmd.Context(), pool, anchors, key)
+				if err != nil {
+					return err
+				}
+				if problem != "" {
+					res.OK, res.Problem = false, problem
+					last := res.Events + 1
+					res.FirstBroken = &last
+				}
 			}
 			if asJSON {
 				if err := a.printJSON(res); err != nil {
@@ -241,6 +270,65 @@ func (a *app) auditCommand() *cobra.Command {
 		},
 	}
 	verify.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
-	cmd.AddCommand(verify)
+	verify.Flags().StringVar(&anchorFile, "anchor", "", "also check the heads recorded in this anchors file (detects events removed from the end)")
+	anchor := &cobra.Command{
+		Use:   "anchor [--file FILE]",
+		Short: "Print the audit log's head (id, hash, time; signed with ENS_AUDIT_KEY) and append it to FILE, to ship elsewhere",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, err := a.db(cmd.Context(), 2, true)
+			if err != nil {
+				return err
+			}
+			key, err := auditKey()
+			if err != nil {
+				return err
+			}
+			if key == nil {
+				a.log.Warn("ENS_AUDIT_KEY is not set: the anchor is not signed")
+			}
+			anc, err := provisioning.AuditAnchor(cmd.Context(), pool, key, a.clock.Now())
+			if err != nil {
+				return err
+			}
+			line, _ := json.Marshal(anc)
+			fmt.Fprintln(a.stdout, string(line))
+			if anchorFile == "" {
+				return nil
+			}
+			f, err := os.OpenFile(anchorFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+			if err != nil {
+				return fmt.Errorf("opening the anchors file: %w", err)
+			}
+			if _, err := f.Write(append(line, '\n')); err != nil {
+				f.Close()
+				return fmt.Errorf("writing the anchors file: %w", err)
+			}
+			return f.Close()
+		},
+	}
+	anchor.Flags().StringVar(&anchorFile, "file", "", "append the anchor to this file")
+	cmd.AddCommand(verify, anchor)
 	return cmd
+}
+
+// auditKey reads ENS_AUDIT_KEY (hex, at least 32 bytes) or the file
+// ENS_AUDIT_KEY_FILE names; nil when neither is set.
+func auditKey() ([]byte, error) {
+	v := os.Getenv("ENS_AUDIT_KEY")
+	if f := os.Getenv("ENS_AUDIT_KEY_FILE"); v == "" && f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading ENS_AUDIT_KEY_FILE: %w", err)
+		}
+		v = string(b)
+	}
+	if v == "" {
+		return nil, nil
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(v))
+	if err != nil || len(k) < 32 {
+		return nil, usageError(errors.New("ENS_AUDIT_KEY must be hex, at least 32 bytes"))
+	}
+	return k, nil
 }

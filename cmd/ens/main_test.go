@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
@@ -336,5 +338,52 @@ func TestWorkerRidesOutTheDatabase(t *testing.T) {
 	c.json(&st, "wave", "status", "w1", "--json")
 	if st.Accounts["pending"] != 0 {
 		t.Fatalf("%d accounts never notified after the outage", st.Accounts["pending"])
+	}
+}
+
+// Removing the last events of the audit log leaves an intact chain; an
+// anchor shipped elsewhere catches it, and a forged anchor is refused.
+// (Before: 14 → 11 events, ens audit verify still OK, and nothing else.)
+func TestAuditAnchorsCatchARemovedTail(t *testing.T) {
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	t.Setenv("ENS_AUDIT_KEY", strings.Repeat("ef", 32))
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	reg := filepath.Join(c.dir, "reg.csv")
+	if code, _, errs := c.run("fixtures", "registry", "--count", "50", "--seed", "4", "-o", reg); code != 0 {
+		t.Fatal(errs)
+	}
+	c.run("registry", "import", reg)
+	c.run("wave", "launch", "w1")
+	anchors := filepath.Join(c.dir, "anchors.jsonl")
+	if code, out, errs := c.run("audit", "anchor", "--file", anchors); code != 0 || !strings.Contains(out, `"mac"`) {
+		t.Fatalf("anchor: %d %s %s", code, out, errs)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM audit_event WHERE id > (SELECT max(id) - 2 FROM audit_event)`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := c.run("audit", "verify"); code != 0 {
+		t.Fatalf("the chain alone (it cannot see a removed tail): %d %s", code, out)
+	}
+	if code, out, _ := c.run("audit", "verify", "--anchor", anchors); code != 3 || !strings.Contains(out, "was removed") {
+		t.Fatalf("verify --anchor after the tail was removed: %d %s", code, out)
+	}
+	raw, _ := os.ReadFile(anchors)
+	forged := strings.Replace(string(raw), `"id":`, `"id":1`, 1)
+	os.WriteFile(anchors, []byte(forged), 0o600) //nolint:errcheck
+	if code, out, _ := c.run("audit", "verify", "--anchor", anchors); code != 3 || !strings.Contains(out, "not signed") {
+		t.Fatalf("a forged anchor: %d %s", code, out)
 	}
 }
