@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -146,7 +147,7 @@ func (h *Handler) request(r *http.Request, channel string) (Request, error) {
 	if err := r.ParseForm(); err != nil {
 		return Request{}, errors.Join(errBadRequest, err)
 	}
-	return Request{Code: r.PostForm.Get("code"), BirthDate: r.PostForm.Get("birth_date"), Client: clientIP(r),
+	return Request{Code: r.PostForm.Get("code"), BirthDate: r.PostForm.Get("birth_date"), Client: h.svc.ClientAddr(r),
 		Channel: channel, Actor: provisioning.ActorPublic}, nil
 }
 
@@ -271,7 +272,7 @@ func (h *Handler) apiOppose(w http.ResponseWriter, r *http.Request) {
 		h.apiError(w, err)
 		return
 	}
-	res, err := h.svc.Oppose(r.Context(), Request{Code: in.Code, BirthDate: in.BirthDate, Client: clientIP(r),
+	res, err := h.svc.Oppose(r.Context(), Request{Code: in.Code, BirthDate: in.BirthDate, Client: h.svc.ClientAddr(r),
 		Channel: ChannelAPI, Actor: provisioning.ActorPublic})
 	if err != nil {
 		h.apiError(w, err)
@@ -302,12 +303,46 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v) //nolint:errcheck
 }
 
-// clientIP is the connection's address. Behind a reverse proxy, configure
-// the proxy to rate-limit too (see README): headers are not trusted here.
-func clientIP(r *http.Request) string {
+// ClientAddr is who the rate limits count an attempt against: the
+// connection's address, or behind a trusted reverse proxy (ENS_TRUSTED_PROXIES)
+// the rightmost address of X-Forwarded-For that is not a trusted proxy — the
+// header is ignored from anyone else, who could write anything in it. An
+// IPv6 client is keyed on its /64, which one subscriber holds whole.
+func (s *Service) ClientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if s.trusted(addr) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break // a garbled hop: trust nothing further left
+			}
+			addr = hop
+			if !s.trusted(hop) {
+				break
+			}
+		}
+	}
+	addr = addr.Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.String()
+	}
+	return addr.String()
+}
+
+func (s *Service) trusted(a netip.Addr) bool {
+	for _, p := range s.TrustedProxies {
+		if p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
 }

@@ -3,12 +3,21 @@ package optout
 import (
 	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
 // Limiter slows down guessing with growing delays per key (a client address,
 // a code), never a hard lock-out: a lock-out would let a stranger stop
-// someone from opposing. The first FreeFailures failures cost nothing; each
-// further one doubles the wait, up to MaxDelay. A success clears the key.
+// someone from opposing. Every attempt is counted before the lookup
+// (Reserve), so concurrent guesses cannot slip through before the delay
+// applies; a success takes back only its own attempt (Refund) and never
+// wipes a key's history. The first FreeFailures attempts cost nothing;
+// each further one doubles the wait, up to MaxDelay.
+//
+// Keys live in a bounded LRU that forgets them an hour after their last
+// attempt, so an attack rotating addresses costs bounded memory and no
+// global sweep (the keys attacked hardest are the most recently used).
 type Limiter struct {
 	FreeFailures int
 	BaseDelay    time.Duration
@@ -16,76 +25,68 @@ type Limiter struct {
 	now          func() time.Time
 
 	mu      sync.Mutex
-	entries map[string]*entry
-	sweep   time.Time
+	entries *expirable.LRU[string, *entry]
 }
 
 type entry struct {
-	failures  int
+	attempts  int
 	notBefore time.Time
-	last      time.Time
 }
 
-// NewLimiter returns a limiter with the service's defaults: 5 free failures,
-// then 2 s, 4 s, 8 s… up to 15 minutes.
+// MaxKeys bounds the keys a limiter remembers (about 100 bytes each).
+const MaxKeys = 500_000
+
+// NewLimiter returns a limiter with the service's defaults: 5 free
+// attempts, then 2 s, 4 s, 8 s… up to 15 minutes.
 func NewLimiter() *Limiter {
 	return &Limiter{FreeFailures: 5, BaseDelay: 2 * time.Second, MaxDelay: 15 * time.Minute, now: time.Now,
-		entries: map[string]*entry{}}
+		entries: expirable.NewLRU[string, *entry](MaxKeys, nil, time.Hour)}
 }
 
-// Wait returns how long the keys must still wait (0: go ahead).
-func (l *Limiter) Wait(keys ...string) time.Duration {
+// Reserve counts an attempt for every key, before the lookup it guards, and
+// returns 0; or, when some key must still wait, counts nothing and returns
+// how long.
+func (l *Limiter) Reserve(keys ...string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	var wait time.Duration
 	for _, k := range keys {
-		if e := l.entries[k]; e != nil && e.notBefore.After(now) {
+		if e, ok := l.entries.Peek(k); ok && e.notBefore.After(now) {
 			wait = max(wait, e.notBefore.Sub(now))
 		}
 	}
-	return wait
-}
-
-// Fail records a failed attempt for each key.
-func (l *Limiter) Fail(keys ...string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	l.gc(now)
+	if wait > 0 {
+		return wait
+	}
 	for _, k := range keys {
-		e := l.entries[k]
-		if e == nil {
+		e, ok := l.entries.Peek(k)
+		if !ok {
 			e = &entry{}
-			l.entries[k] = e
 		}
-		e.failures++
-		e.last = now
-		if over := e.failures - l.FreeFailures; over > 0 {
-			d := min(l.BaseDelay<<min(over-1, 30), l.MaxDelay)
-			e.notBefore = now.Add(d)
+		e.attempts++
+		if over := e.attempts - l.FreeFailures; over > 0 {
+			e.notBefore = now.Add(min(l.BaseDelay<<min(over-1, 30), l.MaxDelay))
 		}
+		l.entries.Add(k, e) // refreshes its hour
 	}
+	return 0
 }
 
-// Succeed clears the keys.
-func (l *Limiter) Succeed(keys ...string) {
+// Refund takes back one reserved attempt of each key: it was not a guess
+// (a success, or a closed window). The keys' other attempts still count.
+func (l *Limiter) Refund(keys ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, k := range keys {
-		delete(l.entries, k)
-	}
-}
-
-// gc forgets keys idle for an hour, so memory stays bounded.
-func (l *Limiter) gc(now time.Time) {
-	if now.Sub(l.sweep) < time.Minute {
-		return
-	}
-	l.sweep = now
-	for k, e := range l.entries {
-		if now.Sub(e.last) > time.Hour && !e.notBefore.After(now) {
-			delete(l.entries, k)
+		if e, ok := l.entries.Peek(k); ok && e.attempts > 0 {
+			e.attempts--
+			if e.attempts <= l.FreeFailures {
+				e.notBefore = time.Time{}
+			}
 		}
 	}
 }
+
+// Len is how many keys the limiter remembers.
+func (l *Limiter) Len() int { return l.entries.Len() }

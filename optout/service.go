@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -41,6 +42,9 @@ type Service struct {
 	Limiter *Limiter
 	Clock   provisioning.Clock
 	Log     *slog.Logger
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed (ENS_TRUSTED_PROXIES, CIDRs); see ClientAddr.
+	TrustedProxies []netip.Prefix
 }
 
 // Request is one attempt: what the person typed, and where it came from.
@@ -64,35 +68,35 @@ func ParseBirthDate(s string) (time.Time, error) {
 }
 
 // check validates a request and returns its lookup hash and birth date,
-// applying the rate limits. Only malformed input and wrong pairs count as
-// failures.
+// after counting the attempt against the rate limits (settle takes it back
+// unless it was a wrong pair or malformed input).
 func (s *Service) check(r Request) ([]byte, time.Time, []string, error) {
 	code, err := ParseCode(r.Code)
 	keys := []string{"ip:" + r.Client}
+	var h []byte
 	if err == nil {
-		h := s.Key.LookupHash(code)
+		h = s.Key.LookupHash(code)
 		keys = append(keys, "code:"+hex.EncodeToString(h[:8]))
-		if wait := s.Limiter.Wait(keys...); wait > 0 {
-			return nil, time.Time{}, keys, &TooManyError{RetryAfter: wait}
-		}
-		birth, berr := ParseBirthDate(r.BirthDate)
-		if berr != nil {
-			return nil, time.Time{}, keys, berr
-		}
-		return h, birth, keys, nil
 	}
-	if wait := s.Limiter.Wait(keys...); wait > 0 {
-		return nil, time.Time{}, keys, &TooManyError{RetryAfter: wait}
+	if wait := s.Limiter.Reserve(keys...); wait > 0 {
+		return nil, time.Time{}, nil, &TooManyError{RetryAfter: wait}
 	}
-	s.Limiter.Fail(keys...)
-	return nil, time.Time{}, keys, err
+	if err != nil {
+		return nil, time.Time{}, nil, err // malformed: the attempt stays counted
+	}
+	birth, err := ParseBirthDate(r.BirthDate)
+	if err != nil {
+		return nil, time.Time{}, nil, err
+	}
+	return h, birth, keys, nil
 }
 
+// settle takes back the attempt counted by check unless it was a guess that
+// missed: a wrong pair counts, anything else (a success, a closed window)
+// does not.
 func (s *Service) settle(keys []string, err error) {
-	if errors.Is(err, provisioning.ErrNoMatch) {
-		s.Limiter.Fail(keys...)
-	} else if err == nil {
-		s.Limiter.Succeed(keys...)
+	if !errors.Is(err, provisioning.ErrNoMatch) {
+		s.Limiter.Refund(keys...)
 	}
 }
 

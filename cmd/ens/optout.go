@@ -8,6 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,11 +29,35 @@ func (a *app) optoutService(ctx context.Context, conns int32) (*optout.Service, 
 	if err != nil {
 		return nil, err
 	}
+	trusted, err := trustedProxies(os.Getenv("ENS_TRUSTED_PROXIES"))
+	if err != nil {
+		return nil, usageError(err)
+	}
 	pool, err := a.db(ctx, conns, true)
 	if err != nil {
 		return nil, err
 	}
-	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(), Clock: a.clock, Log: a.log}, nil
+	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(), Clock: a.clock, Log: a.log, TrustedProxies: trusted}, nil
+}
+
+// trustedProxies reads ENS_TRUSTED_PROXIES: CIDRs or addresses, comma-separated.
+func trustedProxies(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("ENS_TRUSTED_PROXIES: %q is neither a CIDR nor an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func (a *app) serveCommand() *cobra.Command {

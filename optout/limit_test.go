@@ -1,0 +1,122 @@
+package optout_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/optout"
+)
+
+// Behind the TLS proxy every request comes from the proxy's address: the
+// limits must count the client the proxy reports, not the proxy. One
+// client's typos slow that client, nobody else; a client that forges the
+// header is still counted by its own address. (Before: five typos by
+// anyone put the whole country behind 2 s … 15 min of 429.)
+func TestRateLimitsHoldBehindAProxy(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, 20, time.Now().Add(48*time.Hour))
+	svc := newService(pool)
+	svc.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	srv := httptest.NewServer(optout.NewHandler(svc))
+	defer srv.Close()
+	post := func(forwarded, code, birth string) int {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/oppositions", strings.NewReader(`{"code":"`+code+`","birth_date":"`+birth+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if forwarded != "" {
+			req.Header.Set("X-Forwarded-For", forwarded)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	wrong := key.Derive(900_001).String()
+	for range 8 {
+		post("198.51.100.7", wrong, "1970-01-01") // a client typing wrong codes
+	}
+	if st := post("198.51.100.7", wrong, "1970-01-01"); st != 429 {
+		t.Fatalf("the guessing client: %d, want 429", st)
+	}
+	if st := post("203.0.113.9", hs[0].code.String(), hs[0].birth); st != 200 {
+		t.Fatalf("another client behind the same proxy: %d, want 200", st)
+	}
+	// A forged header from an untrusted hop: the rightmost untrusted
+	// address (the one the proxy saw) is who is counted.
+	if st := post("10.9.9.9, 198.51.100.7", wrong, "1970-01-01"); st != 429 {
+		t.Fatalf("the guessing client forging an address on the left: %d, want 429", st)
+	}
+}
+
+// A success takes back only its own attempt: five guesses, a lookup with
+// one's own code, five more guesses — the guesser is slowed down. (Before:
+// any success wiped the address's failures, and 5,000 guesses of 5,000
+// went through.)
+func TestSuccessDoesNotWipeTheHistory(t *testing.T) {
+	t.Parallel()
+	srv, _, hs := serveNotified(t, 10, time.Now().Add(48*time.Hour))
+	body := func(code, birth string) string { return `{"code":"` + code + `","birth_date":"` + birth + `"}` }
+	limited := 0
+	for round := range 4 {
+		for i := range 5 {
+			if st, _, _ := post(t, srv, body(key.Derive(int64(800_000+round*10+i)).String(), "1970-01-01")); st == 429 {
+				limited++
+			}
+		}
+		post(t, srv, body(hs[round].code.String(), hs[round].birth)) // a success in between
+	}
+	if limited == 0 {
+		t.Fatal("20 wrong guesses with successes in between were never slowed down")
+	}
+}
+
+// Concurrent attempts on one code are counted before any lookup: no more
+// than the five free attempts and the one that starts the delay get through.
+// (Before: 103 of 200 concurrent attempts passed.)
+func TestConcurrentGuessesAreCountedBeforeTheLookup(t *testing.T) {
+	t.Parallel()
+	srv, _, hs := serveNotified(t, 5, time.Now().Add(48*time.Hour))
+	var passed atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(context.Background(), "POST", srv.URL+"/api/v1/oppositions",
+				strings.NewReader(`{"code":"`+hs[0].code.String()+`","birth_date":"1901-01-0`+string(rune('1'+i%9))+`"}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 429 {
+				passed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := passed.Load(); n > 6 {
+		t.Fatalf("%d of 200 concurrent guesses on one code reached the lookup, want at most 6", n)
+	}
+}
+
+// An IPv6 subscriber holds a whole /64: its addresses share one key.
+func TestIPv6ClientsKeyedOnTheirSlash64(t *testing.T) {
+	t.Parallel()
+	svc := &optout.Service{}
+	a := svc.ClientAddr(&http.Request{RemoteAddr: "[2001:db8:1:2:aaaa::1]:5555"})
+	b := svc.ClientAddr(&http.Request{RemoteAddr: "[2001:db8:1:2:bbbb::9]:6666"})
+	c := svc.ClientAddr(&http.Request{RemoteAddr: "[2001:db8:1:3::1]:6666"})
+	if a != b || a == c {
+		t.Fatalf("keys %q %q %q: one /64 must be one key", a, b, c)
+	}
+}
