@@ -1,10 +1,13 @@
 package optout_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
 )
 
 // Behind the TLS proxy every request comes from the proxy's address: the
@@ -118,5 +122,74 @@ func TestIPv6ClientsKeyedOnTheirSlash64(t *testing.T) {
 	c := svc.ClientAddr(&http.Request{RemoteAddr: "[2001:db8:1:3::1]:6666"})
 	if a != b || a == c {
 		t.Fatalf("keys %q %q %q: one /64 must be one key", a, b, c)
+	}
+}
+
+// A person whose code is being attacked (the API answers 429 for it) can
+// still oppose through the call centre: an agent checks their identity and
+// records the opposition without the code — both names audited.
+func TestVictimOfAnAttackOpposesThroughTheCallCentre(t *testing.T) {
+	t.Parallel()
+	srv, pool, hs := serveNotified(t, 5, time.Now().Add(48*time.Hour))
+	victim := hs[0]
+	for i := range 10 {
+		post(t, srv, `{"code":"`+victim.code.String()+`","birth_date":"1901-01-0`+string(rune('1'+i%9))+`"}`)
+	}
+	if st, _, _ := post(t, srv, `{"code":"`+victim.code.String()+`","birth_date":"`+victim.birth+`"}`); st != 429 {
+		t.Fatalf("the attacked code: %d, want 429", st)
+	}
+	ctx := context.Background()
+	var nir string
+	pool.QueryRow(ctx, `SELECT p.nir FROM person p JOIN account a ON a.person_id = p.id WHERE a.id = $1`, victim.id).Scan(&nir)
+	birth, _ := time.Parse(time.DateOnly, victim.birth)
+	res, err := provisioning.OpposeByAgent(ctx, pool, provisioning.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth,
+		Operator: "olga", IdentityCheckedBy: "marc"}, nil)
+	if err != nil || res.Receipt == nil || res.AlreadyOpposed {
+		t.Fatalf("the call centre's opposition: %+v %v", res, err)
+	}
+	var checkedBy string
+	pool.QueryRow(ctx, `SELECT details->>'identity_checked_by' FROM audit_event WHERE action = 'account.opposed' AND actor = 'olga'`).Scan(&checkedBy)
+	if checkedBy != "marc" {
+		t.Fatalf("audited identity check by %q", checkedBy)
+	}
+	// A wrong birth date answers as a wrong pair does.
+	if _, err := provisioning.OpposeByAgent(ctx, pool, provisioning.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth.AddDate(0, 0, 1),
+		Operator: "olga", IdentityCheckedBy: "marc"}, nil); !errors.Is(err, provisioning.ErrNoMatch) {
+		t.Fatalf("a wrong birth date: %v", err)
+	}
+}
+
+// A mailed opposition counts by its postmark: received after the deadline,
+// posted before it, it is recorded and its receipt says so; posted after,
+// it is refused. (Before: refused whatever its postmark.)
+func TestMailedOppositionCountsByItsPostmark(t *testing.T) {
+	t.Parallel()
+	_, pool, hs := serveNotified(t, 5, time.Now().Add(48*time.Hour))
+	svc := newService(pool)
+	h := hs[0]
+	// Its window ended two days ago.
+	if _, err := pool.Exec(context.Background(), `UPDATE account SET notified_at = now() - interval '10 days', deadline = now() - interval '2 days' WHERE id = $1`, h.id); err != nil {
+		t.Fatal(err)
+	}
+	late := time.Now().AddDate(0, 0, -1)
+	inTime := time.Now().AddDate(0, 0, -3)
+	req := optout.Request{Code: h.code.String(), BirthDate: h.birth, Client: "agent:olga", Channel: optout.ChannelAgent, Actor: "olga"}
+	if _, err := svc.Oppose(context.Background(), req); !errors.Is(err, provisioning.ErrWindowClosed) {
+		t.Fatalf("without a postmark, after the deadline: %v", err)
+	}
+	req.PostmarkedOn = &late
+	if _, err := svc.Oppose(context.Background(), req); !errors.Is(err, provisioning.ErrWindowClosed) {
+		t.Fatalf("posted after the deadline: %v", err)
+	}
+	req.PostmarkedOn = &inTime
+	res, err := svc.Oppose(context.Background(), req)
+	if err != nil || res.Receipt.PostmarkedOn == nil {
+		t.Fatalf("posted before the deadline: %+v %v", res, err)
+	}
+	pdf, _ := optout.ReceiptPDF(res.Receipt)
+	cmd := exec.Command("pdftotext", "-", "-")
+	cmd.Stdin = bytes.NewReader(pdf)
+	if text, err := cmd.Output(); err != nil || !strings.Contains(string(text), "cachet de la poste") {
+		t.Fatalf("the receipt does not state the postmark: %v\n%s", err, text)
 	}
 }

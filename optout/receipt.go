@@ -32,6 +32,9 @@ func ReceiptPDF(r *provisioning.Receipt) ([]byte, error) {
 		"Profil concerné : " + r.FirstMasked,
 		"Canal : " + channelNames[r.Channel],
 	}
+	if r.PostmarkedOn != nil {
+		lines = append(lines, "Reçue par courrier, cachet de la poste du "+provisioning.FrenchDate(*r.PostmarkedOn)+" : c'est cette date qui compte.")
+	}
 	if r.Undone {
 		lines = append(lines, "Cette opposition a ensuite été annulée à la demande de la personne.")
 	} else {

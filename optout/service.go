@@ -19,7 +19,7 @@ import (
 const (
 	ChannelWeb   = "web"
 	ChannelAPI   = "api"
-	ChannelAgent = "agent"
+	ChannelAgent = provisioning.ChannelAgent
 )
 
 // Errors a person can be told about. A wrong code and a wrong birth date are
@@ -54,6 +54,8 @@ type Request struct {
 	Client    string // client address, for rate limiting
 	Channel   string
 	Actor     string
+	// PostmarkedOn: a mailed opposition keyed by an agent counts by it.
+	PostmarkedOn *time.Time
 }
 
 // ParseBirthDate accepts YYYY-MM-DD and JJ/MM/AAAA.
@@ -128,7 +130,7 @@ func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeRe
 	if err != nil {
 		return nil, err
 	}
-	res, err := provisioning.Oppose(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
+	res, err := provisioning.OpposePostmarked(ctx, s.Pool, h, birth, r.PostmarkedOn, r.Channel, r.Actor, s.Clock)
 	s.settle(keys, err)
 	if err == nil {
 		s.Log.Info("opposition recorded", "channel", r.Channel, "reference", res.Receipt.Reference, "already", res.AlreadyOpposed)

@@ -39,6 +39,8 @@ type Receipt struct {
 	FirstMasked string    `json:"first_name"`
 	Deadline    time.Time `json:"deadline"`
 	Undone      bool      `json:"undone,omitempty"`
+	// PostmarkedOn: a mailed opposition, counted by its postmark.
+	PostmarkedOn *time.Time `json:"postmarked_on,omitempty"`
 }
 
 // MaskFirstName keeps the first letter: "Zoé" → "Z**".
@@ -85,8 +87,8 @@ func FindHolder(ctx context.Context, db DBTX, codeHash []byte, birth time.Time) 
 
 func standingReceipt(ctx context.Context, db DBTX, accountID int64, first string) (*Receipt, error) {
 	r := &Receipt{FirstMasked: MaskFirstName(first)}
-	err := db.QueryRow(ctx, `SELECT o.reference, o.at, o.channel, a.deadline FROM opposition o JOIN account a ON a.id = o.account_id
-		WHERE o.account_id = $1 AND o.undone_at IS NULL`, accountID).Scan(&r.Reference, &r.At, &r.Channel, &r.Deadline)
+	err := db.QueryRow(ctx, `SELECT o.reference, o.at, o.channel, a.deadline, o.postmarked_on FROM opposition o JOIN account a ON a.id = o.account_id
+		WHERE o.account_id = $1 AND o.undone_at IS NULL`, accountID).Scan(&r.Reference, &r.At, &r.Channel, &r.Deadline, &r.PostmarkedOn)
 	if err != nil {
 		return nil, fmt.Errorf("reading opposition: %w", err)
 	}
@@ -109,15 +111,25 @@ type OpposeResult struct {
 // account must still be notified with a deadline not passed at the moment
 // the row is locked, so a concurrent window closing wins or loses whole.
 func Oppose(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, channel, actor string, clock Clock) (*OpposeResult, error) {
+	return OpposePostmarked(ctx, pool, codeHash, birth, nil, channel, actor, clock)
+}
+
+// OpposePostmarked is Oppose for a mailed opposition, whose postmark (when
+// given) counts instead of today for the deadline.
+func OpposePostmarked(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, postmark *time.Time, channel, actor string, clock Clock) (*OpposeResult, error) {
 	var out *OpposeResult
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		now := clock.Now()
+		effective, err := postmarkOr(postmark, now)
+		if err != nil {
+			return err
+		}
 		var id int64
 		var first string
-		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'opposed', opposed_at = $3
+		err = tx.QueryRow(ctx, `UPDATE account a SET state = 'opposed', opposed_at = $3
 			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
-			  AND a.state = 'notified' AND a.deadline >= $3 AND `+uniqueHolder+`
-			RETURNING a.id, p.first_name`, codeHash, birth, now).Scan(&id, &first)
+			  AND a.state = 'notified' AND a.deadline >= $4 AND `+uniqueHolder+`
+			RETURNING a.id, p.first_name`, codeHash, birth, now, effective).Scan(&id, &first)
 		if errors.Is(err, pgx.ErrNoRows) {
 			h, err := FindHolder(ctx, tx, codeHash, birth)
 			if err != nil {
@@ -127,6 +139,8 @@ func Oppose(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time
 			case h.State == StateOpposed:
 				out = &OpposeResult{Receipt: h.Opposition, AlreadyOpposed: true}
 				return nil
+			case h.State == StateActive && postmark != nil && h.Deadline != nil && !effective.After(*h.Deadline):
+				return ErrActivatedBeforeArrival
 			case h.State == StateNotified || h.State == StateActive:
 				return ErrWindowClosed
 			}
@@ -135,18 +149,9 @@ func Oppose(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time
 		if err != nil {
 			return fmt.Errorf("recording opposition: %w", err)
 		}
-		r := &Receipt{Reference: newReference(), At: now, Channel: channel, FirstMasked: MaskFirstName(first)}
-		if err := tx.QueryRow(ctx, `INSERT INTO opposition (reference, account_id, at, channel, actor) VALUES ($1, $2, $3, $4, $5)
-			RETURNING (SELECT deadline FROM account WHERE id = $2)`, r.Reference, id, now, channel, actor).Scan(&r.Deadline); err != nil {
-			return fmt.Errorf("recording opposition: %w", err)
-		}
+		r, err := recordOpposition(ctx, tx, id, first, now, postmark, channel, actor, "")
 		out = &OpposeResult{Receipt: r}
-		// Nothing is left pending for a person who opposed.
-		if _, err := tx.Exec(ctx, `UPDATE notice SET status = 'cancelled' WHERE account_id = $1 AND kind = 'extension' AND status = 'pending'`, id); err != nil {
-			return fmt.Errorf("cancelling extension notices: %w", err)
-		}
-		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.opposed", AccountIDs: []int64{id},
-			Details: map[string]any{"channel": channel, "reference": r.Reference}})
+		return err
 	})
 	return out, err
 }

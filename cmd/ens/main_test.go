@@ -211,6 +211,13 @@ func TestClearFailures(t *testing.T) {
 	if code, _, _ := c.run("wave", "launch", "x", "--departments", "20"); code != 2 {
 		t.Fatalf("department 20 accepted: %d", code)
 	}
+	// An opposition without the code needs an identity check, named.
+	if code, _, errs := c.run("optout", "--nir", "255081416802538", "--birth-date", "1955-08-12", "--operator", "olga"); code != 2 || !strings.Contains(errs, "identity-checked-by") {
+		t.Fatalf("optout --nir without an identity check: %d %s", code, errs)
+	}
+	if code, _, _ := c.run("optout", "ABCD-EFGH-JKMN", "--nir", "255081416802538", "--operator", "olga"); code != 2 {
+		t.Fatalf("a code and a NIR together: %d", code)
+	}
 	// Overseas collectivities' postcodes (98xxx) give departments a wave can select.
 	if code, _, errs := c.run("wave", "launch", "pacific", "--departments", "987,988,975"); code != 0 {
 		t.Fatalf("departments 987, 988, 975 refused: %d %s", code, errs)

@@ -166,30 +166,46 @@ func (a *app) serve(ctx context.Context, ln net.Listener, h http.Handler) error 
 }
 
 func (a *app) optoutCommand() *cobra.Command {
-	var birth, op string
+	var birth, op, nir, checkedBy, receivedOn string
 	var undo, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "optout CODE",
-		Short: "Record an opposition received by post or phone (audited with the operator's name)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "optout [CODE]",
+		Short: "Record an opposition received by post or phone: with the code, or --nir after an identity check (audited with both names)",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if op == "" {
 				return usageError(errors.New("--operator is required: oppositions handled by agents are audited by name"))
+			}
+			if (len(args) == 1) == (nir != "") {
+				return usageError(errors.New("give the code, or --nir with --identity-checked-by when the person has lost it"))
+			}
+			var postmark *time.Time
+			if receivedOn != "" {
+				d, err := time.Parse(time.DateOnly, receivedOn)
+				if err != nil {
+					return usageError(errors.New("--received-on: expected the postmark's date, YYYY-MM-DD"))
+				}
+				postmark = &d
 			}
 			svc, err := a.optoutService(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
-			req := optout.Request{Code: args[0], BirthDate: birth, Client: "agent:" + op, Channel: optout.ChannelAgent, Actor: op}
-			if undo {
-				rec, err := svc.Undo(cmd.Context(), req)
-				if err != nil {
-					return publicError(err)
+			var res *provisioning.OpposeResult
+			switch {
+			case nir != "":
+				res, err = a.opposeWithoutCode(cmd.Context(), svc, nir, birth, op, checkedBy, postmark, undo)
+			case undo:
+				var rec *provisioning.Receipt
+				rec, err = svc.Undo(cmd.Context(), optout.Request{Code: args[0], BirthDate: birth, Client: "agent:" + op, Channel: optout.ChannelAgent, Actor: op})
+				if err == nil {
+					fmt.Fprintf(a.stdout, "opposition %s withdrawn\n", rec.Reference)
+					return nil
 				}
-				fmt.Fprintf(a.stdout, "opposition %s withdrawn\n", rec.Reference)
-				return nil
+			default:
+				res, err = svc.Oppose(cmd.Context(), optout.Request{Code: args[0], BirthDate: birth, Client: "agent:" + op,
+					Channel: optout.ChannelAgent, Actor: op, PostmarkedOn: postmark})
 			}
-			res, err := svc.Oppose(cmd.Context(), req)
 			if err != nil {
 				return publicError(err)
 			}
@@ -206,9 +222,33 @@ func (a *app) optoutCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&birth, "birth-date", "", "birth date of the account holder (YYYY-MM-DD)")
 	cmd.Flags().StringVar(&op, "operator", "", "name of the agent handling the request")
+	cmd.Flags().StringVar(&nir, "nir", "", "the holder's NIR, when the person has lost the code (needs --identity-checked-by)")
+	cmd.Flags().StringVar(&checkedBy, "identity-checked-by", "", "the agent who checked the person's identity (audited)")
+	cmd.Flags().StringVar(&receivedOn, "received-on", "", "a mailed opposition's postmark date (YYYY-MM-DD): it counts instead of today")
 	cmd.Flags().BoolVar(&undo, "undo", false, "withdraw the opposition instead (the person changed their mind)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the receipt as JSON")
 	return cmd
+}
+
+// opposeWithoutCode records an opposition for the person a NIR and birth
+// date name, once an agent has checked their identity.
+func (a *app) opposeWithoutCode(ctx context.Context, svc *optout.Service, nirArg, birthArg, op, checkedBy string, postmark *time.Time, undo bool) (*provisioning.OpposeResult, error) {
+	if checkedBy == "" {
+		return nil, usageError(errors.New("--identity-checked-by is required: an opposition without the code needs an agent's identity check"))
+	}
+	if undo {
+		return nil, usageError(errors.New("--undo needs the code"))
+	}
+	nir, err := parseNIRArg(nirArg)
+	if err != nil {
+		return nil, err
+	}
+	birth, err := optout.ParseBirthDate(birthArg)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return provisioning.OpposeByAgent(ctx, svc.Pool, provisioning.AgentOpposition{NIR: nir, BirthDate: birth, Operator: op,
+		IdentityCheckedBy: checkedBy, PostmarkedOn: postmark}, a.clock)
 }
 
 // publicError words an opposition failure for an operator; never the code.
@@ -222,6 +262,8 @@ func publicError(err error) error {
 		return usageError(errors.New("no account matches this code and birth date"))
 	case errors.Is(err, provisioning.ErrWindowClosed):
 		return usageError(errors.New("the opposition window is closed for this account"))
+	case errors.Is(err, provisioning.ErrActivatedBeforeArrival), errors.Is(err, provisioning.ErrState):
+		return usageError(err)
 	}
 	return err
 }
