@@ -68,6 +68,17 @@ type Account struct {
 	ClosedAt    *time.Time `json:"closed_at"`
 	CancelledAt *time.Time `json:"cancelled_at"`
 	NIRMasked   string     `json:"nir"`
+	// Archive says why and until when a deleted account's data is kept.
+	Archive *ArchiveInfo `json:"archive,omitempty"`
+}
+
+// ArchiveInfo is a deleted account's archive: kept until RetainUntil (ten
+// years), or purged by PurgeDue after an express deletion.
+type ArchiveInfo struct {
+	Reason      DeletionReason `json:"reason"`
+	DeletedAt   time.Time      `json:"deleted_at"`
+	RetainUntil *time.Time     `json:"retain_until,omitempty"`
+	PurgeDue    *time.Time     `json:"purge_due,omitempty"`
 }
 
 type deathOutcome struct{ cancelled, closed int64 }
@@ -105,7 +116,7 @@ func applyDeaths(ctx context.Context, tx pgx.Tx, now time.Time) (deathOutcome, e
 		return out, fmt.Errorf("finding active accounts of deceased people: %w", err)
 	}
 	if len(active) > 0 {
-		n, err := closeAndArchive(ctx, tx, active, ReasonDeceased, ActorSystem, now)
+		n, err := closeAndArchive(ctx, tx, active, ReasonDeceased, ActorSystem, now, false)
 		if err != nil {
 			return out, err
 		}

@@ -34,17 +34,29 @@ func RetainUntil(deletedAt time.Time) time.Time {
 	return deletedAt.In(Paris).AddDate(RetentionYears, 0, 0)
 }
 
+// PurgeDue is when an express deletion made at deletedAt is purged: within
+// three months, counted with two days' margin for the daily purge.
+func PurgeDue(deletedAt time.Time) time.Time {
+	return deletedAt.In(Paris).AddDate(0, 3, -2)
+}
+
 // closeAndArchive moves active accounts to closed then archived, snapshotting
-// their person's data into the archive, and cancels any unsent notice.
-func closeAndArchive(ctx context.Context, tx pgx.Tx, ids []int64, reason DeletionReason, actor string, now time.Time) (int64, error) {
+// their person's data into the archive, and cancels any unsent notice. An
+// express deletion (the holder's request) is due for purge within three
+// months instead of ten years.
+func closeAndArchive(ctx context.Context, tx pgx.Tx, ids []int64, reason DeletionReason, actor string, now time.Time, fast bool) (int64, error) {
+	retain := RetainUntil(now)
+	if fast {
+		retain = PurgeDue(now)
+	}
 	tag, err := tx.Exec(ctx, `UPDATE account SET state = 'closed', closed_at = $2 WHERE id = ANY($1) AND state = 'active'`, ids, now)
 	if err != nil {
 		return 0, fmt.Errorf("closing accounts: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO archive (account_id, reason, deleted_at, deleted_by, retain_until, person_data)
-		SELECT a.id, $2, $3, $4, $5, to_jsonb(p) - 'id'
+	if _, err := tx.Exec(ctx, `INSERT INTO archive (account_id, reason, deleted_at, deleted_by, retain_until, person_data, express)
+		SELECT a.id, $2, $3, $4, $5, to_jsonb(p) - 'id', $6
 		FROM account a JOIN person p ON p.id = a.person_id WHERE a.id = ANY($1) AND a.state = 'closed'`,
-		ids, reason, now, actor, RetainUntil(now)); err != nil {
+		ids, reason, now, actor, retain, fast); err != nil {
 		return 0, fmt.Errorf("archiving accounts: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE account SET state = 'archived' WHERE id = ANY($1) AND state = 'closed'`, ids); err != nil {
@@ -56,18 +68,23 @@ func closeAndArchive(ctx context.Context, tx pgx.Tx, ids []int64, reason Deletio
 	n := tag.RowsAffected()
 	if n > 0 {
 		err = AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.deleted", AccountIDs: ids,
-			Details: map[string]any{"reason": reason, "retain_until": RetainUntil(now).Format(time.DateOnly)}})
+			Details: map[string]any{"reason": reason, "retain_until": retain.Format(time.DateOnly), "express": fast}})
 	}
 	return n, err
 }
 
-// DeleteAccount closes and archives one active account.
-func DeleteAccount(ctx context.Context, pool *pgxpool.Pool, nir NIR, reason DeletionReason, actor string, clock Clock) (*Account, error) {
+// DeleteAccount closes and archives one active account, for ten years or,
+// for an express deletion at the holder's request, until its purge within
+// three months.
+func DeleteAccount(ctx context.Context, pool *pgxpool.Pool, nir NIR, reason DeletionReason, express bool, actor string, clock Clock) (*Account, error) {
+	if express && reason != ReasonRequest {
+		return nil, fmt.Errorf("%w: express deletion is the holder's request (reason request)", ErrState)
+	}
 	return changeAccount(ctx, pool, nir, func(tx pgx.Tx, a *Account, now time.Time) error {
 		if a.State != StateActive {
 			return fmt.Errorf("%w: deleting an account in state %s", ErrState, a.State)
 		}
-		_, err := closeAndArchive(ctx, tx, []int64{a.ID}, reason, actor, now)
+		_, err := closeAndArchive(ctx, tx, []int64{a.ID}, reason, actor, now, express)
 		return err
 	}, clock)
 }
@@ -107,18 +124,30 @@ func changeAccount(ctx context.Context, pool *pgxpool.Pool, nir NIR, change func
 }
 
 const accountColumns = `a.id, a.wave_id, w.name, a.state, a.created_at, a.notified_at, a.deadline, a.opposed_at,
-	a.activated_at, a.closed_at, a.cancelled_at`
+	a.activated_at, a.closed_at, a.cancelled_at, x.reason, x.deleted_at, x.retain_until, x.express`
 
 func accountByNIR(ctx context.Context, db DBTX, nir NIR, lock bool) (*Account, error) {
-	q := `SELECT ` + accountColumns + ` FROM account a JOIN wave w ON w.id = a.wave_id JOIN person p ON p.id = a.person_id WHERE p.nir = $1`
+	q := `SELECT ` + accountColumns + ` FROM account a JOIN wave w ON w.id = a.wave_id JOIN person p ON p.id = a.person_id
+		LEFT JOIN archive x ON x.account_id = a.id WHERE p.nir = $1`
 	if lock {
 		q += ` FOR UPDATE OF a`
 	}
 	var a Account
+	var reason *string
+	var deleted, retain *time.Time
+	var express *bool
 	err := db.QueryRow(ctx, q, string(nir)).Scan(&a.ID, &a.WaveID, &a.Wave, &a.State, &a.CreatedAt, &a.NotifiedAt,
-		&a.Deadline, &a.OpposedAt, &a.ActivatedAt, &a.ClosedAt, &a.CancelledAt)
+		&a.Deadline, &a.OpposedAt, &a.ActivatedAt, &a.ClosedAt, &a.CancelledAt, &reason, &deleted, &retain, &express)
 	if err != nil {
 		return nil, notFound(err, "account of "+nir.Masked())
+	}
+	if reason != nil {
+		a.Archive = &ArchiveInfo{Reason: DeletionReason(*reason), DeletedAt: *deleted}
+		if *express {
+			a.Archive.PurgeDue = retain
+		} else {
+			a.Archive.RetainUntil = retain
+		}
 	}
 	a.NIRMasked = nir.Masked()
 	return &a, nil
@@ -251,7 +280,7 @@ func ArchiveAccounts(ctx context.Context, pool *pgxpool.Pool, ids []int64, reaso
 		batch := ids[:min(5000, len(ids))]
 		ids = ids[len(batch):]
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			n, err := closeAndArchive(ctx, tx, batch, reason, actor, clock.Now())
+			n, err := closeAndArchive(ctx, tx, batch, reason, actor, clock.Now(), false)
 			total += n
 			return err
 		})

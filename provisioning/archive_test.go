@@ -30,12 +30,12 @@ func TestDeleteArchivePurgeAndReopen(t *testing.T) {
 	deletedAt := time.Date(2027, 2, 28, 10, 0, 0, 0, provisioning.Paris)
 	at := func(t time.Time) provisioning.Clock { return func() time.Time { return t } }
 	for _, n := range nirs {
-		acc, err := provisioning.DeleteAccount(ctx, pool, n, provisioning.ReasonRequest, "op", at(deletedAt))
+		acc, err := provisioning.DeleteAccount(ctx, pool, n, provisioning.ReasonRequest, false, "op", at(deletedAt))
 		if err != nil || acc.State != provisioning.StateArchived {
 			t.Fatalf("delete: %+v %v", acc, err)
 		}
 	}
-	if _, err := provisioning.DeleteAccount(ctx, pool, nirs[0], provisioning.ReasonRequest, "op", at(deletedAt)); !errors.Is(err, provisioning.ErrState) {
+	if _, err := provisioning.DeleteAccount(ctx, pool, nirs[0], provisioning.ReasonRequest, false, "op", at(deletedAt)); !errors.Is(err, provisioning.ErrState) {
 		t.Fatalf("deleting twice: %v", err)
 	}
 	counts, err := provisioning.ArchiveCounts(ctx, pool)
@@ -96,5 +96,53 @@ func TestDeathInRegistryCancelsAndArchives(t *testing.T) {
 	pool.QueryRow(ctx, `SELECT reason FROM archive`).Scan(&reason)
 	if reason != "deceased" {
 		t.Fatalf("archive reason %q", reason)
+	}
+}
+
+// The holder's express deletion (R1111-36) is purged within three months,
+// not ten years; account show says why and until when, for both kinds.
+// (Before: every deletion was kept ten years, and account show said
+// neither why nor until when.)
+func TestExpressDeletionIsPurgedWithinThreeMonths(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	launchAll(t, pool, 200, 3, provisioning.LaunchOptions{})
+	rows, _ := pool.Query(ctx, `SELECT p.nir FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'active' ORDER BY a.id LIMIT 2`)
+	var nirs []provisioning.NIR
+	for rows.Next() {
+		var n provisioning.NIR
+		rows.Scan(&n)
+		nirs = append(nirs, n)
+	}
+	rows.Close()
+	if len(nirs) < 2 {
+		t.Fatal("fixture has fewer than two active accounts")
+	}
+	deletedAt := time.Date(2027, 2, 28, 10, 0, 0, 0, provisioning.Paris)
+	at := func(t time.Time) provisioning.Clock { return func() time.Time { return t } }
+	if _, err := provisioning.DeleteAccount(ctx, pool, nirs[0], provisioning.ReasonDeceased, true, "op", at(deletedAt)); !errors.Is(err, provisioning.ErrState) {
+		t.Fatalf("an express deletion for another reason than the holder's request: %v", err)
+	}
+	express, err := provisioning.DeleteAccount(ctx, pool, nirs[0], provisioning.ReasonRequest, true, "op", at(deletedAt))
+	if err != nil || express.Archive == nil || express.Archive.PurgeDue == nil || express.Archive.RetainUntil != nil {
+		t.Fatalf("express deletion: %+v %v", express, err)
+	}
+	if due := *express.Archive.PurgeDue; !due.Before(deletedAt.AddDate(0, 3, 0)) || due.Before(deletedAt.AddDate(0, 2, 25)) {
+		t.Fatalf("purge due %s for a deletion on %s: want within three months", due, deletedAt)
+	}
+	kept, err := provisioning.DeleteAccount(ctx, pool, nirs[1], provisioning.ReasonRequest, false, "op", at(deletedAt))
+	if err != nil || kept.Archive == nil || kept.Archive.RetainUntil == nil || kept.Archive.Reason != provisioning.ReasonRequest {
+		t.Fatalf("deletion: %+v %v", kept, err)
+	}
+	key := []byte("0123456789abcdef0123456789abcdef")
+	res, err := provisioning.Purge(ctx, pool, key, false, at(*express.Archive.PurgeDue))
+	if err != nil || res.Purged != 1 {
+		t.Fatalf("the daily purge on the due day: %+v %v", res, err)
+	}
+	var state string
+	pool.QueryRow(ctx, `SELECT a.state FROM account a WHERE a.id = $1`, express.ID).Scan(&state)
+	if state != "purged" {
+		t.Fatalf("the express deletion is %s after its purge", state)
 	}
 }

@@ -54,6 +54,7 @@ func (a *app) accountCommand() *cobra.Command {
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	var op, reason string
+	var express bool
 	act := func(use, short string, f func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error)) *cobra.Command {
 		c := &cobra.Command{Use: use + " NIR", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -93,9 +94,10 @@ func (a *app) accountCommand() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return provisioning.DeleteAccount(cmd.Context(), pool, nir, r, op, a.clock)
+		return provisioning.DeleteAccount(cmd.Context(), pool, nir, r, express, op, a.clock)
 	})
 	del.Flags().StringVar(&reason, "reason", "request", "request, deceased or fraud")
+	del.Flags().BoolVar(&express, "express", false, "the holder asks for express deletion: purged within three months instead of kept ten years")
 	reopen := act("reopen", "Restore an archived account within its ten years", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
 		pool, err := a.db(cmd.Context(), 2, true)
 		if err != nil {
@@ -117,6 +119,13 @@ func (a *app) printAccount(acc *provisioning.Account) {
 	fmt.Fprintf(a.stdout, "account %d (%s), wave %s: %s\n  created %s, notified %s, deadline %s\n  opposed %s, activated %s, closed %s, cancelled %s\n",
 		acc.ID, acc.NIRMasked, acc.Wave, acc.State, acc.CreatedAt.In(provisioning.Paris).Format("2006-01-02 15:04:05 MST"),
 		ts(acc.NotifiedAt), ts(acc.Deadline), ts(acc.OpposedAt), ts(acc.ActivatedAt), ts(acc.ClosedAt), ts(acc.CancelledAt))
+	if x := acc.Archive; x != nil {
+		if x.PurgeDue != nil {
+			fmt.Fprintf(a.stdout, "  deleted %s (%s, express): purged by %s\n", ts(&x.DeletedAt), x.Reason, ts(x.PurgeDue))
+		} else {
+			fmt.Fprintf(a.stdout, "  deleted %s (%s): archived until %s\n", ts(&x.DeletedAt), x.Reason, ts(x.RetainUntil))
+		}
+	}
 }
 
 func (a *app) waveExtendCommand() *cobra.Command {
