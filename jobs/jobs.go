@@ -156,3 +156,11 @@ func Enqueuer(client *river.Client[pgx.Tx]) provisioning.EnqueueFunc {
 		return err
 	}
 }
+
+// RetryWave queues notice chunks again for the wave's pending accounts that
+// no chunk job reaches any more (their chunk was discarded).
+func RetryWave(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], name, actor string, clock provisioning.Clock) (int64, error) {
+	states := []string{string(rivertype.JobStateAvailable), string(rivertype.JobStatePending), string(rivertype.JobStateScheduled),
+		string(rivertype.JobStateRunning), string(rivertype.JobStateRetryable)}
+	return provisioning.RetryWave(ctx, pool, name, actor, NotifyChunkArgs{}.Kind(), states, Enqueuer(client), clock)
+}

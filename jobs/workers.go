@@ -195,6 +195,11 @@ func (w *NotifyChunkWorker) work(ctx context.Context, job *river.Job[NotifyChunk
 	} else if n > 0 {
 		d.Logger.Info("settled emails accepted before a crash", "wave_id", a.WaveID, "emails", n)
 	}
+	if paused, err := provisioning.WavePaused(ctx, d.Pool, a.WaveID); err != nil {
+		return err
+	} else if paused {
+		return river.JobSnooze(pausedSnooze) // the operator paused the wave: no attempt spent
+	}
 	targets, err := provisioning.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID, w.letters, d.Clock)
 	if err != nil {
 		return fmt.Errorf("preparing chunk: %w", err)
@@ -243,6 +248,10 @@ func (w *NotifyChunkWorker) dispatch(ctx context.Context, wave *provisioning.Wav
 	}
 	return res, nil
 }
+
+// pausedSnooze is how often a paused wave's chunks look again; beyond
+// ens worker --until-idle's look-ahead, so a paused wave lets it end.
+const pausedSnooze = 30 * time.Second
 
 // relayHold is how long a notice job waits for a failed relay before it
 // snoozes for relaySnooze; within the second of ens worker --until-idle's

@@ -161,6 +161,7 @@ func (a *app) waveCommand() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(launch, status, list, a.waveExtendCommand(), a.waveRenotifyCommand())
+	cmd.AddCommand(a.waveControlCommands()...)
 	return cmd
 }
 
