@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -77,13 +78,30 @@ func TestWaveEndToEnd(t *testing.T) {
 	if imp["inserted"].(float64) != 0 || imp["updated"].(float64) != 0 {
 		t.Fatalf("second import changed things: %v", imp)
 	}
+
 	bad := filepath.Join(c.dir, "bad.csv")
 	os.WriteFile(bad, []byte("nir,shoe_size\n1,2\n"), 0o600)
 	if code, _, errs := c.run("registry", "import", bad); code != 2 || !strings.Contains(errs, "shoe_size") {
 		t.Fatalf("bad header: exit %d, %s", code, errs)
 	}
 
-	if code, out, errs := c.run("wave", "launch", "w1", "--window", "1h"); code != 0 || !strings.Contains(out, "rehearsal") {
+	// A dry run says what the wave would do, and writes nothing.
+	var preview struct {
+		Selected  int64            `json:"selected"`
+		Accounts  int64            `json:"accounts"`
+		ByChannel map[string]int64 `json:"by_channel"`
+		Postage   float64          `json:"letters_postage_eur"`
+	}
+	c.json(&preview, "wave", "launch", "w1", "--window", "1h", "--dry-run", "--json")
+	if preview.Accounts == 0 || preview.Selected < preview.Accounts || preview.ByChannel["email"]+preview.ByChannel["letter"]+preview.ByChannel["unreachable"] != preview.Accounts ||
+		preview.Postage != float64(preview.ByChannel["letter"])*0.80 {
+		t.Fatalf("dry run: %+v", preview)
+	}
+	if code, out, _ := c.run("wave", "list"); code != 0 || strings.Contains(out, "w1") {
+		t.Fatalf("the dry run created the wave: %s", out)
+	}
+	if code, out, errs := c.run("wave", "launch", "w1", "--window", "1h"); code != 0 || !strings.Contains(out, "rehearsal") ||
+		!strings.Contains(out, fmt.Sprintf("%d accounts created", preview.Accounts)) {
 		t.Fatalf("launch: %d %s %s", code, out, errs)
 	}
 	// Two workers share the database.

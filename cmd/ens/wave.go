@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
@@ -19,6 +22,7 @@ type waveLaunchOptions struct {
 	limit       int64
 	window      string
 	asJSON      bool
+	dryRun      bool
 }
 
 func (o *waveLaunchOptions) spec(name string) (provisioning.WaveSpec, error) {
@@ -75,6 +79,9 @@ func (a *app) waveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if lo.dryRun {
+				return a.previewWave(cmd.Context(), pool, spec, lo.asJSON)
+			}
 			client, err := jobs.NewInsertClient(pool)
 			if err != nil {
 				return err
@@ -114,6 +121,7 @@ func (a *app) waveCommand() *cobra.Command {
 	launch.Flags().Int64Var(&lo.limit, "limit", 0, "at most this many accounts")
 	launch.Flags().StringVar(&lo.window, "window", "42d", "opposition window: 42d, or shorter for rehearsals (e.g. 2h)")
 	launch.Flags().BoolVar(&lo.asJSON, "json", false, "print the result as JSON")
+	launch.Flags().BoolVar(&lo.dryRun, "dry-run", false, "print what the wave would do (people by department and channel, minors, newborns, exclusions, postage, duration) without writing")
 
 	var statusJSON bool
 	status := &cobra.Command{
@@ -195,4 +203,38 @@ func (a *app) printStatus(st *provisioning.WaveStatus) {
 		fmt.Fprintf(a.stdout, "  SMTP relay of worker %s: DOWN since %s (%s), sending paused, last probed %s\n", r.Worker,
 			r.Since.In(provisioning.Paris).Format("2006-01-02 15:04:05"), r.Reason, r.CheckedAt.In(provisioning.Paris).Format("15:04:05"))
 	}
+}
+
+// previewWave prints what launching spec would do. Postage and rates come
+// from ENS_LETTER_POSTAGE (euros, default 0.80), ENS_EMAIL_RATE and
+// ENS_LETTER_RATE (per second, defaults from the README's figures).
+func (a *app) previewWave(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveSpec, asJSON bool) error {
+	p, err := provisioning.PreviewWave(ctx, pool, spec, provisioning.PreviewOptions{Now: a.clock.Now(),
+		PostagePerLetter: envFloat("ENS_LETTER_POSTAGE", 0.80), EmailsPerSecond: envFloat("ENS_EMAIL_RATE", 1000),
+		LettersPerSecond: envFloat("ENS_LETTER_RATE", 2500)})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return a.printJSON(p)
+	}
+	fmt.Fprintf(a.stdout, "dry run of wave %s — nothing written\n  %d selected: %d accounts, %d deceased, %d already enrolled\n",
+		spec.Name, p.Selected, p.Accounts, p.ExcludedDeceased, p.ExcludedEnrolled)
+	fmt.Fprintf(a.stdout, "  newborns %d, minors told through their representative %d\n  emails %d, letters %d (postage %.2f €), unreachable %d\n  estimated dispatch %s\n",
+		p.Newborns, p.Minors, p.ByChannel["email"], p.ByChannel["letter"], p.Postage, p.ByChannel["unreachable"], p.Duration)
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  DEPARTMENT\tACCOUNTS")
+	for _, d := range sortedDepartments(p.ByDepartment) {
+		fmt.Fprintf(tw, "  %s\t%d\n", d, p.ByDepartment[d])
+	}
+	return tw.Flush()
+}
+
+func sortedDepartments(m map[string]int64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
