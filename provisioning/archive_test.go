@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/provisioning"
 )
@@ -16,14 +20,7 @@ func TestDeleteArchivePurgeAndReopen(t *testing.T) {
 	ctx := context.Background()
 	launchAll(t, pool, 200, 4, provisioning.LaunchOptions{})
 	// Two newborns' accounts are active from the start.
-	rows, _ := pool.Query(ctx, `SELECT p.nir FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'active' ORDER BY a.id LIMIT 2`)
-	var nirs []provisioning.NIR
-	for rows.Next() {
-		var n provisioning.NIR
-		rows.Scan(&n)
-		nirs = append(nirs, n)
-	}
-	rows.Close()
+	nirs := twoActive(t, pool)
 	if len(nirs) < 2 {
 		t.Fatal("fixture has fewer than two newborns")
 	}
@@ -108,14 +105,7 @@ func TestExpressDeletionIsPurgedWithinThreeMonths(t *testing.T) {
 	pool := testdb.Pool(t)
 	ctx := context.Background()
 	launchAll(t, pool, 200, 3, provisioning.LaunchOptions{})
-	rows, _ := pool.Query(ctx, `SELECT p.nir FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'active' ORDER BY a.id LIMIT 2`)
-	var nirs []provisioning.NIR
-	for rows.Next() {
-		var n provisioning.NIR
-		rows.Scan(&n)
-		nirs = append(nirs, n)
-	}
-	rows.Close()
+	nirs := twoActive(t, pool)
 	if len(nirs) < 2 {
 		t.Fatal("fixture has fewer than two active accounts")
 	}
@@ -145,4 +135,19 @@ func TestExpressDeletionIsPurgedWithinThreeMonths(t *testing.T) {
 	if state != "purged" {
 		t.Fatalf("the express deletion is %s after its purge", state)
 	}
+}
+
+// twoActive returns the NIRs of the first two active accounts (newborns,
+// active from the start).
+func twoActive(t *testing.T, pool *pgxpool.Pool) []provisioning.NIR {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT p.nir FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'active' ORDER BY a.id LIMIT 2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nirs, err := pgx.CollectRows(rows, pgx.RowTo[provisioning.NIR])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nirs
 }
