@@ -34,19 +34,6 @@ type BounceCounts struct {
 	Letters int `json:"letters_queued"`
 }
 
-// Add adds o's counts to c.
-func (c *BounceCounts) Add(o BounceCounts) {
-	c.Messages += o.Messages
-	c.Parsed += o.Parsed
-	c.Permanent += o.Permanent
-	c.Temporary += o.Temporary
-	c.Success += o.Success
-	c.NotAReport += o.NotAReport
-	c.NotOurs += o.NotOurs
-	c.Unreadable += o.Unreadable
-	c.Letters += o.Letters
-}
-
 // IngestBounces reads every unprocessed message of the bounce mailbox at
 // path (a Maildir, an mbox or a folder of .eml files) and switches to a
 // letter each person whose email a believed report says failed for good.

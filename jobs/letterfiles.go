@@ -18,7 +18,8 @@ import (
 
 // stagedMaxAge is how old a staged letter file must be before the recovery
 // removes it: younger ones may belong to a batch another worker is still
-// committing (a render job times out after 30 minutes).
+// committing (a render times out after Deps.RenderTimeout, a minute by
+// default).
 const stagedMaxAge = time.Hour
 
 // RecoverLetterFiles settles the letter files a crash left under staging

@@ -195,9 +195,7 @@ func (w *NotifyChunkWorker) work(ctx context.Context, job *river.Job[NotifyChunk
 	} else if n > 0 {
 		d.Logger.Info("settled emails accepted before a crash", "wave_id", a.WaveID, "emails", n)
 	}
-	if paused, err := provisioning.WavePaused(ctx, d.Pool, a.WaveID); err != nil {
-		return err
-	} else if paused {
+	if wave.Paused() {
 		return river.JobSnooze(pausedSnooze) // the operator paused the wave: no attempt spent
 	}
 	targets, err := provisioning.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID, w.letters, d.Clock)
@@ -254,8 +252,8 @@ func (w *NotifyChunkWorker) dispatch(ctx context.Context, wave *provisioning.Wav
 const pausedSnooze = 30 * time.Second
 
 // relayHold is how long a notice job waits for a failed relay before it
-// snoozes for relaySnooze; within the second of ens worker --until-idle's
-// look-ahead, so a paused wave keeps it running.
+// snoozes for relaySnooze, which is within the second of ens worker
+// --until-idle's look-ahead: a relay outage keeps it running.
 const (
 	relayHold   = 20 * time.Second
 	relaySnooze = 500 * time.Millisecond

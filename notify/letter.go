@@ -108,10 +108,10 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 	// Sender, top left.
 	pdf.SetFont(sans, "B", 11)
 	pdf.SetXY(20, 15)
-	pdf.CellFormat(90, 5, ("Mon espace santé"), "", 2, "L", false, 0, "")
+	pdf.CellFormat(90, 5, "Mon espace santé", "", 2, "L", false, 0, "")
 	pdf.SetFont(sans, "", 9)
-	pdf.CellFormat(90, 4, ("L'Assurance Maladie"), "", 2, "L", false, 0, "")
-	pdf.CellFormat(90, 4, ("Référence : " + n.Reference()), "", 2, "L", false, 0, "")
+	pdf.CellFormat(90, 4, "L'Assurance Maladie", "", 2, "L", false, 0, "")
+	pdf.CellFormat(90, 4, "Référence : "+n.Reference(), "", 2, "L", false, 0, "")
 
 	// Address block in the window of a DL envelope: 100 mm from the left,
 	// 45 mm from the top, 38 characters a line.
@@ -119,13 +119,13 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 	y := 47.0
 	for _, l := range n.AddressBlock() {
 		pdf.SetXY(100, y)
-		pdf.CellFormat(95, 4.5, (l), "", 0, "L", false, 0, "")
+		pdf.CellFormat(95, 4.5, l, "", 0, "L", false, 0, "")
 		y += 4.5
 	}
 
 	pdf.SetFont(sans, "", 10)
 	pdf.SetXY(120, 85)
-	pdf.CellFormat(75, 5, ("Le " + provisioning.FrenchDate(renderedAt)), "", 0, "R", false, 0, "")
+	pdf.CellFormat(75, 5, "Le "+provisioning.FrenchDate(renderedAt), "", 0, "R", false, 0, "")
 
 	pdf.SetXY(20, 98)
 	pdf.SetFont(sans, "B", 12)
@@ -138,12 +138,12 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 	case n.ForGuardian:
 		title = "Le profil Mon espace santé de " + n.FirstName + " va être créé"
 	}
-	pdf.MultiCell(170, 6, (title), "", "L", false)
+	pdf.MultiCell(170, 6, title, "", "L", false)
 	pdf.Ln(4)
 	pdf.SetFont(sans, "", 10.5)
 	para := func(s string) {
 		pdf.SetX(20)
-		pdf.MultiCell(170, 5.2, (s), "", "L", false)
+		pdf.MultiCell(170, 5.2, s, "", "L", false)
 		pdf.Ln(2.5)
 	}
 	para(n.Salutation() + ",")
@@ -167,7 +167,7 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 		para("Si vous ne le souhaitez pas, vous pouvez vous y opposer " + deadline + " : la date imprimée sur ce courrier est celle qui fait foi.")
 		pdf.SetX(20)
 		pdf.SetFont(sans, "", 10.5)
-		pdf.CellFormat(170, 6, ("Votre code d'opposition :"), "", 1, "L", false, 0, "")
+		pdf.CellFormat(170, 6, "Votre code d'opposition :", "", 1, "L", false, 0, "")
 		pdf.SetX(20)
 		pdf.SetFont(mono, "", 22)
 		pdf.CellFormat(170, 12, n.Code, "1", 1, "C", false, 0, "")
@@ -186,7 +186,7 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 	para("Nous ne vous demanderons jamais vos identifiants ni vos coordonnées bancaires.")
 	pdf.SetXY(20, 280)
 	pdf.SetFont(sans, "", 8)
-	pdf.CellFormat(170, 4, ("Référence " + n.Reference()), "", 0, "C", false, 0, "")
+	pdf.CellFormat(170, 4, "Référence "+n.Reference(), "", 0, "C", false, 0, "")
 }
 
 // StagedBatch is a batch's PDF and manifest written under staging names,

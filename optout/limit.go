@@ -87,6 +87,3 @@ func (l *Limiter) Refund(keys ...string) {
 		}
 	}
 }
-
-// Len is how many keys the limiter remembers.
-func (l *Limiter) Len() int { return l.entries.Len() }

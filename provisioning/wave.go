@@ -33,7 +33,14 @@ type Wave struct {
 	ExtendedUntil *time.Time `json:"extended_until"`
 	Created       int64      `json:"created"`
 	CompletedAt   *time.Time `json:"completed_at"`
+	// PausedAt: an operator paused its dispatch; CancelledAt: cancelled.
+	PausedAt    *time.Time `json:"paused_at,omitempty"`
+	CancelledAt *time.Time `json:"cancelled_at,omitempty"`
 }
+
+// Paused reports whether the wave's notice jobs must wait: paused and not
+// cancelled (a cancelled wave's jobs run, and find nobody left to tell).
+func (w *Wave) Paused() bool { return w.PausedAt != nil && w.CancelledAt == nil }
 
 // Window is a wave's opposition window length.
 type Window time.Duration
@@ -340,13 +347,13 @@ func chunkIDs(waveID int64, ids []int64, size int) []Chunk {
 }
 
 const waveColumns = `id, name, launched_by, launched_at, departments, born_from, born_to, max_accounts,
-	window_seconds, extended_until, created_count, completed_at`
+	window_seconds, extended_until, created_count, completed_at, paused_at, cancelled_at`
 
 func scanWave(row pgx.Row) (*Wave, error) {
 	var w Wave
 	var seconds int64
 	err := row.Scan(&w.ID, &w.Name, &w.LaunchedBy, &w.LaunchedAt, &w.Departments, &w.BornFrom, &w.BornTo, &w.Limit,
-		&seconds, &w.ExtendedUntil, &w.Created, &w.CompletedAt)
+		&seconds, &w.ExtendedUntil, &w.Created, &w.CompletedAt, &w.PausedAt, &w.CancelledAt)
 	w.Window = Window(time.Duration(seconds) * time.Second)
 	return &w, err
 }

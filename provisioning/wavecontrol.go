@@ -10,17 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// WavePaused reports whether a wave's dispatch is paused: its notice jobs
-// then wait. (A cancelled wave's jobs run, and find nobody left to tell.)
-func WavePaused(ctx context.Context, db DBTX, waveID int64) (bool, error) {
-	var paused bool
-	err := db.QueryRow(ctx, `SELECT paused_at IS NOT NULL AND cancelled_at IS NULL FROM wave WHERE id = $1`, waveID).Scan(&paused)
-	if err != nil {
-		return false, fmt.Errorf("reading whether the wave is paused: %w", err)
-	}
-	return paused, nil
-}
-
 // PauseWave stops a wave's dispatch (notices already sent keep their
 // window); ResumeWave lets it go on. Both audited.
 func PauseWave(ctx context.Context, pool *pgxpool.Pool, name, actor string, clock Clock) error {
