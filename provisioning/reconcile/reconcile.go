@@ -227,25 +227,27 @@ func checkManifests(ctx context.Context, db provisioning.DBTX, waveID int64) (Ch
 		return c, fmt.Errorf("reading letter batches: %w", err)
 	}
 	listed := map[int64]int{} // notice id → times listed, over every manifest
-	for _, b := range bs {
+	readable := make([]bool, len(bs))
+	for i, b := range bs {
 		ns, err := readManifest(b.manifest)
-		if err != nil {
+		if err != nil { // a missing or broken manifest counts all its letters
 			c.Count += int64(len(b.accounts))
 			c.Examples = appendExamples(c.Examples, b.accounts...)
 			continue
 		}
+		readable[i] = true
 		for _, n := range ns {
 			listed[n]++
 		}
 	}
-	for _, b := range bs {
-		for i, n := range b.notices {
-			if times, read := listed[n]; read && times != 1 {
+	for i, b := range bs {
+		if !readable[i] {
+			continue
+		}
+		for j, n := range b.notices {
+			if listed[n] != 1 { // absent from every manifest, or listed twice
 				c.Count++
-				c.Examples = appendExamples(c.Examples, b.accounts[i])
-			} else if _, err := os.Stat(b.manifest); err == nil && !read {
-				c.Count++
-				c.Examples = appendExamples(c.Examples, b.accounts[i])
+				c.Examples = appendExamples(c.Examples, b.accounts[j])
 			}
 		}
 	}
