@@ -278,9 +278,10 @@ func recipientDepartments(ctx context.Context, tx pgx.Tx, accountIDs []int64, no
 }
 
 // Deliverable reports whether the target's postal address is complete
-// enough to post a letter to: a line 4 or 5, a postcode and a city (SPEC §1).
+// enough to post a letter to, by the rule the import applies
+// (Person.PostalComplete).
 func (t *Target) Deliverable() bool {
-	return (t.Lines[2] != "" || t.Lines[3] != "") && t.Postcode != "" && t.City != ""
+	return postalComplete(t.Lines, t.Postcode, t.City, t.Country)
 }
 
 // createLetters creates letter notices copying kind and seq from the given

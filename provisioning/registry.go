@@ -277,13 +277,19 @@ const minorMargin = 30
 // PostalComplete reports whether a letter can be addressed: a line 4 or 5,
 // a postcode (5 digits in France) and a city.
 func (p *Person) PostalComplete() bool {
-	if p.AddressLines[2] == "" && p.AddressLines[3] == "" {
+	return postalComplete(p.AddressLines, p.Postcode, p.City, p.Country)
+}
+
+// postalComplete is the one rule for an address a letter can go to: a line
+// 4 or 5, a postcode (5 digits in France) and a city.
+func postalComplete(lines [4]string, postcode, city, country string) bool {
+	if lines[2] == "" && lines[3] == "" {
 		return false
 	}
-	if p.City == "" || p.Postcode == "" {
+	if city == "" || postcode == "" {
 		return false
 	}
-	return p.Country != "" || (len(p.Postcode) == 5 && isDigits(p.Postcode))
+	return country != "" || (len(postcode) == 5 && isDigits(postcode))
 }
 
 // IsMinor reports whether someone born on birth is under 18 on day.
