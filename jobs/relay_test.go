@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/mail"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,8 +27,15 @@ func TestRelayOutagePausesWithoutLetters(t *testing.T) {
 	defer cancel()
 	// As ens worker does: the relay's state goes to smtp_relay, which
 	// ens wave status and /metrics read.
+	record := jobs.RelayRecorder(e.pool, "test-worker", slog.New(slog.DiscardHandler))
+	var vainProbes atomic.Int64
 	m, err := notify.NewMailer(notify.SMTPConfig{URL: e.sink.URL(), Connections: 3, Key: testKey.MailKey(), ProbeEvery: 20 * time.Millisecond,
-		OnRelayChange: jobs.RelayRecorder(e.pool, "test-worker", slog.New(slog.DiscardHandler))})
+		OnRelayChange: func(st notify.RelayState) {
+			if !st.Up && strings.HasPrefix(st.Reason, "probe:") {
+				vainProbes.Add(1)
+			}
+			record(st)
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +59,9 @@ func TestRelayOutagePausesWithoutLetters(t *testing.T) {
 	first := e.sink
 	first.Close() // the relay dies mid-wave
 	waitFor(t, ctx, "the worker to see the relay down", func() bool { return !e.deps.Mailer.RelayState().Up })
-	// Let the outage outlast what five retries used to allow (RetryBase
-	// 5 ms doubling), with the prober failing meanwhile.
-	outage := time.NewTimer(1500 * time.Millisecond)
-	<-outage.C
+	// The outage outlasts what five retries used to allow (RetryBase 5 ms
+	// doubling: 155 ms): four vain probes, 20 ms doubling, take 300 ms.
+	waitFor(t, ctx, "four vain probes of the relay", func() bool { return vainProbes.Load() >= 4 })
 	var failed, letterForEmail, attempts int64
 	e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE channel = 'email' AND status IN ('failed', 'bounced')),
 		count(*) FILTER (WHERE channel = 'letter' AND EXISTS (SELECT 1 FROM notice m WHERE m.account_id = notice.account_id AND m.channel = 'email')),
@@ -152,7 +159,6 @@ func TestDeferredRecipientFallsBackOnlyAfterGiveUpTime(t *testing.T) {
 	if reason == "" {
 		t.Fatal("a failed email without its reason")
 	}
-	_ = provisioning.DefaultEmailGiveUpAfter
 }
 
 // A relay that answers 421 to everyone, or refuses the sender, is down:

@@ -27,6 +27,12 @@ type relay struct {
 	onChange    func(RelayState)
 	stop        chan struct{}
 	probing     sync.WaitGroup
+
+	// Changes are told one at a time and in order: gen numbers them under
+	// mu, and a change older than the last one told is dropped.
+	gen      int
+	notifyMu sync.Mutex
+	told     int
 }
 
 // RelayState is what a worker knows of its relay, for logs, /metrics and
@@ -79,7 +85,7 @@ func (r *relay) waitUp(ctx context.Context, max time.Duration) bool {
 	return !r.isDown()
 }
 
-// accepted and refused reset the streak: the relay answers for recipients.
+// accepted resets the streak: the relay answered for a recipient.
 func (r *relay) accepted() {
 	r.mu.Lock()
 	r.streak = 0
@@ -109,16 +115,26 @@ func (r *relay) fail(reason string) {
 	r.down, r.since, r.reason, r.streak = true, time.Now(), reason, 0
 	r.upCh = make(chan struct{})
 	st := RelayState{Up: false, Since: r.since, Reason: reason}
+	r.gen++
+	gen := r.gen
 	r.probing.Add(1)
 	r.mu.Unlock()
-	r.notify(st)
+	r.notify(st, gen)
 	go r.probeUntilUp()
 }
 
-func (r *relay) notify(st RelayState) {
-	if r.onChange != nil {
-		r.onChange(st)
+// notify tells onChange of state number gen, unless a later one was told.
+func (r *relay) notify(st RelayState, gen int) {
+	if r.onChange == nil {
+		return
 	}
+	r.notifyMu.Lock()
+	defer r.notifyMu.Unlock()
+	if gen < r.told {
+		return
+	}
+	r.told = gen
+	r.onChange(st)
 }
 
 // probeUntilUp dials the relay with doubling delays until it answers.
@@ -140,16 +156,20 @@ func (r *relay) probeUntilUp() {
 		r.mu.Lock()
 		r.reason = "probe: " + classifyNet(err)
 		st := RelayState{Up: false, Since: r.since, Reason: r.reason}
+		r.gen++
+		gen := r.gen
 		r.mu.Unlock()
-		r.notify(st) // a heartbeat: the outage is still being watched
+		r.notify(st, gen) // a heartbeat: the outage is still being watched
 		wait = min(wait*2, r.probeMax)
 	}
 	r.mu.Lock()
 	r.down, r.since, r.reason = false, time.Now(), ""
 	close(r.upCh)
 	st := RelayState{Up: true, Since: r.since}
+	r.gen++
+	gen := r.gen
 	r.mu.Unlock()
-	r.notify(st)
+	r.notify(st, gen)
 }
 
 // close stops the prober.

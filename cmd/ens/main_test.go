@@ -31,10 +31,36 @@ type cli struct {
 }
 
 func (c *cli) run(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
+	var errb lockedBuffer
+	code, out := c.runLogging(&errb, args...)
+	return code, out, errb.String()
+}
+
+// runLogging runs ens with its log going to stderr, which the test may read
+// while it runs.
+func (c *cli) runLogging(stderr *lockedBuffer, args ...string) (int, string) {
+	var out bytes.Buffer
 	full := append([]string{"--database-url", c.url, "--var-dir", c.dir}, args...)
-	code := Run(context.Background(), full, strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
+	code := Run(context.Background(), full, strings.NewReader(""), &out, stderr)
+	return code, out.String()
+}
+
+// lockedBuffer is a buffer one goroutine writes while another reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (c *cli) json(v any, args ...string) {
@@ -335,10 +361,10 @@ func TestWorkerRidesOutTheDatabase(t *testing.T) {
 	viaProxy := &cli{t: t, url: u.String(), dir: c.dir}
 	done := make(chan struct{})
 	var code int
-	var errs string
+	var logged lockedBuffer
 	go func() {
 		defer close(done)
-		code, _, errs = viaProxy.run("worker", "--until-idle")
+		code, _ = viaProxy.runLogging(&logged, "worker", "--until-idle")
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -346,15 +372,23 @@ func TestWorkerRidesOutTheDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.cut()
-	outage := time.NewTimer(3 * time.Second) // the database is away this long
-	<-outage.C
+	// The database stays away until the worker says it is waiting for it.
+	tick := time.NewTicker(10 * time.Millisecond)
+	for !strings.Contains(logged.String(), "database unreachable") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the worker never waited for the database:\n%s", logged.String())
+		case <-tick.C:
+		}
+	}
+	tick.Stop()
 	proxy.restore()
 	select {
 	case <-done:
 	case <-ctx.Done():
 		t.Fatal("the worker never finished after the database came back")
 	}
-	if code != 0 || !strings.Contains(errs, "database unreachable") || !strings.Contains(errs, "database back") {
+	if errs := logged.String(); code != 0 || !strings.Contains(errs, "database back") {
 		t.Fatalf("worker exit %d\n%s", code, errs)
 	}
 	var st struct {
