@@ -67,6 +67,9 @@ func NewClient(deps *Deps, cfg Config) (*river.Client[pgx.Tx], error) {
 		Workers:                     workers,
 		JobTimeout:                  min(time.Minute, cfg.rescueAfter(deps)),
 		RescueStuckJobsAfter:        cfg.rescueAfter(deps),
+		// REINDEX needs the tables' owner: the application role is not
+		// (provisioning.GrantApp). The DBA's maintenance reindexes.
+		ReindexerIndexNames: []string{},
 	}
 	if cfg.Periodic {
 		rc.PeriodicJobs = []*river.PeriodicJob{

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
@@ -52,7 +53,8 @@ func TestFailedCommitLeavesNoLetterFile(t *testing.T) {
 	e := setupChunks(t, 30, nil, 40, -1) // letters only
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := e.pool.Exec(ctx, `CREATE FUNCTION fail_commit() RETURNS trigger LANGUAGE plpgsql AS
+	owner := testdb.OwnerPool(t, e.pool)
+	if _, err := owner.Exec(ctx, `CREATE FUNCTION fail_commit() RETURNS trigger LANGUAGE plpgsql AS
 			$$ BEGIN RAISE EXCEPTION 'the commit fails'; END $$;
 		CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON letter_batch DEFERRABLE INITIALLY DEFERRED
 			FOR EACH ROW EXECUTE FUNCTION fail_commit()`); err != nil {
@@ -71,7 +73,7 @@ func TestFailedCommitLeavesNoLetterFile(t *testing.T) {
 	if files := letterFiles(t, e.deps.LettersDir); len(files) != 0 {
 		t.Fatalf("files left by a batch that never committed: %v", files)
 	}
-	if _, err := e.pool.Exec(ctx, `DROP TRIGGER fail_commit ON letter_batch; UPDATE river_job SET scheduled_at = now() WHERE state = 'retryable'`); err != nil {
+	if _, err := owner.Exec(ctx, `DROP TRIGGER fail_commit ON letter_batch; UPDATE river_job SET scheduled_at = now() WHERE state = 'retryable'`); err != nil {
 		t.Fatal(err)
 	}
 	e.runUntilIdle(t)

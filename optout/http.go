@@ -106,6 +106,10 @@ func outcomeOf(err error) outcome {
 		return outcome{http.StatusNotFound, "no_match", "Le code ou la date de naissance est incorrect.", "code"}
 	case errors.Is(err, provisioning.ErrWindowClosed):
 		return outcome{http.StatusGone, "window_closed", "Le délai d'opposition est terminé : ce code ne peut plus être utilisé. Vous pouvez fermer le profil à tout moment depuis Mon espace santé.", ""}
+	case errors.Is(err, provisioning.ErrActivatedBeforeArrival):
+		return outcome{http.StatusConflict, "activated_before_arrival", "Le profil a été activé avant l'arrivée de ce courrier, posté dans les délais : seule une fermeture à la demande de la personne peut l'honorer.", ""}
+	case errors.Is(err, provisioning.ErrState):
+		return outcome{http.StatusConflict, "state", "Cette demande ne correspond pas à l'état du profil.", ""}
 	case errors.As(err, &mbe):
 		return outcome{http.StatusRequestEntityTooLarge, "too_large", "Requête trop volumineuse.", ""}
 	case errors.Is(err, errBadRequest):
@@ -278,6 +282,12 @@ func (h *Handler) apiOppose(w http.ResponseWriter, r *http.Request) {
 		h.apiError(w, err)
 		return
 	}
+	h.writeOpposed(w, res)
+}
+
+// writeOpposed answers an API request that recorded (or found) an
+// opposition with its receipt.
+func (h *Handler) writeOpposed(w http.ResponseWriter, res *provisioning.OpposeResult) {
 	out := apiResponse{Status: "opposed", Receipt: res.Receipt}
 	if res.AlreadyOpposed {
 		out.Status, out.Message = "already_opposed", "Une opposition était déjà enregistrée ; rien n'a changé."

@@ -1,10 +1,11 @@
 package optout
 
 import (
-	"sync"
+	"context"
+	"fmt"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Limiter slows down guessing with growing delays per key (a client address,
@@ -15,75 +16,63 @@ import (
 // wipes a key's history. The first FreeFailures attempts cost nothing;
 // each further one doubles the wait, up to MaxDelay.
 //
-// Keys live in a bounded LRU that forgets them an hour after their last
-// attempt, so an attack rotating addresses costs bounded memory and no
-// global sweep (the keys attacked hardest are the most recently used).
+// The counters live in PostgreSQL (an unlogged table, migration 014), so
+// that every `ens serve` process behind a load balancer shares one budget,
+// and the server's memory does not grow with the addresses an attacker
+// rotates through; a key untouched for TTL starts over and Expire deletes it.
 type Limiter struct {
+	Pool         *pgxpool.Pool
 	FreeFailures int
 	BaseDelay    time.Duration
 	MaxDelay     time.Duration
-	now          func() time.Time
-
-	mu      sync.Mutex
-	entries *expirable.LRU[string, *entry]
+	TTL          time.Duration
+	Now          func() time.Time
 }
 
-type entry struct {
-	attempts  int
-	notBefore time.Time
-}
-
-// MaxKeys bounds the keys a limiter remembers (about 100 bytes each).
-const MaxKeys = 500_000
-
-// NewLimiter returns a limiter with the service's defaults: 5 free
-// attempts, then 2 s, 4 s, 8 s… up to 15 minutes.
-func NewLimiter() *Limiter {
-	return &Limiter{FreeFailures: 5, BaseDelay: 2 * time.Second, MaxDelay: 15 * time.Minute, now: time.Now,
-		entries: expirable.NewLRU[string, *entry](MaxKeys, nil, time.Hour)}
+// NewLimiter returns a limiter on pool with the service's defaults: 5 free
+// attempts, then 2 s, 4 s, 8 s… up to 15 minutes, forgotten after an hour.
+func NewLimiter(pool *pgxpool.Pool) *Limiter {
+	return &Limiter{Pool: pool, FreeFailures: 5, BaseDelay: 2 * time.Second, MaxDelay: 15 * time.Minute, TTL: time.Hour, Now: time.Now}
 }
 
 // Reserve counts an attempt for every key, before the lookup it guards, and
 // returns 0; or, when some key must still wait, counts nothing and returns
 // how long.
-func (l *Limiter) Reserve(keys ...string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
+func (l *Limiter) Reserve(ctx context.Context, keys ...string) (time.Duration, error) {
 	var wait time.Duration
-	for _, k := range keys {
-		if e, ok := l.entries.Peek(k); ok && e.notBefore.After(now) {
-			wait = max(wait, e.notBefore.Sub(now))
-		}
+	err := l.Pool.QueryRow(ctx, `SELECT ens_rate_reserve($1, $2, $3, $4, $5, $6)`,
+		keys, l.Now(), l.FreeFailures, l.BaseDelay, l.MaxDelay, l.TTL).Scan(&wait)
+	if err != nil {
+		return 0, fmt.Errorf("counting an attempt against the rate limits: %w", err)
 	}
-	if wait > 0 {
-		return wait
-	}
-	for _, k := range keys {
-		e, ok := l.entries.Peek(k)
-		if !ok {
-			e = &entry{}
-		}
-		e.attempts++
-		if over := e.attempts - l.FreeFailures; over > 0 {
-			e.notBefore = now.Add(min(l.BaseDelay<<min(over-1, 30), l.MaxDelay))
-		}
-		l.entries.Add(k, e) // refreshes its hour
-	}
-	return 0
+	return wait, nil
 }
 
 // Refund takes back one reserved attempt of each key: it was not a guess
 // (a success, or a closed window). The keys' other attempts still count.
-func (l *Limiter) Refund(keys ...string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, k := range keys {
-		if e, ok := l.entries.Peek(k); ok && e.attempts > 0 {
-			e.attempts--
-			if e.attempts <= l.FreeFailures {
-				e.notBefore = time.Time{}
-			}
+func (l *Limiter) Refund(ctx context.Context, keys ...string) error {
+	_, err := l.Pool.Exec(ctx, `UPDATE rate_limit SET attempts = attempts - 1,
+		not_before = CASE WHEN attempts - 1 > $2 THEN not_before END
+		WHERE key = ANY ($1) AND attempts > 0`, keys, l.FreeFailures)
+	if err != nil {
+		return fmt.Errorf("refunding an attempt: %w", err)
+	}
+	return nil
+}
+
+// Expire deletes the keys untouched for TTL, a batch at a time, and returns
+// how many it deleted. `ens serve` runs it every minute.
+func (l *Limiter) Expire(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		tag, err := l.Pool.Exec(ctx, `DELETE FROM rate_limit WHERE key IN (
+			SELECT key FROM rate_limit WHERE touched_at < $1 LIMIT 10000 FOR UPDATE SKIP LOCKED)`, l.Now().Add(-l.TTL))
+		if err != nil {
+			return total, fmt.Errorf("expiring rate-limit keys: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 10000 {
+			return total, nil
 		}
 	}
 }

@@ -72,7 +72,7 @@ func ParseBirthDate(s string) (time.Time, error) {
 // check validates a request and returns its lookup hash and birth date,
 // after counting the attempt against the rate limits (settle takes it back
 // unless it was a wrong pair or malformed input).
-func (s *Service) check(r Request) ([]byte, time.Time, []string, error) {
+func (s *Service) check(ctx context.Context, r Request) ([]byte, time.Time, []string, error) {
 	code, err := ParseCode(r.Code)
 	keys := []string{"ip:" + r.Client}
 	var h []byte
@@ -80,7 +80,11 @@ func (s *Service) check(r Request) ([]byte, time.Time, []string, error) {
 		h = s.Key.LookupHash(code)
 		keys = append(keys, "code:"+hex.EncodeToString(h[:8]))
 	}
-	if wait := s.Limiter.Reserve(keys...); wait > 0 {
+	wait, rerr := s.Limiter.Reserve(ctx, keys...)
+	if rerr != nil {
+		return nil, time.Time{}, nil, rerr
+	}
+	if wait > 0 {
 		return nil, time.Time{}, nil, &TooManyError{RetryAfter: wait}
 	}
 	if err != nil {
@@ -96,16 +100,18 @@ func (s *Service) check(r Request) ([]byte, time.Time, []string, error) {
 // settle takes back the attempt counted by check unless it was a guess that
 // missed: a wrong pair counts, anything else (a success, a closed window)
 // does not.
-func (s *Service) settle(keys []string, err error) {
+func (s *Service) settle(ctx context.Context, keys []string, err error) {
 	if !errors.Is(err, provisioning.ErrNoMatch) {
-		s.Limiter.Refund(keys...)
+		if rerr := s.Limiter.Refund(context.WithoutCancel(ctx), keys...); rerr != nil {
+			s.Log.Error("opposition rate limits", "error", rerr)
+		}
 	}
 }
 
 // Lookup is step one: whose account is it (first name masked), and is it
 // already opposed?
 func (s *Service) Lookup(ctx context.Context, r Request) (*provisioning.Holder, error) {
-	h, birth, keys, err := s.check(r)
+	h, birth, keys, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -120,18 +126,18 @@ func (s *Service) Lookup(ctx context.Context, r Request) (*provisioning.Holder, 
 		(holder.Deadline == nil || holder.Deadline.Before(s.Clock.Now()) || holder.State == provisioning.StateActive) {
 		err = provisioning.ErrWindowClosed
 	}
-	s.settle(keys, err)
+	s.settle(ctx, keys, err)
 	return holder, err
 }
 
 // Oppose is step two: record the opposition.
 func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeResult, error) {
-	h, birth, keys, err := s.check(r)
+	h, birth, keys, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	res, err := provisioning.OpposePostmarked(ctx, s.Pool, h, birth, r.PostmarkedOn, r.Channel, r.Actor, s.Clock)
-	s.settle(keys, err)
+	s.settle(ctx, keys, err)
 	if err == nil {
 		s.Log.Info("opposition recorded", "channel", r.Channel, "reference", res.Receipt.Reference, "already", res.AlreadyOpposed)
 	}
@@ -140,11 +146,11 @@ func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeRe
 
 // Undo withdraws an opposition within the window.
 func (s *Service) Undo(ctx context.Context, r Request) (*provisioning.Receipt, error) {
-	h, birth, keys, err := s.check(r)
+	h, birth, keys, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	rec, err := provisioning.UndoOpposition(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
-	s.settle(keys, err)
+	s.settle(ctx, keys, err)
 	return rec, err
 }

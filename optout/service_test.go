@@ -59,7 +59,7 @@ func notified(t testing.TB, pool *pgxpool.Pool, n int64, deadline time.Time) []h
 }
 
 func newService(pool *pgxpool.Pool) *optout.Service {
-	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(), Log: slog.New(slog.DiscardHandler)}
+	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Log: slog.New(slog.DiscardHandler)}
 }
 
 func post(t *testing.T, srv *httptest.Server, body string) (int, map[string]any, http.Header) {
@@ -203,7 +203,7 @@ func TestOppositionRacingTheClosingHasOneWinner(t *testing.T) {
 	// The opposition sees the window open, the sweep sees it ended: both
 	// are eligible, and only the database's row lock decides.
 	svc := newService(pool)
-	svc.Limiter = optout.NewLimiter()
+	svc.Limiter = optout.NewLimiter(pool)
 	svc.Limiter.FreeFailures = 1 << 20
 	svc.Clock = func() time.Time { return deadline.Add(-time.Second) }
 	after := provisioning.Clock(func() time.Time { return deadline.Add(time.Second) })

@@ -96,3 +96,31 @@ func CheckAnchors(ctx context.Context, db DBTX, anchors []Anchor, key []byte) (s
 	}
 	return "", nil
 }
+
+// VerifyAuditAnchored walks the chain (VerifyAudit) and checks the anchors
+// against it (CheckAnchors). Events chained before ENS_AUDIT_KEY was set
+// pass when a signed anchor taken after them still holds.
+func VerifyAuditAnchored(ctx context.Context, db DBTX, anchors []Anchor, key []byte) (*VerifyResult, error) {
+	res, err := VerifyAudit(ctx, db)
+	if err != nil || (!res.OK && !res.unvouched) {
+		return res, err
+	}
+	problem, err := CheckAnchors(ctx, db, anchors, key)
+	if err != nil {
+		return nil, err
+	}
+	if problem != "" {
+		last := res.Events + 1
+		res.OK, res.Problem, res.FirstBroken, res.unvouched = false, problem, &last, false
+		return res, nil
+	}
+	if res.unvouched && len(key) > 0 {
+		for _, a := range anchors {
+			if a.ID >= res.LastUnkeyed {
+				res.OK, res.Problem, res.FirstBroken, res.unvouched = true, "", nil, false
+				break
+			}
+		}
+	}
+	return res, nil
+}

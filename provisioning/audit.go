@@ -2,11 +2,13 @@ package provisioning
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +38,29 @@ const auditLock = 7_100_002
 
 var genesisHash = make([]byte, sha256.Size)
 
+// auditKey is the process's ENS_AUDIT_KEY, set once at start by SetAuditKey.
+var auditKey atomic.Pointer[[]byte]
+
+// SetAuditKey makes the audit chain an HMAC under key (kept outside the
+// database) for every event this process appends, and lets VerifyAudit
+// check such events. Call it once at start; nil leaves the chain plain
+// SHA-256, which whoever owns the tables can rewrite and re-hash.
+func SetAuditKey(key []byte) {
+	if len(key) == 0 {
+		auditKey.Store(nil)
+		return
+	}
+	k := append([]byte(nil), key...)
+	auditKey.Store(&k)
+}
+
+func currentAuditKey() []byte {
+	if k := auditKey.Load(); k != nil {
+		return *k
+	}
+	return nil
+}
+
 // AppendAudit appends events to the hash-chained log inside tx, the
 // transaction that makes the change they record.
 func AppendAudit(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event) error {
@@ -62,6 +87,7 @@ func AppendAudit(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event)
 		return fmt.Errorf("reading the audit chain's head: %w", err)
 	}
 	at := now.UTC().Truncate(time.Microsecond)
+	key := currentAuditKey()
 	rows := make([][]any, len(events))
 	for i, e := range events {
 		e.ID, e.At = lastID+int64(i)+1, at
@@ -72,16 +98,16 @@ func AppendAudit(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event)
 		if err != nil || e.Details == nil {
 			details = []byte("{}")
 		}
-		h := eventHash(prev, e, details)
-		rows[i] = []any{e.ID, e.At, e.Actor, e.Action, e.WaveID, e.AccountIDs, string(details), prev, h}
+		h := eventHash(key, prev, e, details)
+		rows[i] = []any{e.ID, e.At, e.Actor, e.Action, e.WaveID, e.AccountIDs, string(details), prev, h, key != nil}
 		prev = h
 	}
 	if len(rows) == 1 {
-		_, err = tx.Exec(ctx, `INSERT INTO audit_event (id, at, actor, action, wave_id, account_ids, details, prev_hash, hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, rows[0]...)
+		_, err = tx.Exec(ctx, `INSERT INTO audit_event (id, at, actor, action, wave_id, account_ids, details, prev_hash, hash, keyed)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, rows[0]...)
 	} else {
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{"audit_event"},
-			[]string{"id", "at", "actor", "action", "wave_id", "account_ids", "details", "prev_hash", "hash"},
+			[]string{"id", "at", "actor", "action", "wave_id", "account_ids", "details", "prev_hash", "hash", "keyed"},
 			pgx.CopyFromRows(rows))
 	}
 	if err != nil {
@@ -90,9 +116,14 @@ func AppendAudit(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event)
 	return nil
 }
 
-// eventHash chains an event to its predecessor. Every stored field is covered.
-func eventHash(prev []byte, e Event, details []byte) []byte {
+// eventHash chains an event to its predecessor: an HMAC under key when one
+// is given, plain SHA-256 otherwise. Every stored field is covered.
+func eventHash(key, prev []byte, e Event, details []byte) []byte {
 	h := sha256.New()
+	if key != nil {
+		h = hmac.New(sha256.New, key)
+		h.Write([]byte("ens-audit-chain-v1"))
+	}
 	h.Write(prev)
 	var buf [8]byte
 	field := func(b []byte) {
@@ -116,20 +147,32 @@ func eventHash(prev []byte, e Event, details []byte) []byte {
 
 // VerifyResult is the outcome of walking the audit chain.
 type VerifyResult struct {
-	OK          bool   `json:"ok"`
-	Events      int64  `json:"events"`
+	OK     bool  `json:"ok"`
+	Events int64 `json:"events"`
+	// Unkeyed counts the events chained without ENS_AUDIT_KEY (written
+	// before it was set): whoever owns the tables could have re-hashed them;
+	// only an anchor taken since vouches for them.
+	Unkeyed     int64  `json:"unkeyed"`
+	LastUnkeyed int64  `json:"last_unkeyed,omitempty"`
 	FirstBroken *int64 `json:"first_broken,omitempty"`
 	Problem     string `json:"problem,omitempty"`
+	// unvouched: the only problem is unkeyed events under a key, which a
+	// signed anchor may vouch for (VerifyAuditAnchored).
+	unvouched bool
 }
 
 // VerifyAudit walks the whole chain in id order and names the first event
-// that was changed, removed or inserted out of order.
+// that was changed, removed or inserted out of order, checking keyed events
+// with the key SetAuditKey gave. An unkeyed event after a keyed one is a
+// break: the chain was re-hashed by someone without the key.
 func VerifyAudit(ctx context.Context, db DBTX) (*VerifyResult, error) {
+	key := currentAuditKey()
 	res := &VerifyResult{OK: true}
+	sawKeyed := false
 	prev, want := genesisHash, int64(1)
 	last := int64(0)
 	for {
-		rows, err := db.Query(ctx, `SELECT id, at, actor, action, wave_id, account_ids, details::text, prev_hash, hash
+		rows, err := db.Query(ctx, `SELECT id, at, actor, action, wave_id, account_ids, details::text, prev_hash, hash, keyed
 			FROM audit_event WHERE id > $1 ORDER BY id LIMIT 10000`, last)
 		if err != nil {
 			return nil, fmt.Errorf("reading the audit log: %w", err)
@@ -139,15 +182,24 @@ func VerifyAudit(ctx context.Context, db DBTX) (*VerifyResult, error) {
 			var e Event
 			var details string
 			var prevHash, hash []byte
-			if err := rows.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.WaveID, &e.AccountIDs, &details, &prevHash, &hash); err != nil {
+			var keyed bool
+			if err := rows.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.WaveID, &e.AccountIDs, &details, &prevHash, &hash, &keyed); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("reading audit event: %w", err)
 			}
 			n++
 			last = e.ID
 			res.Events++
+			if !keyed {
+				res.Unkeyed++
+				res.LastUnkeyed = e.ID
+			}
 			if !res.OK {
 				continue
+			}
+			var k []byte
+			if keyed {
+				k = key
 			}
 			broken, id := "", e.ID
 			switch {
@@ -155,9 +207,14 @@ func VerifyAudit(ctx context.Context, db DBTX) (*VerifyResult, error) {
 				broken, id = fmt.Sprintf("event %d is missing", want), want
 			case string(prevHash) != string(prev):
 				broken = "does not follow the previous event"
-			case string(eventHash(prev, e, []byte(details))) != string(hash):
+			case keyed && key == nil:
+				broken = "is chained with ENS_AUDIT_KEY: set it to verify the log"
+			case !keyed && sawKeyed:
+				broken = "is not keyed though events before it are: the chain was re-hashed without ENS_AUDIT_KEY"
+			case string(eventHash(k, prev, e, []byte(details))) != string(hash):
 				broken = "content does not match its hash"
 			}
+			sawKeyed = sawKeyed || keyed
 			if broken != "" {
 				res.OK, res.FirstBroken, res.Problem = false, &id, broken
 			}
@@ -168,7 +225,14 @@ func VerifyAudit(ctx context.Context, db DBTX) (*VerifyResult, error) {
 			return nil, fmt.Errorf("reading the audit log: %w", err)
 		}
 		if n == 0 {
-			return res, nil
+			break
 		}
 	}
+	if res.OK && key != nil && res.Unkeyed > 0 {
+		first := int64(1)
+		res.OK, res.FirstBroken, res.unvouched = false, &first, true
+		res.Problem = fmt.Sprintf("events 1 to %d are chained without ENS_AUDIT_KEY: whoever owns the tables could have re-hashed them; "+
+			"an anchor signed with the key, taken after them, vouches for them (audit verify --anchor)", res.LastUnkeyed)
+	}
+	return res, nil
 }

@@ -57,6 +57,7 @@ func OpenPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, e
 type MigrateResult struct {
 	Applied      []string `json:"applied"`
 	RiverVersion int      `json:"river_version"`
+	AppRole      string   `json:"app_role,omitempty"`
 }
 
 const migrateLock = 7_100_001

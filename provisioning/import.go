@@ -120,13 +120,10 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7100003)`); err != nil {
 		return nil, fmt.Errorf("waiting for another import to finish: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off; SET LOCAL work_mem = '256MB';
-		CREATE UNLOGGED TABLE registry_stage (
-			line bigint, reason text, maybe_dup boolean, nir_masked text, nir text COLLATE "C", sex smallint, last_name text, first_name text,
-			birth_date date, email text, address_line2 text, address_line3 text, address_line4 text,
-			address_line5 text, postcode text, city text, country text, guardian_nir text, death_date date,
-			department text)`); err != nil {
-		return nil, fmt.Errorf("creating import staging table: %w", err)
+	// The staging table is emptied, not created: the application role may
+	// not change the schema (migration 013).
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off; SET LOCAL work_mem = '256MB'; TRUNCATE registry_stage`); err != nil {
+		return nil, fmt.Errorf("emptying import staging table: %w", err)
 	}
 	src := &stageSource{r: cr, h: header, today: today, res: res, rejects: rejects, progress: opts.Progress,
 		seen: newNIRFilter(f)}
@@ -139,7 +136,7 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 	}
 	// Statistics for the joins that follow: a fresh table has none, and the
 	// planner would guess.
-	if _, err := tx.Exec(ctx, `ANALYZE registry_stage (nir, reason, maybe_dup)`); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT ens_analyze_stage()`); err != nil {
 		return nil, fmt.Errorf("analysing import staging table: %w", err)
 	}
 	res.phase("copy", start)
@@ -148,11 +145,9 @@ func ImportRegistry(ctx context.Context, pool *pgxpool.Pool, path string, opts I
 		return nil, err
 	}
 	t := time.Now()
-	// Created and dropped in the import's transaction (imports are
-	// serialised): an unlogged table uses shared buffers, where a temporary
-	// one spills through a small backend-local cache.
-	if _, err := tx.Exec(ctx, `DROP TABLE registry_stage`); err != nil {
-		return nil, fmt.Errorf("dropping import staging table: %w", err)
+	// Emptied before the commit: nobody reads it between imports.
+	if _, err := tx.Exec(ctx, `TRUNCATE registry_stage`); err != nil {
+		return nil, fmt.Errorf("emptying import staging table: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("committing import: %w", err)
@@ -297,7 +292,7 @@ func upsertPeople(ctx context.Context, tx pgx.Tx, res *ImportResult) error {
 // transaction commits; meanwhile the table is locked, which costs nothing
 // while it holds nobody.
 func loadPeople(ctx context.Context, tx pgx.Tx, res *ImportResult) error {
-	if _, err := tx.Exec(ctx, `ALTER TABLE person DROP CONSTRAINT person_nir_key`); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT ens_person_nir_key(false)`); err != nil {
 		return fmt.Errorf("preparing the first load: %w", err)
 	}
 	tag, err := tx.Exec(ctx, `INSERT INTO person (`+personColumns+`)
@@ -305,8 +300,7 @@ func loadPeople(ctx context.Context, tx pgx.Tx, res *ImportResult) error {
 	if err != nil {
 		return fmt.Errorf("inserting registry rows: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '512MB';
-		ALTER TABLE person ADD CONSTRAINT person_nir_key UNIQUE (nir)`); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT ens_person_nir_key(true)`); err != nil {
 		return fmt.Errorf("indexing the NIRs of the first load: %w", err)
 	}
 	res.Inserted = tag.RowsAffected()

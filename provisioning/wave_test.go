@@ -1,6 +1,7 @@
 package provisioning_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
@@ -182,7 +183,7 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 	// Behind the trigger's back, an edit is caught and named.
 	tamper := func(q string) *provisioning.VerifyResult {
 		t.Helper()
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		err := pgx.BeginFunc(ctx, testdb.OwnerPool(t, pool), func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
 				return err
 			}
@@ -203,5 +204,67 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 	}
 	if r := tamper(`UPDATE audit_event SET actor = 'alice' WHERE id = 3; DELETE FROM audit_event WHERE id = 2`); r.OK || *r.FirstBroken != 2 {
 		t.Fatalf("removed event not named: %+v", r)
+	}
+}
+
+// Whoever owns the tables can disable the audit log's triggers; with the
+// chain a plain SHA-256 (before), they could also re-hash it after an edit
+// and verify said OK. Keyed with ENS_AUDIT_KEY, kept outside the database,
+// a re-hashed chain no longer verifies, whatever key the forger tried.
+func TestAuditChainRehashedWithoutTheKeyIsCaught(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	launchAll(t, pool, 200, 3, provisioning.LaunchOptions{BatchSize: 50})
+	res, err := provisioning.VerifyAudit(ctx, pool)
+	if err != nil || !res.OK || res.Unkeyed != 0 {
+		t.Fatalf("verify of an intact keyed log: %+v %v", res, err)
+	}
+	owner := testdb.OwnerPool(t, pool)
+	for _, forger := range []struct {
+		name string
+		key  []byte
+	}{{"plain SHA-256", nil}, {"a guessed key", bytes.Repeat([]byte{1}, 32)}} {
+		err := pgx.BeginFunc(ctx, owner, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica;
+				UPDATE audit_event SET actor = 'mallory' WHERE id = 2`); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT id, at, actor, action, wave_id, account_ids, details::text FROM audit_event ORDER BY id`)
+			if err != nil {
+				return err
+			}
+			events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ev struct {
+				e       provisioning.Event
+				details string
+			}, err error) {
+				err = r.Scan(&ev.e.ID, &ev.e.At, &ev.e.Actor, &ev.e.Action, &ev.e.WaveID, &ev.e.AccountIDs, &ev.details)
+				return ev, err
+			})
+			if err != nil {
+				return err
+			}
+			prev := make([]byte, 32)
+			for _, ev := range events {
+				h := provisioning.EventHash(forger.key, prev, ev.e, []byte(ev.details))
+				if _, err := tx.Exec(ctx, `UPDATE audit_event SET prev_hash = $2, hash = $3, keyed = $4 WHERE id = $1`,
+					ev.e.ID, prev, h, forger.key != nil); err != nil {
+					return err
+				}
+				prev = h
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := provisioning.VerifyAudit(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.OK {
+			t.Fatalf("a chain re-hashed with %s after an edit verifies OK: %+v", forger.name, res)
+		}
+		t.Logf("re-hashed with %s: %s (event %d)", forger.name, res.Problem, *res.FirstBroken)
 	}
 }

@@ -16,6 +16,15 @@ import (
 	"github.com/ens-sante/ens/provisioning"
 )
 
+// nirInput reads a NIR from the arguments or stdin (secretInput).
+func (a *app) nirInput(args []string) (provisioning.NIR, error) {
+	s, err := a.secretInput(args, "NIR")
+	if err != nil {
+		return "", err
+	}
+	return parseNIRArg(s)
+}
+
 func parseNIRArg(s string) (provisioning.NIR, error) {
 	n, err := provisioning.ParseNIR(s)
 	if err != nil {
@@ -28,15 +37,15 @@ func (a *app) accountCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "account", Short: "Look up and act on one person's account"}
 	var asJSON bool
 	show := &cobra.Command{
-		Use:   "show NIR",
-		Short: "State, deadline and timestamps of a person's account",
-		Args:  cobra.ExactArgs(1),
+		Use:   "show [NIR]",
+		Short: "State, deadline and timestamps of a person's account (the NIR on stdin, or as the argument)",
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nir, err := parseNIRArg(args[0])
+			nir, err := a.nirInput(args)
 			if err != nil {
 				return err
 			}
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -56,12 +65,12 @@ func (a *app) accountCommand() *cobra.Command {
 	var op, reason string
 	var express bool
 	act := func(use, short string, f func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error)) *cobra.Command {
-		c := &cobra.Command{Use: use + " NIR", Short: short, Args: cobra.ExactArgs(1),
+		c := &cobra.Command{Use: use + " [NIR]", Short: short + " (the NIR on stdin, or as the argument)", Args: cobra.MaximumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if op == "" {
 					return usageError(errors.New("--operator is required: the action is audited by name"))
 				}
-				nir, err := parseNIRArg(args[0])
+				nir, err := a.nirInput(args)
 				if err != nil {
 					return err
 				}
@@ -79,7 +88,7 @@ func (a *app) accountCommand() *cobra.Command {
 		return c
 	}
 	reinstate := act("reinstate", "Give an account to a person who opposed and changed their mind", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
-		pool, err := a.db(cmd.Context(), 2, true)
+		pool, err := a.db(cmd.Context(), 2)
 		if err != nil {
 			return nil, err
 		}
@@ -90,7 +99,7 @@ func (a *app) accountCommand() *cobra.Command {
 		if r != provisioning.ReasonRequest && r != provisioning.ReasonDeceased && r != provisioning.ReasonFraud {
 			return nil, usageError(errors.New("--reason must be request, deceased or fraud"))
 		}
-		pool, err := a.db(cmd.Context(), 2, true)
+		pool, err := a.db(cmd.Context(), 2)
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +108,7 @@ func (a *app) accountCommand() *cobra.Command {
 	del.Flags().StringVar(&reason, "reason", "request", "request, deceased or fraud")
 	del.Flags().BoolVar(&express, "express", false, "the holder asks for express deletion: purged within three months instead of kept ten years")
 	reopen := act("reopen", "Restore an archived account within its ten years", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
-		pool, err := a.db(cmd.Context(), 2, true)
+		pool, err := a.db(cmd.Context(), 2)
 		if err != nil {
 			return nil, err
 		}
@@ -139,7 +148,7 @@ func (a *app) waveExtendCommand() *cobra.Command {
 			if err != nil {
 				return usageError(errors.New("--until must be a date, YYYY-MM-DD"))
 			}
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -177,7 +186,7 @@ func (a *app) archiveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -207,7 +216,7 @@ func (a *app) archiveCommand() *cobra.Command {
 		Short: "The archive in aggregate: counts by reason and year (what auditors may read)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -231,37 +240,29 @@ func (a *app) auditCommand() *cobra.Command {
 		Short: "Walk the chain and name the first changed or removed event",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
-			res, err := provisioning.VerifyAudit(cmd.Context(), pool)
-			if err != nil {
-				return err
-			}
-			if anchorFile != "" && res.OK {
+			var anchors []provisioning.Anchor
+			if anchorFile != "" {
 				f, err := os.Open(anchorFile)
 				if err != nil {
 					return fmt.Errorf("reading the anchors file: %w", err)
 				}
-				anchors, err := provisioning.ReadAnchors(f)
+				anchors, err = provisioning.ReadAnchors(f)
 				f.Close()
 				if err != nil {
 					return usageError(err)
 				}
-				key, err := auditKey()
-				if err != nil {
-					return err
-				}
-				problem, err := provisioning.CheckAnchors(cmd.Context(), pool, anchors, key)
-				if err != nil {
-					return err
-				}
-				if problem != "" {
-					res.OK, res.Problem = false, problem
-					last := res.Events + 1
-					res.FirstBroken = &last
-				}
+			}
+			key, err := auditKey()
+			if err != nil {
+				return err
+			}
+			res, err := provisioning.VerifyAuditAnchored(cmd.Context(), pool, anchors, key)
+			if err != nil {
+				return err
 			}
 			if asJSON {
 				if err := a.printJSON(res); err != nil {
@@ -285,7 +286,7 @@ func (a *app) auditCommand() *cobra.Command {
 		Short: "Print the audit log's head (id, hash, time; signed with ENS_AUDIT_KEY) and append it to FILE, to ship elsewhere",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}

@@ -8,12 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
-	"github.com/ens-sante/ens/fixtures/pgserver"
 	"github.com/ens-sante/ens/provisioning"
 )
 
@@ -40,6 +38,7 @@ type app struct {
 	clock          provisioning.Clock
 	pools          []*pgxpool.Pool
 	workerID       string // this worker's name in smtp_relay
+	auditKeyed     bool   // ENS_AUDIT_KEY is set
 }
 
 // Run executes the ens command line and returns the process exit code.
@@ -74,7 +73,7 @@ func (a *app) rootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", envOr("ENS_LOG_FORMAT", "text"), "log format: text or json")
-	root.PersistentFlags().StringVar(&a.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL; unset: a private cluster under var/pg)")
+	root.PersistentFlags().StringVar(&a.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of the application role (default $DATABASE_URL; ens migrate: the owner's)")
 	root.PersistentFlags().StringVar(&a.varDir, "var-dir", envOr("ENS_VAR_DIR", "var"), "directory for local state: private database, letters, outbox, secrets")
 	root.AddCommand(a.migrateCommand(), a.dbCommand(), a.registryCommand(), a.fixturesCommand(), a.waveCommand(),
 		a.workerCommand(), a.demoCommand(), a.bouncesCommand(), a.mailsinkCommand(),
@@ -93,31 +92,53 @@ func (a *app) setup() error {
 		return usageError(fmt.Errorf("--log-format must be text or json, not %q", a.logFormat))
 	}
 	a.log = slog.New(h)
+	key, err := auditKey()
+	if err != nil {
+		return err
+	}
+	a.auditKeyed = key != nil
+	provisioning.SetAuditKey(key)
 	return nil
 }
 
-// db opens a pool on the configured database, starting the private cluster
-// when no URL is given, and migrates it when asked.
-func (a *app) db(ctx context.Context, maxConns int32, migrate bool) (*pgxpool.Pool, error) {
-	url := a.databaseURL
-	if url == "" {
-		srv, err := pgserver.Start(ctx, filepath.Join(a.varDir, "pg"))
-		if err != nil {
-			return nil, err
-		}
-		url = srv.URL()
-		a.log.Debug("using private PostgreSQL cluster", "dir", srv.Dir())
+// warnUnkeyed says once, at the start of a long-running command, that the
+// audit chain is not keyed.
+func (a *app) warnUnkeyed() {
+	if !a.auditKeyed {
+		a.log.Warn("ENS_AUDIT_KEY is not set: the audit log is chained without a key, and whoever owns the tables could rewrite it unseen")
 	}
-	pool, err := provisioning.OpenPool(ctx, url, maxConns)
+}
+
+// errNoDatabase is the answer to a command run without a database: the
+// private cluster is for the demo and the tests, never a silent default.
+var errNoDatabase = errors.New("DATABASE_URL is not set: point it (or --database-url) at the application role `ens migrate` created, " +
+	"e.g. postgres://ens_app@db.internal/ens — or run `ens demo` for a throwaway private database")
+
+// db opens a pool on the configured database as the application role: it
+// refuses a role that owns the tables and a schema older than this program
+// (ens migrate, run as the owner, brings it up to date).
+func (a *app) db(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
+	pool, err := a.ownerDB(ctx, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := provisioning.CheckAppRole(ctx, pool); err != nil {
+		return nil, err
+	}
+	return pool, nil
+}
+
+// ownerDB opens a pool on the configured database without checking its
+// role: for `ens migrate` only.
+func (a *app) ownerDB(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
+	if a.databaseURL == "" {
+		return nil, usageError(errNoDatabase)
+	}
+	pool, err := provisioning.OpenPool(ctx, a.databaseURL, maxConns)
 	if err != nil {
 		return nil, err
 	}
 	a.pools = append(a.pools, pool)
-	if migrate {
-		if _, err := provisioning.Migrate(ctx, pool); err != nil {
-			return nil, err
-		}
-	}
 	return pool, nil
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,12 +14,21 @@ import (
 
 func (a *app) migrateCommand() *cobra.Command {
 	var asJSON bool
+	var role, passwordFile string
 	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Apply the database migrations (River's and ens's); idempotent",
+		Short: "As the owner role: apply the migrations (River's and ens's) and create the application role every other command runs as; idempotent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, err := a.db(cmd.Context(), 2, false)
+			var password string
+			if passwordFile != "" {
+				b, err := os.ReadFile(passwordFile)
+				if err != nil {
+					return usageError(fmt.Errorf("reading --app-password-file: %w", err))
+				}
+				password = strings.TrimRight(string(b), "\r\n")
+			}
+			pool, err := a.ownerDB(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -25,25 +36,32 @@ func (a *app) migrateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := provisioning.GrantApp(cmd.Context(), pool, role, password); err != nil {
+				return err
+			}
+			res.AppRole = role
 			if asJSON {
 				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.stdout, "River schema at version %d; applied %d ens migration(s) %v\n", res.RiverVersion, len(res.Applied), res.Applied)
+			fmt.Fprintf(a.stdout, "River schema at version %d; applied %d ens migration(s) %v; application role %s granted\n",
+				res.RiverVersion, len(res.Applied), res.Applied, role)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().StringVar(&role, "app-role", envOr("ENS_APP_ROLE", provisioning.DefaultAppRole), "the application role to create and grant (no DDL; the audit log append-only)")
+	cmd.Flags().StringVar(&passwordFile, "app-password-file", "", "set the application role's password from this file (otherwise manage it yourself: certificates, ALTER ROLE)")
 	return cmd
 }
 
 func (a *app) dbCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "db", Short: "Manage the private PostgreSQL cluster used when DATABASE_URL is unset"}
+	cmd := &cobra.Command{Use: "db", Short: "Manage the demo's private PostgreSQL cluster (var/pg; never for production)"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "url",
 		Short: "Start the private cluster if needed and print its URL",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := pgserver.Start(cmd.Context(), filepath.Join(a.varDir, "pg"))
+			srv, err := pgserver.Start(cmd.Context(), filepath.Join(a.varDir, "pg"), pgserver.Options{Durable: true})
 			if err != nil {
 				return err
 			}
@@ -55,7 +73,7 @@ func (a *app) dbCommand() *cobra.Command {
 		Short: "Stop the private cluster (its data stays under var/pg)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := pgserver.Start(cmd.Context(), filepath.Join(a.varDir, "pg"))
+			srv, err := pgserver.Start(cmd.Context(), filepath.Join(a.varDir, "pg"), pgserver.Options{Durable: true})
 			if err != nil {
 				return err
 			}

@@ -59,7 +59,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	}
 	if a.databaseURL == "" {
 		a.step("Starting a private PostgreSQL cluster in %s", filepath.Join(a.varDir, "pg"))
-		srv, err := pgserver.Start(ctx, filepath.Join(a.varDir, "pg"))
+		srv, err := pgserver.Start(ctx, filepath.Join(a.varDir, "pg"), pgserver.Options{Durable: true})
 		if err != nil {
 			return err
 		}
@@ -83,11 +83,17 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	if os.Getenv("ENS_LETTERS_DIR") == "" {
 		os.RemoveAll(filepath.Join(a.varDir, "letters"))
 	}
-	pool, err := a.db(ctx, 8, true)
+	// Migrated as the owner, then run as the application role, as in
+	// production.
+	a.step("ens migrate   (as the owner: River's and ens's migrations, and the application role %s)", provisioning.DefaultAppRole)
+	if err := a.sub(ctx, "migrate"); err != nil {
+		return err
+	}
+	a.databaseURL = pgserver.WithUser(a.databaseURL, provisioning.DefaultAppRole)
+	pool, err := a.db(ctx, 8)
 	if err != nil {
 		return err
 	}
-	a.step("Migrated the database (River's and ens's migrations)")
 
 	seed := uint64(time.Now().UnixNano())
 	regPath := filepath.Join(demoDir, "registry.csv")

@@ -51,7 +51,7 @@ func (a *app) lettersCommand() *cobra.Command {
 		Short: "The printer's authoritative list of letter batches: file, SHA-256, pages, department, state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -93,7 +93,7 @@ func (a *app) lettersCommand() *cobra.Command {
 			if err != nil {
 				return usageError(errors.New("--on: expected the posting day as YYYY-MM-DD"))
 			}
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -156,7 +156,7 @@ func (a *app) letterFileCommand(use, short string, op *string, asJSON *bool,
 				return fmt.Errorf("reading %s: %w", args[0], err)
 			}
 			defer f.Close()
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -189,7 +189,7 @@ func (a *app) waveRenotifyCommand() *cobra.Command {
 		Short: "Send a new notice, with a new window, to the wave's unreachable people whose registry row now gives a channel; audited",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}

@@ -31,9 +31,16 @@ type cli struct {
 }
 
 func (c *cli) run(args ...string) (int, string, string) {
+	return c.runStdin("", args...)
+}
+
+// runStdin runs ens with stdin as its standard input.
+func (c *cli) runStdin(stdin string, args ...string) (int, string, string) {
+	var out bytes.Buffer
 	var errb lockedBuffer
-	code, out := c.runLogging(&errb, args...)
-	return code, out, errb.String()
+	full := append([]string{"--database-url", c.url, "--var-dir", c.dir}, args...)
+	code := Run(context.Background(), full, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
 }
 
 // runLogging runs ens with its log going to stderr, which the test may read
@@ -418,7 +425,7 @@ func TestAuditAnchorsCatchARemovedTail(t *testing.T) {
 		t.Fatalf("anchor: %d %s %s", code, out, errs)
 	}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.url)
+	conn, err := pgx.Connect(ctx, testdb.OwnerURL(c.url)) // a DBA's rights
 	if err != nil {
 		t.Fatal(err)
 	}

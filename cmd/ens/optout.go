@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
@@ -25,23 +24,24 @@ import (
 )
 
 func (a *app) optoutService(ctx context.Context, conns int32) (*optout.Service, error) {
+	pool, err := a.db(ctx, conns)
+	if err != nil {
+		return nil, err
+	}
 	key, err := optout.LoadKey()
 	if err != nil {
 		return nil, err
 	}
-	trusted, err := trustedProxies(os.Getenv("ENS_TRUSTED_PROXIES"))
+	trusted, err := parsePrefixes("ENS_TRUSTED_PROXIES", os.Getenv("ENS_TRUSTED_PROXIES"))
 	if err != nil {
 		return nil, usageError(err)
 	}
-	pool, err := a.db(ctx, conns, true)
-	if err != nil {
-		return nil, err
-	}
-	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(), Clock: a.clock, Log: a.log, TrustedProxies: trusted}, nil
+	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Clock: a.clock, Log: a.log, TrustedProxies: trusted}, nil
 }
 
-// trustedProxies reads ENS_TRUSTED_PROXIES: CIDRs or addresses, comma-separated.
-func trustedProxies(v string) ([]netip.Prefix, error) {
+// parsePrefixes reads a list of CIDRs or addresses, comma-separated, from
+// the variable name (ENS_TRUSTED_PROXIES, ENS_METRICS_ALLOW).
+func parsePrefixes(name, v string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range strings.Split(v, ",") {
 		if f = strings.TrimSpace(f); f == "" {
@@ -51,7 +51,7 @@ func trustedProxies(v string) ([]netip.Prefix, error) {
 		if err != nil {
 			a, aerr := netip.ParseAddr(f)
 			if aerr != nil {
-				return nil, fmt.Errorf("ENS_TRUSTED_PROXIES: %q is neither a CIDR nor an address", f)
+				return nil, fmt.Errorf("%s: %q is neither a CIDR nor an address", name, f)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
@@ -67,6 +67,7 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Serve the public opposition form and the call centre's JSON API",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.warnUnkeyed()
 			svc, err := a.optoutService(cmd.Context(), 20)
 			if err != nil {
 				return err
@@ -75,16 +76,16 @@ func (a *app) serveCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("listening on %s: %w", addr, err)
 			}
-			if opsAddr == "" {
-				return a.serve(cmd.Context(), ln, optout.NewHandler(svc))
-			}
-			opsLn, opsH, err := a.opsArea(cmd.Context(), svc.Pool, opsAddr)
-			if err != nil {
-				return err
-			}
 			g, ctx := errgroup.WithContext(cmd.Context())
 			g.Go(func() error { return a.serve(ctx, ln, optout.NewHandler(svc)) })
-			g.Go(func() error { return a.serve(ctx, opsLn, opsH) })
+			g.Go(func() error { a.expireLimits(ctx, svc.Limiter); return nil })
+			if opsAddr != "" {
+				opsLn, opsH, err := a.opsArea(ctx, svc, opsAddr)
+				if err != nil {
+					return err
+				}
+				g.Go(func() error { return a.serve(ctx, opsLn, opsH) })
+			}
 			return g.Wait()
 		},
 	}
@@ -93,18 +94,46 @@ func (a *app) serveCommand() *cobra.Command {
 	return cmd
 }
 
+// expireLimits deletes forgotten rate-limit keys every minute until ctx
+// ends (every serve process does; the work is shared, not repeated).
+func (a *app) expireLimits(ctx context.Context, l *optout.Limiter) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := l.Expire(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("expiring rate limits", "error", err)
+			} else if n > 0 {
+				a.log.Debug("rate-limit keys expired", "keys", n)
+			}
+		}
+	}
+}
+
 // opsArea prepares the operators' and auditors' area and its listener.
-func (a *app) opsArea(ctx context.Context, pool *pgxpool.Pool, addr string) (net.Listener, http.Handler, error) {
+func (a *app) opsArea(ctx context.Context, svc *optout.Service, addr string) (net.Listener, http.Handler, error) {
 	users, err := ops.LoadUsers()
 	if err != nil {
 		a.log.Warn("ops area has no users: every /ops/ request will be refused", "error", err)
 		users = map[string]ops.User{}
 	}
-	client, err := jobs.NewInsertClient(pool)
+	allow, err := parsePrefixes("ENS_METRICS_ALLOW", os.Getenv("ENS_METRICS_ALLOW"))
+	if err != nil {
+		return nil, nil, usageError(err)
+	}
+	metricsPool, err := a.db(ctx, 2)
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := ops.NewHandler(pool, client, users, a.log, envDays("ENS_POSTING_SLA", provisioning.DefaultPostingSLA))
+	client, err := jobs.NewInsertClient(svc.Pool)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := ops.NewHandler(ops.Options{Pool: svc.Pool, Client: client, Users: users, Log: a.log, Service: svc,
+		MetricsPool: metricsPool, MetricsAllow: allow, PostingSLA: envDays("ENS_POSTING_SLA", provisioning.DefaultPostingSLA)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -115,7 +144,7 @@ func (a *app) opsArea(ctx context.Context, pool *pgxpool.Pool, addr string) (net
 	if err != nil {
 		return nil, nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	fmt.Fprintf(a.stdout, "operations area: http://%s/ops/ (River UI at /ops/river/, metrics at /metrics)\n", ln.Addr())
+	fmt.Fprintf(a.stdout, "operations area: http://%s/ops/ (River UI at /ops/river/, agents' API at /ops/api/v1/oppositions, metrics at /metrics)\n", ln.Addr())
 	return ln, h, nil
 }
 
@@ -167,17 +196,31 @@ func (a *app) serve(ctx context.Context, ln net.Listener, h http.Handler) error 
 
 func (a *app) optoutCommand() *cobra.Command {
 	var birth, op, nir, checkedBy, receivedOn string
-	var undo, asJSON bool
+	var undo, asJSON, codeStdin bool
 	cmd := &cobra.Command{
 		Use:   "optout [CODE]",
-		Short: "Record an opposition received by post or phone: with the code, or --nir after an identity check (audited with both names)",
+		Short: "Record an opposition received by post or phone: with the code (on stdin, or as the argument), or --nir after an identity check (audited with both names)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if op == "" {
 				return usageError(errors.New("--operator is required: oppositions handled by agents are audited by name"))
 			}
-			if (len(args) == 1) == (nir != "") {
+			if len(args) == 1 && (nir != "" || codeStdin) {
 				return usageError(errors.New("give the code, or --nir with --identity-checked-by when the person has lost it"))
+			}
+			var code string
+			if nir == "" {
+				c, err := a.secretInput(args, "opposition code")
+				if err != nil {
+					return err
+				}
+				code = c
+			} else if nir == "-" {
+				n, err := a.secretInput(nil, "NIR")
+				if err != nil {
+					return err
+				}
+				nir = n
 			}
 			var postmark *time.Time
 			if receivedOn != "" {
@@ -197,13 +240,13 @@ func (a *app) optoutCommand() *cobra.Command {
 				res, err = a.opposeWithoutCode(cmd.Context(), svc, nir, birth, op, checkedBy, postmark, undo)
 			case undo:
 				var rec *provisioning.Receipt
-				rec, err = svc.Undo(cmd.Context(), optout.Request{Code: args[0], BirthDate: birth, Client: "agent:" + op, Channel: optout.ChannelAgent, Actor: op})
+				rec, err = svc.Undo(cmd.Context(), optout.Request{Code: code, BirthDate: birth, Client: "agent:" + op, Channel: optout.ChannelAgent, Actor: op})
 				if err == nil {
 					fmt.Fprintf(a.stdout, "opposition %s withdrawn\n", rec.Reference)
 					return nil
 				}
 			default:
-				res, err = svc.Oppose(cmd.Context(), optout.Request{Code: args[0], BirthDate: birth, Client: "agent:" + op,
+				res, err = svc.Oppose(cmd.Context(), optout.Request{Code: code, BirthDate: birth, Client: "agent:" + op,
 					Channel: optout.ChannelAgent, Actor: op, PostmarkedOn: postmark})
 			}
 			if err != nil {
@@ -222,7 +265,8 @@ func (a *app) optoutCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&birth, "birth-date", "", "birth date of the account holder (YYYY-MM-DD)")
 	cmd.Flags().StringVar(&op, "operator", "", "name of the agent handling the request")
-	cmd.Flags().StringVar(&nir, "nir", "", "the holder's NIR, when the person has lost the code (needs --identity-checked-by)")
+	cmd.Flags().StringVar(&nir, "nir", "", "the holder's NIR, when the person has lost the code (needs --identity-checked-by; '-': read it on stdin)")
+	cmd.Flags().BoolVar(&codeStdin, "code-stdin", false, "read the code on stdin (the default without a CODE argument): it stays out of ps and the shell history")
 	cmd.Flags().StringVar(&checkedBy, "identity-checked-by", "", "the agent who checked the person's identity (audited)")
 	cmd.Flags().StringVar(&receivedOn, "received-on", "", "a mailed opposition's postmark date (YYYY-MM-DD): it counts instead of today")
 	cmd.Flags().BoolVar(&undo, "undo", false, "withdraw the opposition instead (the person changed their mind)")

@@ -19,7 +19,7 @@ func (a *app) reconcileCommand() *cobra.Command {
 		Short: "Prove every person of a wave is accounted for; exit 4 with the anomalies (account ids, never personal data)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}

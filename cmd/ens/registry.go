@@ -24,7 +24,7 @@ func (a *app) registryCommand() *cobra.Command {
 			if _, err := os.Stat(args[0]); err != nil {
 				return fmt.Errorf("reading registry file: %w", err)
 			}
-			pool, err := a.db(cmd.Context(), 4, true)
+			pool, err := a.db(cmd.Context(), 4)
 			if err != nil {
 				return err
 			}

@@ -25,7 +25,7 @@ func (a *app) reportCommand() *cobra.Command {
 			if !slices.Contains(report.Formats, format) {
 				return usageError(fmt.Errorf("--format must be one of %v", report.Formats))
 			}
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}

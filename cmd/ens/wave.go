@@ -75,7 +75,7 @@ func (a *app) waveCommand() *cobra.Command {
 			if err != nil {
 				return usageError(err)
 			}
-			pool, err := a.db(cmd.Context(), 4, true)
+			pool, err := a.db(cmd.Context(), 4)
 			if err != nil {
 				return err
 			}
@@ -129,7 +129,7 @@ func (a *app) waveCommand() *cobra.Command {
 		Short: "Counts of a wave's accounts by state and notices by channel",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
@@ -151,7 +151,7 @@ func (a *app) waveCommand() *cobra.Command {
 		Short: "List waves",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, err := a.db(cmd.Context(), 2, true)
+			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}

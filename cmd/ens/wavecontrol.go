@@ -18,7 +18,7 @@ func (a *app) waveControlCommands() []*cobra.Command {
 	control := func(use, short string, do func(ctx context.Context, pool *pgxpool.Pool, name string) (string, error)) *cobra.Command {
 		return &cobra.Command{Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				pool, err := a.db(cmd.Context(), 2, true)
+				pool, err := a.db(cmd.Context(), 2)
 				if err != nil {
 					return err
 				}

@@ -36,6 +36,7 @@ func (a *app) workerCommand() *cobra.Command {
 		Short: "Work the job queues (notices, letters, window closing, purge); SIGINT/SIGTERM stop it gracefully",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.warnUnkeyed()
 			return a.runWorker(cmd.Context(), o)
 		},
 	}
@@ -50,11 +51,11 @@ func (a *app) workerCommand() *cobra.Command {
 
 // workerDeps builds what workers need from the environment.
 func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, error) {
-	key, err := optout.LoadKey()
+	pool, err := a.db(ctx, int32(o.noticeWorkers+o.letterWorkers+o.smtpConnections+6))
 	if err != nil {
 		return nil, err
 	}
-	pool, err := a.db(ctx, int32(o.noticeWorkers+o.letterWorkers+o.smtpConnections+6), true)
+	key, err := optout.LoadKey()
 	if err != nil {
 		return nil, err
 	}

@@ -4,11 +4,64 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
+
+// metricsTTL is how long a scrape's figures are served again: the queries
+// count the largest tables, and a flood of scrapes must cost one of them
+// every few seconds, not one each.
+const metricsTTL = 5 * time.Second
+
+// metricsAccess lets the networks of ENS_METRICS_ALLOW scrape without
+// signing in; anyone else signs in as an auditor (or operator).
+func (h *Handler) metricsAccess(next http.Handler) http.Handler {
+	signedIn := h.auth(RoleAuditor, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			for _, p := range h.allow {
+				if p.Contains(a.Addr().Unmap()) {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		signedIn.ServeHTTP(w, r)
+	})
+}
+
+// cachedGatherer gathers at most once per ttl; concurrent scrapes during a
+// gathering wait for it rather than start their own.
+type cachedGatherer struct {
+	g   prometheus.Gatherer
+	ttl time.Duration
+
+	mu   sync.Mutex
+	at   time.Time
+	mfs  []*dto.MetricFamily
+	errs error
+}
+
+func newCachedGatherer(g prometheus.Gatherer, ttl time.Duration) *cachedGatherer {
+	return &cachedGatherer{g: g, ttl: ttl}
+}
+
+// Gather implements prometheus.Gatherer.
+func (c *cachedGatherer) Gather() ([]*dto.MetricFamily, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mfs == nil || time.Since(c.at) >= c.ttl {
+		c.mfs, c.errs = c.g.Gather()
+		c.at = time.Now()
+	}
+	return c.mfs, c.errs
+}
 
 // collector reads its figures from the database at each scrape, so that
 // every worker and server process contributes and restarts lose nothing.

@@ -1,22 +1,22 @@
 // Package ops is the operators' and auditors' web area, served apart from the
-// public form: River UI (operators only), wave reports as HTML with CSV and
-// PDF downloads (operators and auditors), and /metrics for Prometheus.
+// public form on an internal listener: River UI (operators only, every action
+// audited), wave reports as HTML with CSV and PDF downloads (operators and
+// auditors), the call-centre agents' API, and /metrics for Prometheus.
 //
 // Users and bcrypt-hashed passwords come from configuration; an auditor can
-// read everything here and change nothing. Pages show counts, never personal
-// data.
+// read everything here and change nothing; an agent can only record
+// oppositions. Pages show counts, never personal data. Every route refuses
+// cross-site writes and framing.
 package ops
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"html/template"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -25,101 +25,76 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/riverqueue/river"
-	"golang.org/x/crypto/bcrypt"
 	"riverqueue.com/riverui"
 
+	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/reconcile"
 	"github.com/ens-sante/ens/provisioning/report"
 )
 
-// Role of an ops user.
-type Role string
-
-// The roles.
-const (
-	RoleOperator Role = "operator"
-	RoleAuditor  Role = "auditor"
-)
-
-// User is one account of the ops area.
-type User struct {
-	Name string
-	Role Role
-	Hash []byte // bcrypt
+// Options configure the ops area.
+type Options struct {
+	Pool   *pgxpool.Pool // pages and the audit log
+	Client *river.Client[pgx.Tx]
+	Users  map[string]User
+	Log    *slog.Logger
+	// Service records the call-centre agents' oppositions; its limiter also
+	// throttles failed sign-ins, and its trusted proxies name the client.
+	Service *optout.Service
+	// MetricsPool is /metrics' own small pool, so that scrapes never take
+	// a connection the public form needs (nil: Pool).
+	MetricsPool *pgxpool.Pool
+	// MetricsAllow lists the networks that may scrape /metrics without
+	// signing in (ENS_METRICS_ALLOW); anyone else signs in as an auditor.
+	MetricsAllow []netip.Prefix
+	// PostingSLA flags unacknowledged letter batches as overdue in /metrics
+	// (zero: provisioning.DefaultPostingSLA).
+	PostingSLA time.Duration
 }
 
-// ParseUsers reads "name:role:bcrypt-hash" lines (blank lines and # comments
-// ignored), from ENS_OPS_USERS_FILE or ENS_OPS_USERS (comma-separated).
-func ParseUsers(r io.Reader) (map[string]User, error) {
-	users := map[string]User{}
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		for _, entry := range strings.Split(sc.Text(), ",") {
-			line := strings.TrimSpace(entry)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			parts := strings.SplitN(line, ":", 3)
-			if len(parts) != 3 || (Role(parts[1]) != RoleOperator && Role(parts[1]) != RoleAuditor) || !strings.HasPrefix(parts[2], "$2") {
-				return nil, fmt.Errorf("ops users line %d: expected name:operator|auditor:bcrypt-hash", n)
-			}
-			users[parts[0]] = User{Name: parts[0], Role: Role(parts[1]), Hash: []byte(parts[2])}
-		}
-	}
-	return users, sc.Err()
-}
-
-// LoadUsers reads the users from the environment.
-func LoadUsers() (map[string]User, error) {
-	if p := os.Getenv("ENS_OPS_USERS_FILE"); p != "" {
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, fmt.Errorf("reading ENS_OPS_USERS_FILE: %w", err)
-		}
-		defer f.Close()
-		return ParseUsers(f)
-	}
-	if v := os.Getenv("ENS_OPS_USERS"); v != "" {
-		return ParseUsers(strings.NewReader(v))
-	}
-	return nil, errors.New("no ops users: set ENS_OPS_USERS_FILE or ENS_OPS_USERS (name:role:bcrypt-hash; see ens ops hash)")
-}
-
-type ctxKey struct{}
-
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
-
-// Handler serves /ops/ and /metrics.
+// Handler serves /ops/, the agents' API under /ops/api/v1/ and /metrics.
 type Handler struct {
-	pool  *pgxpool.Pool
-	users map[string]User
-	log   *slog.Logger
-	mux   *http.ServeMux
-	river *riverui.Handler
+	pool    *pgxpool.Pool
+	users   map[string]User
+	log     *slog.Logger
+	limiter *optout.Limiter
+	svc     *optout.Service
+	allow   []netip.Prefix
+	handler http.Handler
+	river   *riverui.Handler
 }
 
 // NewHandler builds the ops area. Start must be called before serving.
-// postingSLA flags unacknowledged letter batches as overdue in /metrics
-// (zero: provisioning.DefaultPostingSLA).
-func NewHandler(pool *pgxpool.Pool, client *river.Client[pgx.Tx], users map[string]User, log *slog.Logger, postingSLA time.Duration) (*Handler, error) {
-	if postingSLA <= 0 {
-		postingSLA = provisioning.DefaultPostingSLA
+func NewHandler(o Options) (*Handler, error) {
+	if o.PostingSLA <= 0 {
+		o.PostingSLA = provisioning.DefaultPostingSLA
+	}
+	if o.MetricsPool == nil {
+		o.MetricsPool = o.Pool
 	}
 	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
-		Endpoints: riverui.NewEndpoints(client, nil), Logger: log, Prefix: "/ops/river",
+		Endpoints: riverui.NewEndpoints(o.Client, nil), Logger: o.Log, Prefix: "/ops/river",
 		JobListHideArgsByDefault: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating River UI: %w", err)
 	}
-	h := &Handler{pool: pool, users: users, log: log, mux: http.NewServeMux(), river: ui}
+	h := &Handler{pool: o.Pool, users: o.Users, log: o.Log, limiter: o.Service.Limiter, svc: o.Service,
+		allow: o.MetricsAllow, river: ui}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{pool: pool, log: log, sla: postingSLA})
-	h.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	h.mux.Handle("/ops/river/", h.auth(RoleOperator, ui))
-	h.mux.Handle("GET /ops/{$}", h.auth(RoleAuditor, http.HandlerFunc(h.index)))
-	h.mux.Handle("GET /ops/reports/{wave}", h.auth(RoleAuditor, http.HandlerFunc(h.report)))
+	reg.MustRegister(&collector{pool: o.MetricsPool, log: o.Log, sla: o.PostingSLA})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h.metricsAccess(promhttp.HandlerFor(newCachedGatherer(reg, metricsTTL), promhttp.HandlerOpts{})))
+	mux.Handle("/ops/river/", h.auth(RoleOperator, h.auditRiverUI(ui)))
+	mux.Handle("GET /ops/{$}", h.auth(RoleAuditor, http.HandlerFunc(h.index)))
+	mux.Handle("GET /ops/reports/{wave}", h.auth(RoleAuditor, http.HandlerFunc(h.report)))
+	mux.Handle("POST /ops/api/v1/oppositions", h.auth(RoleAgent,
+		optout.NewAgentHandler(o.Service, func(r *http.Request) string { return userOf(r).Name })))
+	// Every state-changing request from another site is refused, whatever
+	// its content type: a page an operator visits cannot drive River UI
+	// with the browser's cached credentials.
+	h.handler = http.NewCrossOriginProtection().Handler(mux)
 	return h, nil
 }
 
@@ -130,35 +105,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("Cache-Control", "no-store")
-	h.mux.ServeHTTP(w, r)
+	w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	h.handler.ServeHTTP(w, r)
 }
 
-// auth requires a user with at least role: operators pass everywhere,
-// auditors only where RoleAuditor suffices — and only to read.
-func (h *Handler) auth(need Role, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		name, pass, ok := r.BasicAuth()
-		u, known := h.users[name]
-		if !ok || !known || bcrypt.CompareHashAndPassword(u.Hash, []byte(pass)) != nil {
-			if !known { // spend the same time whether the user exists
-				bcrypt.CompareHashAndPassword(dummyHash, []byte(pass)) //nolint:errcheck
-			}
-			w.Header().Set("WWW-Authenticate", `Basic realm="ens ops", charset="UTF-8"`)
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-			return
-		}
-		if need == RoleOperator && u.Role != RoleOperator {
-			http.Error(w, "operators only", http.StatusForbidden)
-			return
-		}
-		if u.Role == RoleAuditor && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			http.Error(w, "auditors read only", http.StatusForbidden)
-			return
-		}
-		h.log.Info("ops access", "user", u.Name, "role", u.Role, "method", r.Method, "path", r.URL.Path)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, u)))
-	})
-}
+// clientAddr is the client's address as the rate limits key it.
+func (h *Handler) clientAddr(r *http.Request) string { return h.svc.ClientAddr(r) }
 
 var indexTmpl = template.Must(template.New("index").Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ens — operations</title>
@@ -188,7 +141,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 		reports = append(reports, rep)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	indexTmpl.Execute(w, map[string]any{"User": r.Context().Value(ctxKey{}), "Reports": reports}) //nolint:errcheck
+	indexTmpl.Execute(w, map[string]any{"User": userOf(r), "Reports": reports}) //nolint:errcheck
 }
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {

@@ -1,64 +1,99 @@
 package ops_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/jobs/ops"
+	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 )
 
 func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
 
-func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
+var codeKey, _ = optout.ParseKey(hex.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+
+// area is an ops area on a database holding one launched wave of 100.
+type area struct {
+	t    *testing.T
+	pool *pgxpool.Pool
+	srv  *httptest.Server
+}
+
+func newArea(t *testing.T, configure func(*ops.Options)) *area {
+	t.Helper()
 	pool := testdb.Pool(t)
-	ctx := context.Background()
-	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 100, Seed: 1})
+	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 100, Seed: 1, RejectShare: -1})
 	testdb.Launch(t, pool, provisioning.WaveSpec{Name: "w", Actor: "a"})
 	hash := func(p string) string {
 		h, _ := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
 		return string(h)
 	}
-	users, err := ops.ParseUsers(strings.NewReader("# users\nolga:operator:" + hash("o-pass") + "\nadam:auditor:" + hash("a-pass") + "\n"))
+	users, err := ops.ParseUsers(strings.NewReader("# users\nolga:operator:" + hash("o-pass") + "\nadam:auditor:" + hash("a-pass") +
+		"\nalice:agent:" + hash("c-pass") + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	client, _ := jobs.NewInsertClient(pool)
-	h, err := ops.NewHandler(pool, client, users, slog.New(slog.DiscardHandler), 0)
+	log := slog.New(slog.DiscardHandler)
+	o := ops.Options{Pool: pool, Client: client, Users: users, Log: log,
+		Service: &optout.Service{Pool: pool, Key: codeKey, Limiter: optout.NewLimiter(pool), Log: log}}
+	if configure != nil {
+		configure(&o)
+	}
+	h, err := ops.NewHandler(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := h.Start(sctx); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := h.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	do := func(method, path, user, pass string) (int, string) {
-		req, _ := http.NewRequest(method, srv.URL+path, nil)
-		if user != "" {
-			req.SetBasicAuth(user, pass)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	a := &area{t: t, pool: pool, srv: httptest.NewServer(h)}
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+// do sends a request as user (none when empty); header adds headers.
+func (a *area) do(method, path, user, pass, body string, header ...string) (int, string, http.Header) {
+	a.t.Helper()
+	req, _ := http.NewRequest(method, a.srv.URL+path, strings.NewReader(body))
+	if user != "" {
+		req.SetBasicAuth(user, pass)
 	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
+	t.Parallel()
+	a := newArea(t, nil)
 	tests := []struct {
 		name, method, path, user, pass string
 		want                           int
@@ -70,16 +105,184 @@ func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
 		{"auditor report pdf", "GET", "/ops/reports/w?format=pdf", "adam", "a-pass", 200},
 		{"auditor river UI", "GET", "/ops/river/", "adam", "a-pass", 403},
 		{"auditor writes", "POST", "/ops/river/api/jobs/cancel", "adam", "a-pass", 403},
+		{"auditor agents' API", "POST", "/ops/api/v1/oppositions", "adam", "a-pass", 403},
 		{"operator river UI", "GET", "/ops/river/", "olga", "o-pass", 200},
 		{"operator report", "GET", "/ops/reports/w", "olga", "o-pass", 200},
-		{"metrics", "GET", "/metrics", "", "", 200},
+		{"agent index", "GET", "/ops/", "alice", "c-pass", 403},
+		{"agent river UI", "GET", "/ops/river/", "alice", "c-pass", 403},
+		{"agent metrics", "GET", "/metrics", "alice", "c-pass", 403},
+		{"metrics without sign-in", "GET", "/metrics", "", "", 401},
+		{"metrics as auditor", "GET", "/metrics", "adam", "a-pass", 200},
 	}
 	for _, tt := range tests {
-		if got, body := do(tt.method, tt.path, tt.user, tt.pass); got != tt.want {
+		if got, body, _ := a.do(tt.method, tt.path, tt.user, tt.pass, ""); got != tt.want {
 			t.Errorf("%s: %s %s = %d, want %d\n%.200s", tt.name, tt.method, tt.path, got, tt.want, body)
 		}
 	}
-	if _, body := do("GET", "/metrics", "", ""); !strings.Contains(body, `ens_accounts{state="pending"}`) || !strings.Contains(body, "ens_import_rows_total") || !strings.Contains(body, `ens_letter_batches{state="overdue"}`) {
+	if _, body, _ := a.do("GET", "/metrics", "adam", "a-pass", ""); !strings.Contains(body, `ens_accounts{state="pending"}`) || !strings.Contains(body, "ens_import_rows_total") || !strings.Contains(body, `ens_letter_batches{state="overdue"}`) {
 		t.Fatalf("metrics:\n%s", body)
+	}
+}
+
+// A page an operator visits cannot drive River UI with the browser's
+// cached credentials, nor frame the ops area. Before, a text/plain POST
+// from another site cancelled the notice chunk: those people were never
+// told, and nothing was audited.
+func TestRiverUICannotBeDrivenFromAnotherSite(t *testing.T) {
+	t.Parallel()
+	a := newArea(t, nil)
+	ctx := context.Background()
+	var jobID int64
+	if err := a.pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, queue, state, max_attempts, scheduled_at)
+		VALUES ('notify_chunk', '{}', 'notices', 'scheduled', 25, now() + interval '1 hour') RETURNING id`).Scan(&jobID); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"ids":["` + itoa(jobID) + `"]}`
+	st, _, hdr := a.do("POST", "/ops/river/api/jobs/cancel", "olga", "o-pass", body,
+		"Content-Type", "text/plain", "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	if st != http.StatusForbidden {
+		t.Errorf("cross-site cancel: %d, want 403", st)
+	}
+	if got := hdr.Get("Content-Security-Policy"); !strings.Contains(got, "frame-ancestors 'none'") {
+		t.Errorf("Content-Security-Policy = %q, want frame-ancestors 'none'", got)
+	}
+	var state string
+	a.pool.QueryRow(ctx, `SELECT state::text FROM river_job WHERE id = $1`, jobID).Scan(&state) //nolint:errcheck
+	if state != "scheduled" {
+		t.Fatalf("the notice chunk is %s after a cross-site request", state)
+	}
+	// The operator's own cancel, from the ops area itself, is done and
+	// audited with their name and the job it touched.
+	st, out, _ := a.do("POST", "/ops/river/api/jobs/cancel", "olga", "o-pass", body,
+		"Content-Type", "application/json", "Sec-Fetch-Site", "same-origin")
+	if st != http.StatusOK {
+		t.Fatalf("same-origin cancel: %d %s", st, out)
+	}
+	var actor, details string
+	if err := a.pool.QueryRow(ctx, `SELECT actor, details::text FROM audit_event WHERE action = 'ops.river_ui'`).Scan(&actor, &details); err != nil {
+		t.Fatalf("no audit event for the River UI cancel: %v", err)
+	}
+	if actor != "olga" || !strings.Contains(details, itoa(jobID)) || !strings.Contains(details, `"notify_chunk":1`) || !strings.Contains(details, "jobs/cancel") {
+		t.Fatalf("audit event: actor %s, details %s", actor, details)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Failed sign-ins from one address meet growing delays (before: unlimited
+// guesses at bcrypt's pace); a request without credentials costs no bcrypt.
+func TestSignInsAreThrottledAndCheapWithoutCredentials(t *testing.T) {
+	t.Parallel()
+	a := newArea(t, nil)
+	for i := range 6 {
+		if st, _, _ := a.do("GET", "/ops/", "olga", "guess", ""); st != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i+1, st)
+		}
+	}
+	st, _, hdr := a.do("GET", "/ops/", "olga", "o-pass", "")
+	if st != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+		t.Fatalf("after 6 wrong passwords: %d (Retry-After %q), want 429", st, hdr.Get("Retry-After"))
+	}
+	h, _ := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.DefaultCost)
+	start := time.Now()
+	bcrypt.CompareHashAndPassword(h, []byte("y")) //nolint:errcheck
+	oneBcrypt := time.Since(start)
+	start = time.Now()
+	for range 20 {
+		if st, _, _ := a.do("GET", "/ops/", "", "", ""); st != http.StatusUnauthorized {
+			t.Fatalf("no credentials: %d", st)
+		}
+	}
+	if took := time.Since(start); took > 5*oneBcrypt {
+		t.Fatalf("20 requests without credentials took %v; one bcrypt takes %v: bcrypt runs without a password", took, oneBcrypt)
+	}
+}
+
+// /metrics is cached and runs on its own pool: a flood of scrapes costs one
+// gathering every few seconds and never takes the form's connections
+// (before: every scrape counted the largest tables on the form's pool). An
+// allow-listed scraper needs no password.
+func TestMetricsOnTheirOwnPoolAndCached(t *testing.T) {
+	t.Parallel()
+	var metricsPool *pgxpool.Pool
+	a := newArea(t, func(o *ops.Options) {
+		metricsPool = testdb.OwnerPool(t, o.Pool) // any other pool on the same database
+		o.MetricsPool = metricsPool
+		o.MetricsAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.pool.Exec(ctx, `INSERT INTO river_job (kind, args, queue, state, max_attempts) VALUES ('notify_chunk', '{}', 'notices', 'available', 25)`); err != nil {
+		t.Fatal(err)
+	}
+	var held []*pgxpool.Conn
+	for range a.pool.Config().MaxConns {
+		c, err := a.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	release := func() {
+		for _, c := range held {
+			c.Release()
+		}
+		held = nil
+	}
+	t.Cleanup(release) // before the server closes, should the scrape hang
+	st, first, _ := a.do("GET", "/metrics", "", "", "")
+	if st != http.StatusOK || !strings.Contains(first, "ens_accounts") {
+		t.Fatalf("metrics with the form's pool exhausted: %d\n%.300s", st, first)
+	}
+	release()
+	if _, err := a.pool.Exec(ctx, `DELETE FROM river_job`); err != nil {
+		t.Fatal(err)
+	}
+	if _, again, _ := a.do("GET", "/metrics", "", "", ""); metricLine(again, "ens_river_jobs{") != metricLine(first, "ens_river_jobs{") || metricLine(first, "ens_river_jobs{") == "" {
+		t.Fatalf("a scrape within seconds of another gathered again:\n%s\n%s", metricLine(first, "ens_river_jobs{"), metricLine(again, "ens_river_jobs{"))
+	}
+}
+
+func metricLine(body, prefix string) string {
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// A call-centre agent records an opposition through the agents' API on the
+// ops listener, signed in under their own name, which the opposition and
+// the audit log carry (before: the public API, recorded as "api" with no
+// agent).
+func TestAgentAPIRecordsTheAgentsName(t *testing.T) {
+	t.Parallel()
+	a := newArea(t, nil)
+	ctx := context.Background()
+	var id int64
+	var birth string
+	if err := a.pool.QueryRow(ctx, `SELECT a.id, p.birth_date::text FROM account a JOIN person p ON p.id = a.person_id ORDER BY a.id LIMIT 1`).Scan(&id, &birth); err != nil {
+		t.Fatal(err)
+	}
+	code := codeKey.Derive(id)
+	if _, err := a.pool.Exec(ctx, `UPDATE account SET state = 'notified', notified_at = now(), deadline = now() + interval '10 days', code_hash = $2 WHERE id = $1`,
+		id, codeKey.LookupHash(code)); err != nil {
+		t.Fatal(err)
+	}
+	st, out, _ := a.do("POST", "/ops/api/v1/oppositions", "alice", "c-pass", `{"code":"`+code.String()+`","birth_date":"`+birth+`"}`,
+		"Content-Type", "application/json")
+	if st != http.StatusOK || !strings.Contains(out, `"opposed"`) {
+		t.Fatalf("agent opposition: %d %s", st, out)
+	}
+	var actor, details string
+	if err := a.pool.QueryRow(ctx, `SELECT actor, details::text FROM audit_event WHERE action = 'account.opposed'`).Scan(&actor, &details); err != nil {
+		t.Fatalf("audit of the agent's opposition: %v", err)
+	}
+	if actor != "alice" || !strings.Contains(details, `"agent"`) {
+		t.Fatalf("the opposition is audited as %q %s, want the agent alice on channel agent", actor, details)
+	}
+	if st, out, _ := a.do("POST", "/ops/api/v1/oppositions", "alice", "c-pass", `{"nir":"not a nir","birth_date":"`+birth+`"}`); st != http.StatusBadRequest {
+		t.Fatalf("NIR without identity check: %d %s", st, out)
 	}
 }
