@@ -26,15 +26,26 @@ deps: ## Install what the project needs from Debian when missing (PostgreSQL, po
 build: ## Build bin/ens
 	$(GO) build -o bin/ens ./cmd/ens
 
-test: deps ## go vet + go test -race (starts its own PostgreSQL unless DATABASE_URL is set)
+# Every fuzz target, as package:Target; `make test` runs each for FUZZTIME.
+FUZZ := ./provisioning/:FuzzRegistryReader ./provisioning/:FuzzQuoteGuard ./notify/:FuzzParseReport \
+	./optout/:FuzzParseCode ./optout/:FuzzAPI ./optout/:FuzzPublicRoutes ./jobs/ops/:FuzzOpsArea
+FUZZTIME ?= 3s
+
+test: deps ## go vet + go test -race (starts its own PostgreSQL unless DATABASE_URL is set), then each fuzz target briefly
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory fuzz
+
+fuzz: ## Run every fuzz target for FUZZTIME (3s; e.g. make fuzz FUZZTIME=10m)
+	@set -e; for f in $(FUZZ); do echo "fuzz $${f#*:} ($${f%%:*}, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) "$${f%%:*}" >/dev/null || \
+	  { $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) "$${f%%:*}" | tail -30; exit 1; }; done
 
 demo: deps build ## Run a whole wave end to end on a private database and a local SMTP server
 	./bin/ens demo
 
-bench: deps build ## Measure throughput against the raw tools; writes var/bench/*.json (not run in CI)
-	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./provisioning/ ./provisioning/reconcile/ ./jobs/ ./optout/
+bench: deps build ## Measure throughput against the raw tools on durable PostgreSQL settings; writes var/bench/*.json (not run in CI)
+	ENS_TEST_DURABLE=1 $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./provisioning/ ./provisioning/reconcile/ ./jobs/ ./optout/
 
 lint: ## gofmt and go vet, with the checked-in configuration
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
@@ -44,4 +55,4 @@ clean: ## Stop the private database and remove local state
 	-./bin/ens db stop 2>/dev/null
 	rm -rf bin var
 
-.PHONY: help deps build test demo bench lint clean
+.PHONY: help deps build test fuzz demo bench lint clean

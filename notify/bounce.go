@@ -101,6 +101,9 @@ func (rep *Report) walk(e *message.Entity, depth int) (bool, error) {
 	switch ct = strings.ToLower(ct); {
 	case strings.HasPrefix(ct, "multipart/"):
 		mr := e.MultipartReader()
+		if mr == nil { // a multipart type without a usable boundary
+			return false, nil
+		}
 		found := false
 		for {
 			p, err := mr.NextPart()

@@ -32,12 +32,13 @@ var codeKey, _ = optout.ParseKey(hex.EncodeToString(bytes.Repeat([]byte{7}, 32))
 
 // area is an ops area on a database holding one launched wave of 100.
 type area struct {
-	t    *testing.T
-	pool *pgxpool.Pool
-	srv  *httptest.Server
+	t       testing.TB
+	pool    *pgxpool.Pool
+	srv     *httptest.Server
+	handler *ops.Handler
 }
 
-func newArea(t *testing.T, configure func(*ops.Options)) *area {
+func newArea(t testing.TB, configure func(*ops.Options)) *area {
 	t.Helper()
 	pool := testdb.Pool(t)
 	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 100, Seed: 1, RejectShare: -1})
@@ -67,7 +68,7 @@ func newArea(t *testing.T, configure func(*ops.Options)) *area {
 	if err := h.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a := &area{t: t, pool: pool, srv: httptest.NewServer(h)}
+	a := &area{t: t, pool: pool, srv: httptest.NewServer(h), handler: h}
 	t.Cleanup(a.srv.Close)
 	return a
 }
