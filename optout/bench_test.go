@@ -1,18 +1,26 @@
 package optout_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/fixtures/benchutil"
 	"github.com/ens-sante/ens/fixtures/testdb"
@@ -33,11 +41,13 @@ func BenchmarkServeDeadlineDay(b *testing.B) {
 	srv := &http.Server{Handler: optout.NewHandler(svc)}
 	go srv.Serve(ln)
 	defer srv.Shutdown(context.Background())
-	figures := loadTest(b, "http://"+ln.Addr().String(), hs, 10*time.Second, 32)
+	figures := loadTest(b, []string{"http://" + ln.Addr().String()}, hs, 10*time.Second, 32)
 	benchutil.Record(b, "serve", figures)
 }
 
-func loadTest(b *testing.B, url string, hs []holder, duration time.Duration, workers int) map[string]any {
+// loadTest sends the deadline-day mix to urls (each worker keeps to one, in
+// turn) for duration and returns the figures.
+func loadTest(b *testing.B, urls []string, hs []holder, duration time.Duration, workers int) map[string]any {
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
@@ -47,6 +57,7 @@ func loadTest(b *testing.B, url string, hs []holder, duration time.Duration, wor
 	deadline := time.Now().Add(duration)
 	var wg sync.WaitGroup
 	for w := range workers {
+		url := urls[w%len(urls)]
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 7))
 			var client *http.Client
@@ -101,5 +112,124 @@ func loadTest(b *testing.B, url string, hs []holder, duration time.Duration, wor
 	}
 	return map[string]any{"requests": len(latencies), "requests_per_s": int(float64(len(latencies)) / duration.Seconds()),
 		"p50_ms": pct(0.50), "p99_ms": pct(0.99), "5xx_or_failed": errors5xx, "by_status": byStatus,
-		"target_requests_per_s": 1000, "target_p99_ms": 100, "concurrency": workers, "duration_s": duration.Seconds()}
+		"target_p99_ms": 100, "concurrency": workers, "duration_s": duration.Seconds(), "servers": len(urls)}
+}
+
+// BenchmarkServeTwoProcesses runs two real `ens serve` processes on one
+// database, behind one client spreading the deadline-day mix over both:
+// their rate limits are one budget in PostgreSQL. Then an address-rotation
+// attack: the limits table holds 1,000,000 addresses (written by SQL, as an
+// attack would leave it) and attackers keep rotating fresh forwarded
+// addresses through a trusted proxy while the mix is measured again; the
+// figures include each process's peak memory.
+func BenchmarkServeTwoProcesses(b *testing.B) {
+	url := testdb.URL(b)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	hs := notified(b, pool, benchutil.Size(3000), time.Now().Add(time.Hour))
+	bin := filepath.Join(b.TempDir(), "ens")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
+		b.Fatalf("building ens: %v\n%s", err, out)
+	}
+	var servers []*serveProcess
+	for range 2 {
+		servers = append(servers, startServe(b, bin, url))
+	}
+	urls := []string{servers[0].url, servers[1].url}
+	figures := map[string]any{"deadline_day": loadTest(b, urls, hs, 10*time.Second, 64)}
+
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO rate_limit (key, attempts, not_before, touched_at)
+		SELECT 'ip:10.' || (i >> 16) || '.' || ((i >> 8) & 255) || '.' || (i & 255), 6, now() + interval '2 seconds', now()
+		FROM generate_series(1, 1000000) i ON CONFLICT DO NOTHING`); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var attacks atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 5 * time.Second}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := 2_000_000 + w*1_000_000 + i
+				req, _ := http.NewRequest("POST", urls[w%2]+"/api/v1/oppositions",
+					strings.NewReader(`{"code":"`+key.Derive(int64(n)).String()+`","birth_date":"1970-01-01"}`))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("100.%d.%d.%d", n>>16&255, n>>8&255, n&255))
+				if resp, err := client.Do(req); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					attacks.Add(1)
+				}
+			}
+		})
+	}
+	figures["during_address_rotation"] = loadTest(b, urls, hs, 10*time.Second, 48)
+	close(stop)
+	wg.Wait()
+	var keys int64
+	pool.QueryRow(ctx, `SELECT count(*) FROM rate_limit`).Scan(&keys) //nolint:errcheck
+	figures["attack_requests"], figures["limit_keys_in_database"] = attacks.Load(), keys
+	for i, s := range servers {
+		figures[fmt.Sprintf("serve_%d_peak_rss_mb", i+1)] = s.peakRSSMB()
+	}
+	figures["target_requests_per_s"], figures["target_rss_mb"] = 2000, 200
+	benchutil.Record(b, "serve-two-processes", figures)
+}
+
+// serveProcess is one `ens serve` started by a benchmark.
+type serveProcess struct {
+	cmd *exec.Cmd
+	url string
+}
+
+func startServe(b *testing.B, bin, dbURL string) *serveProcess {
+	b.Helper()
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--ops-addr", "")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "ENS_CODE_KEY="+hex.EncodeToString(key),
+		"ENS_TRUSTED_PROXIES=127.0.0.0/8", "ENS_LOG_FORMAT=json")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt) //nolint:errcheck
+		cmd.Wait()                       //nolint:errcheck
+	})
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+			go io.Copy(io.Discard, out) //nolint:errcheck
+			return &serveProcess{cmd: cmd, url: strings.TrimSuffix(addr, "/")}
+		}
+	}
+	b.Fatal("ens serve exited before listening")
+	return nil
+}
+
+// peakRSSMB reads the process's peak resident memory (VmHWM).
+func (s *serveProcess) peakRSSMB() float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return -1
 }
