@@ -22,6 +22,7 @@ func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pg
 	river.AddWorker(workers, &RenderLettersWorker{deps: deps})
 	river.AddWorker(workers, &CloseWindowsWorker{deps: deps, letters: letters})
 	river.AddWorker(workers, &PurgeArchiveWorker{deps: deps})
+	river.AddWorker(workers, &EnrolWorker{deps: deps, client: client})
 }
 
 // rescueAfter is Config.RescueAfter, or the longest job timeout plus half a
@@ -79,6 +80,9 @@ func NewClient(deps *Deps, cfg Config) (*river.Client[pgx.Tx], error) {
 			river.NewPeriodicJob(river.PeriodicInterval(cfg.PurgeInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return PurgeArchiveArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "purge_archive"}),
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.PurgeInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return EnrolArgs{}, nil },
+				&river.PeriodicJobOpts{ID: "enrol"}),
 		}
 	}
 	c, err := river.NewClient(riverpgxv5.New(deps.Pool), rc)

@@ -89,7 +89,7 @@ type Config struct {
 	// Periodic enables the periodic sweeps (window closing, purge).
 	Periodic      bool
 	SweepInterval time.Duration // default 1 minute
-	PurgeInterval time.Duration // default 24h
+	PurgeInterval time.Duration // default 24h; also continuous enrolment's
 	Logger        *slog.Logger
 	ID            string
 }
@@ -151,6 +151,9 @@ func Enqueuer(client *river.Client[pgx.Tx]) provisioning.EnqueueFunc {
 		params := make([]river.InsertManyParams, len(chunks))
 		for i, c := range chunks {
 			params[i] = river.InsertManyParams{Args: NotifyChunkArgs{WaveID: c.WaveID, FirstAccountID: c.FirstAccountID, LastAccountID: c.LastAccountID}}
+			if !c.NotBefore.IsZero() { // a wave spread over days, or starting later
+				params[i].InsertOpts = &river.InsertOpts{ScheduledAt: c.NotBefore}
+			}
 		}
 		_, err := client.InsertManyFastTx(ctx, tx, params)
 		return err

@@ -346,10 +346,13 @@ func TestKilledWorkerResendsOnlyWhatWasInFlight(t *testing.T) {
 	// rescuer, in the restarted worker, makes them available again once
 	// they have run longer than RescueAfter (seconds here, about two
 	// minutes in production) — the wave does not stall behind them.
+	// The timeouts leave room for a loaded CI machine (-race, every package
+	// at once): at 2 s, renders waiting on each other's audit lock timed out
+	// again and again.
 	rescued := testConfig
-	rescued.RescueAfter = 3 * time.Second
+	rescued.RescueAfter = 12 * time.Second
 	e.config = &rescued
-	e.deps.ChunkTimeout, e.deps.RenderTimeout = 2*time.Second, 2*time.Second
+	e.deps.ChunkTimeout, e.deps.RenderTimeout = 10*time.Second, 10*time.Second
 	e.runUntilIdle(t)
 
 	var pending int64

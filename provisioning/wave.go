@@ -37,6 +37,10 @@ type Wave struct {
 	// PausedAt: an operator paused its dispatch; CancelledAt: cancelled.
 	PausedAt    *time.Time `json:"paused_at,omitempty"`
 	CancelledAt *time.Time `json:"cancelled_at,omitempty"`
+	// PerDay caps the notices dispatched a day; StartAt is when dispatch
+	// starts (schedule.go).
+	PerDay  *int64     `json:"per_day,omitempty"`
+	StartAt *time.Time `json:"start_at,omitempty"`
 }
 
 // Paused reports whether the wave's notice jobs must wait: paused and not
@@ -128,6 +132,8 @@ type WaveSpec struct {
 	Limit       int64 // 0: no limit
 	Window      Window
 	Actor       string
+	PerDay      int64      // 0: no cap
+	StartAt     *time.Time // nil: at once
 }
 
 // Chunk is a contiguous range of one wave's account ids whose notices one job
@@ -136,6 +142,7 @@ type Chunk struct {
 	WaveID         int64
 	FirstAccountID int64
 	LastAccountID  int64
+	NotBefore      time.Time // zero: now
 }
 
 // EnqueueFunc inserts the jobs for chunks inside tx, the transaction that
@@ -211,17 +218,18 @@ func createWave(ctx context.Context, pool *pgxpool.Pool, spec WaveSpec, now time
 	resumed := false
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var id int64
-		err := tx.QueryRow(ctx, `INSERT INTO wave (name, launched_by, launched_at, departments, born_from, born_to, max_accounts, window_seconds)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING RETURNING id`,
+		err := tx.QueryRow(ctx, `INSERT INTO wave (name, launched_by, launched_at, departments, born_from, born_to, max_accounts, window_seconds, per_day, start_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING RETURNING id`,
 			spec.Name, spec.Actor, now, spec.Departments, nullIfZero(spec.BornFrom), nullIfZero(spec.BornTo),
-			nullIfZero(spec.Limit), int64(time.Duration(spec.Window)/time.Second)).Scan(&id)
+			nullIfZero(spec.Limit), int64(time.Duration(spec.Window)/time.Second), nullIfZero(spec.PerDay), spec.StartAt).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			resumed = true
 			if w, err = GetWave(ctx, tx, spec.Name); err != nil {
 				return err
 			}
 			if !slices.Equal(w.Departments, spec.Departments) || deref(w.BornFrom) != spec.BornFrom ||
-				deref(w.BornTo) != spec.BornTo || deref(w.Limit) != spec.Limit || w.Window != spec.Window {
+				deref(w.BornTo) != spec.BornTo || deref(w.Limit) != spec.Limit || w.Window != spec.Window ||
+				deref(w.PerDay) != spec.PerDay || !sameTime(w.StartAt, spec.StartAt) {
 				return fmt.Errorf("%w (wave %s)", ErrWaveMismatch, spec.Name)
 			}
 			return nil
@@ -234,7 +242,7 @@ func createWave(ctx context.Context, pool *pgxpool.Pool, spec WaveSpec, now time
 		}
 		return AppendAudit(ctx, tx, now, Event{Actor: spec.Actor, Action: "wave.launch", WaveID: &id, Details: map[string]any{
 			"name": spec.Name, "departments": spec.Departments, "born_from": spec.BornFrom, "born_to": spec.BornTo,
-			"limit": spec.Limit, "window": spec.Window.String(),
+			"limit": spec.Limit, "window": spec.Window.String(), "per_day": spec.PerDay, "start_at": spec.StartAt,
 		}})
 	})
 	return w, resumed, err
@@ -315,7 +323,7 @@ func launchBatch(ctx context.Context, pool *pgxpool.Pool, w *Wave, res *LaunchRe
 		if len(ids) == 0 {
 			return nil
 		}
-		chunks := chunkIDs(w.ID, ids, opts.ChunkSize)
+		chunks := scheduleChunks(w, created-int64(len(ids)), ids, opts.ChunkSize)
 		if err := enqueue(ctx, tx, chunks); err != nil {
 			return fmt.Errorf("enqueueing notice jobs: %w", err)
 		}
@@ -348,13 +356,13 @@ func chunkIDs(waveID int64, ids []int64, size int) []Chunk {
 }
 
 const waveColumns = `id, name, launched_by, launched_at, departments, born_from, born_to, max_accounts,
-	window_seconds, extended_until, created_count, completed_at, paused_at, cancelled_at`
+	window_seconds, extended_until, created_count, completed_at, paused_at, cancelled_at, per_day, start_at`
 
 func scanWave(row pgx.Row) (*Wave, error) {
 	var w Wave
 	var seconds int64
 	err := row.Scan(&w.ID, &w.Name, &w.LaunchedBy, &w.LaunchedAt, &w.Departments, &w.BornFrom, &w.BornTo, &w.Limit,
-		&seconds, &w.ExtendedUntil, &w.Created, &w.CompletedAt, &w.PausedAt, &w.CancelledAt)
+		&seconds, &w.ExtendedUntil, &w.Created, &w.CompletedAt, &w.PausedAt, &w.CancelledAt, &w.PerDay, &w.StartAt)
 	w.Window = Window(time.Duration(seconds) * time.Second)
 	return &w, err
 }

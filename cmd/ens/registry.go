@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/provisioning"
 )
 
@@ -40,6 +43,9 @@ func (a *app) registryCommand() *cobra.Command {
 			}
 			a.log.Info("registry imported", "import_id", res.ImportID, "read", res.Read, "accepted", res.Accepted,
 				"rejected", res.Rejected, "seconds", res.Duration.Seconds())
+			if err := a.queueEnrolment(cmd.Context(), pool); err != nil {
+				return err
+			}
 			if asJSON {
 				return a.printJSON(res)
 			}
@@ -114,4 +120,21 @@ func operator() string {
 		return v
 	}
 	return "operator"
+}
+
+// queueEnrolment asks the workers for an enrolment run after an import,
+// when continuous enrolment is on: the newly imported need accounts.
+func (a *app) queueEnrolment(ctx context.Context, pool *pgxpool.Pool) error {
+	on, err := provisioning.EnrolmentEnabled(ctx, pool)
+	if err != nil || !on {
+		return err
+	}
+	client, err := jobs.NewInsertClient(pool)
+	if err != nil {
+		return err
+	}
+	if _, err := client.Insert(ctx, jobs.EnrolArgs{}, nil); err != nil {
+		return fmt.Errorf("queueing the enrolment of the newly imported: %w", err)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
@@ -23,6 +24,8 @@ type waveLaunchOptions struct {
 	window      string
 	asJSON      bool
 	dryRun      bool
+	perDay      int64
+	startAt     string
 }
 
 func (o *waveLaunchOptions) spec(name string) (provisioning.WaveSpec, error) {
@@ -38,6 +41,17 @@ func (o *waveLaunchOptions) spec(name string) (provisioning.WaveSpec, error) {
 	if o.bornFrom != 0 && o.bornTo != 0 && o.bornFrom > o.bornTo {
 		return spec, errors.New("--born-from is after --born-to")
 	}
+	if o.perDay < 0 {
+		return spec, errors.New("--per-day must be positive")
+	}
+	spec.PerDay = o.perDay
+	if o.startAt != "" {
+		t, err := parseStartAt(o.startAt)
+		if err != nil {
+			return spec, err
+		}
+		spec.StartAt = &t
+	}
 	for _, d := range strings.Split(o.departments, ",") {
 		d = strings.ToUpper(strings.TrimSpace(d))
 		if d == "" {
@@ -49,6 +63,17 @@ func (o *waveLaunchOptions) spec(name string) (provisioning.WaveSpec, error) {
 		spec.Departments = append(spec.Departments, d)
 	}
 	return spec, nil
+}
+
+// parseStartAt reads --start-at: a day (its midnight) or a day and time,
+// Paris time.
+func parseStartAt(s string) (time.Time, error) {
+	for _, layout := range []string{time.DateOnly, "2006-01-02T15:04", "2006-01-02 15:04"} {
+		if t, err := time.ParseInLocation(layout, s, provisioning.Paris); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, errors.New("--start-at: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM (Paris time)")
 }
 
 func validDepartment(d string) bool {
@@ -109,6 +134,9 @@ func (a *app) waveCommand() *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "wave %s %s: %d accounts created (%d pending notice, %d newborns active at once), %d notice jobs queued, window %s\n",
 				spec.Name, verb, res.Created, res.Pending, res.Active, res.Jobs, res.Wave.Window)
+			if w := res.Wave; w.PerDay != nil || w.StartAt != nil {
+				fmt.Fprintf(a.stdout, "  dispatch: %s\n", dispatchSchedule(w))
+			}
 			if res.Wave.Window.Rehearsal() {
 				fmt.Fprintln(a.stdout, "  note: window shorter than 42 days (rehearsal)")
 			}
@@ -121,6 +149,8 @@ func (a *app) waveCommand() *cobra.Command {
 	launch.Flags().Int64Var(&lo.limit, "limit", 0, "at most this many accounts")
 	launch.Flags().StringVar(&lo.window, "window", "42d", "opposition window: 42d, or shorter for rehearsals (e.g. 2h)")
 	launch.Flags().BoolVar(&lo.asJSON, "json", false, "print the result as JSON")
+	launch.Flags().Int64Var(&lo.perDay, "per-day", 0, "spread the notices over days, at most this many a day (each person's window counts from their own notice)")
+	launch.Flags().StringVar(&lo.startAt, "start-at", "", "send the first notices at this day or time, Paris time (YYYY-MM-DD[THH:MM]); accounts are created now")
 	launch.Flags().BoolVar(&lo.dryRun, "dry-run", false, "print what the wave would do (people by department and channel, minors, newborns, exclusions, postage, duration) without writing")
 
 	var statusJSON bool
@@ -237,4 +267,17 @@ func sortedDepartments(m map[string]int64) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// dispatchSchedule words a wave's dispatch schedule.
+func dispatchSchedule(w *provisioning.Wave) string {
+	start := "at once"
+	if w.StartAt != nil {
+		start = "from " + w.StartAt.In(provisioning.Paris).Format("2006-01-02 15:04 MST")
+	}
+	if w.PerDay == nil {
+		return start
+	}
+	days := (w.Created + *w.PerDay - 1) / *w.PerDay
+	return fmt.Sprintf("%s, at most %d notices a day (%d day(s))", start, *w.PerDay, days)
 }

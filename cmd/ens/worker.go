@@ -108,6 +108,11 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 	if _, _, err := jobs.RecoverLetterFiles(ctx, deps.Pool, deps.LettersDir, time.Hour, a.log); err != nil {
 		return err
 	}
+	if os.Getenv("ENS_ENROL") == "on" {
+		if _, err := provisioning.SetEnrolment(ctx, deps.Pool, true, "ENS_ENROL=on ("+a.workerID+")", a.clock); err != nil {
+			return err
+		}
+	}
 	jobs.TuneGC()
 	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, LetterWorkers: o.letterWorkers, Periodic: !o.untilIdle, Logger: a.log,
 		RetryBase: envDuration("ENS_RETRY_BASE", 10*time.Second)}

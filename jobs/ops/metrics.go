@@ -79,11 +79,12 @@ var (
 	descJobs        = prometheus.NewDesc("ens_river_jobs", "River jobs by kind and state (finished jobs are kept 24 hours).", []string{"kind", "state"}, nil)
 	descImportRows  = prometheus.NewDesc("ens_import_rows_total", "Registry rows imported, by outcome.", []string{"outcome"}, nil)
 	descBatches     = prometheus.NewDesc("ens_letter_batches", "Letter batches by posting state (overdue: unacknowledged past ENS_POSTING_SLA).", []string{"state"}, nil)
+	descEnrolment   = prometheus.NewDesc("ens_enrolment_enabled", "1 while continuous enrolment is on.", nil, nil)
 	descRelayUp     = prometheus.NewDesc("ens_smtp_relay_up", "1 when the worker's SMTP relay answers, 0 while its sending is paused.", []string{"worker"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp, descBatches} {
+	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp, descBatches, descEnrolment} {
 		ch <- d
 	}
 }
@@ -120,6 +121,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descImportRows, `SELECT o, sum(n)::float8 FROM registry_import,
 		LATERAL (VALUES ('read', read), ('accepted', accepted), ('rejected', rejected), ('inserted', inserted), ('updated', updated)) v(o, n) GROUP BY 1`, 1, prometheus.CounterValue)
 	gauge(descRelayUp, `SELECT worker, up::int::float8 FROM smtp_relay`, 1, prometheus.GaugeValue)
+	gauge(descEnrolment, `SELECT count(*)::float8 FROM setting WHERE name = 'enrolment' AND value = 'on'`, 0, prometheus.GaugeValue)
 	gauge(descBatches, fmt.Sprintf(`SELECT s, count(b.id)::float8 FROM (VALUES ('rendered'), ('posted'), ('overdue')) v(s)
 		LEFT JOIN letter_batch b ON s = CASE WHEN b.posted_on IS NOT NULL THEN 'posted'
 			WHEN b.rendered_at < now() - interval '%d seconds' THEN 'overdue' ELSE 'rendered' END GROUP BY 1`, int64(c.sla.Seconds())),
