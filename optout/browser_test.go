@@ -117,3 +117,33 @@ func TestBrowserOppositionByKeyboard(t *testing.T) {
 		t.Fatalf("account is %s after the receipt", state)
 	}
 }
+
+// The holder activates their profile from the form, in the same two steps
+// as an opposition: code and birth date, then the choice.
+func TestBrowserEarlyActivation(t *testing.T) {
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, 5, time.Now().Add(48*time.Hour))
+	srv := newHTTPServer(t, optout.NewHandler(newService(pool)))
+	ctx := browser(t)
+	h := hs[0]
+	var msg string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(srv+"/"),
+		chromedp.SendKeys("#code", h.code.String(), chromedp.ByQuery),
+		chromedp.SendKeys("#naissance", h.birth[8:10]+"/"+h.birth[5:7]+"/"+h.birth[:4], chromedp.ByQuery),
+		chromedp.Submit("#code", chromedp.ByQuery),
+		chromedp.WaitVisible("#activer", chromedp.ByQuery),
+		chromedp.Click("#activer", chromedp.ByQuery),
+		chromedp.WaitVisible("#active", chromedp.ByQuery),
+		chromedp.Text("#active", &msg, chromedp.ByQuery),
+		shot(t, "5-activation"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state string
+	pool.QueryRow(context.Background(), `SELECT state FROM account WHERE id = $1`, h.id).Scan(&state) //nolint:errcheck
+	if !strings.Contains(msg, "est activé") || state != "active" {
+		t.Fatalf("page said %q, account is %s", msg, state)
+	}
+}

@@ -41,6 +41,8 @@ func NewHandler(svc *Service) http.Handler {
 	h.mux.HandleFunc("POST /verifier", h.formStep(h.verify))
 	h.mux.HandleFunc("POST /confirmer", h.formStep(h.confirm))
 	h.mux.HandleFunc("POST /annuler", h.formStep(h.undo))
+	h.mux.HandleFunc("POST /activer", h.formStep(h.activate))
+	h.mux.HandleFunc("POST /api/v1/activations", h.apiActivate)
 	h.mux.HandleFunc("GET /recu/{ref}", h.receiptPDF)
 	h.mux.HandleFunc("POST /api/v1/oppositions", h.apiOppose)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -106,6 +108,8 @@ func outcomeOf(err error) outcome {
 		return outcome{http.StatusNotFound, "no_match", "Le code ou la date de naissance est incorrect.", "code"}
 	case errors.Is(err, provisioning.ErrWindowClosed):
 		return outcome{http.StatusGone, "window_closed", "Le délai d'opposition est terminé : ce code ne peut plus être utilisé. Vous pouvez fermer le profil à tout moment depuis Mon espace santé.", ""}
+	case errors.Is(err, provisioning.ErrAlreadyActive):
+		return outcome{http.StatusConflict, "already_active", "Ce profil est déjà activé. Vous pouvez le fermer à tout moment depuis Mon espace santé.", ""}
 	case errors.Is(err, provisioning.ErrActivatedBeforeArrival):
 		return outcome{http.StatusConflict, "activated_before_arrival", "Le profil a été activé avant l'arrivée de ce courrier, posté dans les délais : seule une fermeture à la demande de la personne peut l'honorer.", ""}
 	case errors.Is(err, provisioning.ErrState):
@@ -217,6 +221,16 @@ func (h *Handler) confirm(ctx context.Context, req Request) (pageData, error) {
 	return d, nil
 }
 
+// activate activates the profile now, at the holder's request.
+func (h *Handler) activate(ctx context.Context, req Request) (pageData, error) {
+	act, err := h.svc.Activate(ctx, req)
+	if err != nil {
+		return pageData{}, err
+	}
+	return pageData{Title: "Profil activé", Step: "activated", FirstMasked: act.FirstMasked,
+		At: provisioning.FrenchDateTime(act.At)}, nil
+}
+
 // undo withdraws the opposition, within the window.
 func (h *Handler) undo(ctx context.Context, req Request) (pageData, error) {
 	rec, err := h.svc.Undo(ctx, req)
@@ -293,6 +307,32 @@ func (h *Handler) writeOpposed(w http.ResponseWriter, res *provisioning.OpposeRe
 		out.Status, out.Message = "already_opposed", "Une opposition était déjà enregistrée ; rien n'a changé."
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// apiActivate activates the holder's profile now (code and birth date, as
+// for an opposition).
+func (h *Handler) apiActivate(w http.ResponseWriter, r *http.Request) {
+	var in apiRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			err = errors.Join(errBadRequest, err)
+		}
+		h.apiError(w, err)
+		return
+	}
+	act, err := h.svc.Activate(r.Context(), Request{Code: in.Code, BirthDate: in.BirthDate, Client: h.svc.ClientAddr(r),
+		Channel: ChannelAPI, Actor: provisioning.ActorPublic})
+	if err != nil {
+		h.apiError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Status     string                   `json:"status"`
+		Activation *provisioning.Activation `json:"activation"`
+	}{"activated", act})
 }
 
 func (h *Handler) apiError(w http.ResponseWriter, err error) {

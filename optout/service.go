@@ -144,6 +144,21 @@ func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeRe
 	return res, err
 }
 
+// Activate activates the holder's account now, within the window, at their
+// request: counted against the same limits as an opposition.
+func (s *Service) Activate(ctx context.Context, r Request) (*provisioning.Activation, error) {
+	h, birth, keys, err := s.check(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	act, err := provisioning.ActivateEarly(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
+	s.settle(ctx, keys, err)
+	if err == nil {
+		s.Log.Info("account activated by its holder", "channel", r.Channel)
+	}
+	return act, err
+}
+
 // Undo withdraws an opposition within the window.
 func (s *Service) Undo(ctx context.Context, r Request) (*provisioning.Receipt, error) {
 	h, birth, keys, err := s.check(ctx, r)

@@ -346,3 +346,56 @@ func TestReceiptNamesTheRealChannel(t *testing.T) {
 		}
 	}
 }
+
+// The holder may activate their profile before the window ends, with code
+// and birth date: it is active at once, can no longer be opposed, and the
+// act is audited and counted in the report. (Before, only the window's end
+// activated anybody.)
+func TestEarlyActivationByTheHolder(t *testing.T) {
+	t.Parallel()
+	srv, pool, hs := serveNotified(t, 20, time.Now().Add(48*time.Hour))
+	ctx := context.Background()
+	activate := func(h holder) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(srv.URL+"/api/v1/activations", "application/json",
+			strings.NewReader(`{"code":"`+h.code.String()+`","birth_date":"`+h.birth+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out) //nolint:errcheck
+		return resp.StatusCode, out
+	}
+	if st, out := activate(hs[0]); st != 200 || out["status"] != "activated" {
+		t.Fatalf("activation: %d %v", st, out)
+	}
+	var state string
+	var byHolder bool
+	pool.QueryRow(ctx, `SELECT state, activated_by_holder FROM account WHERE id = $1`, hs[0].id).Scan(&state, &byHolder) //nolint:errcheck
+	if state != "active" || !byHolder {
+		t.Fatalf("account is %s (by holder %v) after the activation", state, byHolder)
+	}
+	if st, out := activate(hs[0]); st != 409 || out["status"] != "already_active" {
+		t.Fatalf("activating again: %d %v", st, out)
+	}
+	if st, out, _ := post(t, srv, `{"code":"`+hs[0].code.String()+`","birth_date":"`+hs[0].birth+`"}`); st == 200 {
+		t.Fatalf("an opposition after the holder activated: %d %v", st, out)
+	}
+	// An opposed account is activated only once its opposition is withdrawn.
+	if st, _, _ := post(t, srv, `{"code":"`+hs[1].code.String()+`","birth_date":"`+hs[1].birth+`"}`); st != 200 {
+		t.Fatalf("opposing: %d", st)
+	}
+	if st, out := activate(hs[1]); st != 409 || out["status"] != "state" {
+		t.Fatalf("activating an opposed account: %d %v", st, out)
+	}
+	var audited int
+	pool.QueryRow(ctx, `SELECT count(*) FROM audit_event WHERE action = 'account.activated_by_holder' AND $1 = ANY(account_ids)`, hs[0].id).Scan(&audited) //nolint:errcheck
+	rep, err := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audited != 1 || rep.ActivatedByHolder != 1 {
+		t.Fatalf("audited %d, report counts %d early activations", audited, rep.ActivatedByHolder)
+	}
+}

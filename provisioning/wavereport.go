@@ -27,20 +27,23 @@ type WaveReport struct {
 	AfterActivation map[string]int64 `json:"failed_after_activation"`
 	// Reconciliation is ens reconcile's verdict, when the caller ran it:
 	// the anomalies by check (empty when clean).
-	Reconciliation *Reconciliation             `json:"reconciliation,omitempty"`
-	Rejects        map[string]int64            `json:"import_rejects"`
-	Imports        int64                       `json:"distinct_files_imported"`
-	Oppositions    OppositionStats             `json:"oppositions"`
-	PerDay         []DayCount                  `json:"per_day"`
-	Jobs           map[string]map[string]int64 `json:"river_jobs"`
-	JobErrors      map[string]int64            `json:"river_job_errors"`
-	FirstNotice    *time.Time                  `json:"first_notice_at"`
-	LastNotice     *time.Time                  `json:"last_notice_at"`
-	LastDeadline   *time.Time                  `json:"last_deadline"`
-	AuditOK        bool                        `json:"audit_chain_ok"`
-	AuditEvents    int64                       `json:"audit_events"`
-	AuditProblem   string                      `json:"audit_problem,omitempty"`
-	JobsRetention  string                      `json:"river_jobs_note"`
+	Reconciliation *Reconciliation  `json:"reconciliation,omitempty"`
+	Rejects        map[string]int64 `json:"import_rejects"`
+	Imports        int64            `json:"distinct_files_imported"`
+	Oppositions    OppositionStats  `json:"oppositions"`
+	// ActivatedByHolder counts the accounts their holder activated before
+	// the window ended (with code and birth date).
+	ActivatedByHolder int64                       `json:"activated_by_holder"`
+	PerDay            []DayCount                  `json:"per_day"`
+	Jobs              map[string]map[string]int64 `json:"river_jobs"`
+	JobErrors         map[string]int64            `json:"river_job_errors"`
+	FirstNotice       *time.Time                  `json:"first_notice_at"`
+	LastNotice        *time.Time                  `json:"last_notice_at"`
+	LastDeadline      *time.Time                  `json:"last_deadline"`
+	AuditOK           bool                        `json:"audit_chain_ok"`
+	AuditEvents       int64                       `json:"audit_events"`
+	AuditProblem      string                      `json:"audit_problem,omitempty"`
+	JobsRetention     string                      `json:"river_jobs_note"`
 }
 
 // Reconciliation summarises ens reconcile for a report.
@@ -131,6 +134,10 @@ func BuildWaveReport(ctx context.Context, db DBTX, name string, opts StatusOptio
 		FROM opposition o JOIN account a ON a.id = o.account_id WHERE a.wave_id = $1`, w.ID).
 		Scan(&r.Oppositions.Standing, &r.Oppositions.Withdrawn, &everNotified); err != nil {
 		return nil, fmt.Errorf("counting oppositions: %w", err)
+	}
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM account WHERE wave_id = $1 AND activated_by_holder`, w.ID).
+		Scan(&r.ActivatedByHolder); err != nil {
+		return nil, fmt.Errorf("counting early activations: %w", err)
 	}
 	if everNotified > 0 {
 		r.Oppositions.Rate = float64(int(10000*float64(r.Oppositions.Standing)/float64(everNotified))) / 10000

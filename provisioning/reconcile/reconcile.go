@@ -73,12 +73,12 @@ const informed = `EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n
 const hasOppositionNotice = `EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition')`
 
 var checks = []check{
-	// An opposition (even withdrawn) is the person's own proof that the code
-	// reached them: a reinstated account needs no other.
+	// An opposition (even withdrawn) or an early activation is the person's
+	// own proof that the code reached them: such an account needs no other.
 	{"active_without_proof", "active accounts whose person was not shown to be informed (an accepted email or a posted letter a window before the deadline, or their own opposition with the code)",
 		`SELECT a.id FROM account a JOIN wave w ON w.id = a.wave_id WHERE a.wave_id = $1 AND a.state = 'active'
 		   AND ` + hasOppositionNotice + ` AND NOT ` + informed + `
-		   AND NOT EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id)`},
+		   AND NOT EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id) AND NOT a.activated_by_holder`},
 	{"opposed_without_notice", "opposed accounts with no notice sent (nobody could have their code)",
 		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state = 'opposed'
 		   AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition' AND n.status IN ('printed', 'sent'))`},

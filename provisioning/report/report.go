@@ -125,6 +125,7 @@ func lines(r *provisioning.WaveReport) [][3]string {
 	add("oppositions", "standing", strconv.FormatInt(r.Oppositions.Standing, 10))
 	add("oppositions", "withdrawn", strconv.FormatInt(r.Oppositions.Withdrawn, 10))
 	add("oppositions", "rate", strconv.FormatFloat(100*r.Oppositions.Rate, 'f', 2, 64)+" %")
+	add("accounts", "activated early by their holder", strconv.FormatInt(r.ActivatedByHolder, 10))
 	for _, k := range sortedKeys(r.Oppositions.ByChannel) {
 		add("oppositions", "by "+k, strconv.FormatInt(r.Oppositions.ByChannel[k], 10))
 	}
