@@ -1,7 +1,6 @@
 package optout
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -35,14 +34,7 @@ func NewAgentHandler(svc *Service, agent func(*http.Request) string) http.Handle
 
 func (h *Handler) agentOppose(w http.ResponseWriter, r *http.Request, agent string) {
 	var in agentRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		var mbe *http.MaxBytesError
-		if !errors.As(err, &mbe) {
-			err = errors.Join(errBadRequest, err)
-		}
-		h.apiError(w, err)
+	if !h.decodeJSON(w, r, &in) {
 		return
 	}
 	var postmark *time.Time

@@ -278,16 +278,25 @@ type apiResponse struct {
 	Receipt *provisioning.Receipt `json:"receipt,omitempty"`
 }
 
-func (h *Handler) apiOppose(w http.ResponseWriter, r *http.Request) {
-	var in apiRequest
+// decodeJSON reads a request's JSON body into v, strictly (unknown fields
+// refused); on failure it answers the client and returns false.
+func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
+	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if !errors.As(err, &mbe) {
 			err = errors.Join(errBadRequest, err)
 		}
 		h.apiError(w, err)
+		return false
+	}
+	return true
+}
+
+func (h *Handler) apiOppose(w http.ResponseWriter, r *http.Request) {
+	var in apiRequest
+	if !h.decodeJSON(w, r, &in) {
 		return
 	}
 	res, err := h.svc.Oppose(r.Context(), Request{Code: in.Code, BirthDate: in.BirthDate, Client: h.svc.ClientAddr(r),
@@ -313,14 +322,7 @@ func (h *Handler) writeOpposed(w http.ResponseWriter, res *provisioning.OpposeRe
 // for an opposition).
 func (h *Handler) apiActivate(w http.ResponseWriter, r *http.Request) {
 	var in apiRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		var mbe *http.MaxBytesError
-		if !errors.As(err, &mbe) {
-			err = errors.Join(errBadRequest, err)
-		}
-		h.apiError(w, err)
+	if !h.decodeJSON(w, r, &in) {
 		return
 	}
 	act, err := h.svc.Activate(r.Context(), Request{Code: in.Code, BirthDate: in.BirthDate, Client: h.svc.ClientAddr(r),

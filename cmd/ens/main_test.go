@@ -70,6 +70,18 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// importFixture writes a synthetic registry of count people and imports it.
+func (c *cli) importFixture(count, seed string) {
+	c.t.Helper()
+	reg := filepath.Join(c.dir, "reg-"+seed+".csv")
+	if code, _, errs := c.run("fixtures", "registry", "--count", count, "--seed", seed, "-o", reg); code != 0 {
+		c.t.Fatal(errs)
+	}
+	if code, _, errs := c.run("registry", "import", reg); code != 0 {
+		c.t.Fatal(errs)
+	}
+}
+
 func (c *cli) json(v any, args ...string) {
 	c.t.Helper()
 	code, out, errs := c.run(args...)

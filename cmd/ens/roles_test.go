@@ -50,10 +50,7 @@ func TestMigrateCreatesTheRoleOtherCommandsRunAs(t *testing.T) {
 func TestApplicationRoleCannotRewriteTheAuditLog(t *testing.T) {
 	t.Parallel()
 	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
-	c.run("fixtures", "registry", "--count", "50", "-o", filepath.Join(c.dir, "r.csv"))
-	if code, _, errs := c.run("registry", "import", filepath.Join(c.dir, "r.csv")); code != 0 {
-		t.Fatal(errs)
-	}
+	c.importFixture("50", "1")
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, c.url)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,7 @@ import (
 func TestWaveSpreadOverDaysFromAStartDate(t *testing.T) {
 	t.Parallel()
 	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
-	reg := filepath.Join(c.dir, "reg.csv")
-	if code, _, errs := c.run("fixtures", "registry", "--count", "330", "--seed", "8", "-o", reg); code != 0 {
-		t.Fatal(errs)
-	}
-	if code, _, errs := c.run("registry", "import", reg); code != 0 {
-		t.Fatal(errs)
-	}
+	c.importFixture("330", "8")
 	code, out, errs := c.run("wave", "launch", "spread", "--per-day", "100", "--start-at", "2027-01-04")
 	if code != 0 || !strings.Contains(out, "at most 100 notices a day") {
 		t.Fatalf("launch: %d %s %s", code, out, errs)

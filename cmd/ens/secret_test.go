@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,13 +23,7 @@ func TestCodesAndNIRsOnStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
-	reg := filepath.Join(c.dir, "reg.csv")
-	if code, _, errs := c.run("fixtures", "registry", "--count", "30", "--seed", "5", "-o", reg); code != 0 {
-		t.Fatal(errs)
-	}
-	if code, _, errs := c.run("registry", "import", reg); code != 0 {
-		t.Fatal(errs)
-	}
+	c.importFixture("30", "5")
 	if code, _, errs := c.run("wave", "launch", "w"); code != 0 {
 		t.Fatal(errs)
 	}
