@@ -3,8 +3,10 @@ package optout
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -12,7 +14,8 @@ import (
 // a code), never a hard lock-out: a lock-out would let a stranger stop
 // someone from opposing. Every attempt is counted before the lookup
 // (Reserve), so concurrent guesses cannot slip through before the delay
-// applies; a success takes back only its own attempt (Refund) and never
+// applies (a key that must wait counts nothing; the others count the
+// refused attempt); a success takes back only its own attempt (Refund) and never
 // wipes a key's history. The first FreeFailures attempts cost nothing;
 // each further one doubles the wait, up to MaxDelay.
 //
@@ -35,17 +38,38 @@ func NewLimiter(pool *pgxpool.Pool) *Limiter {
 	return &Limiter{Pool: pool, FreeFailures: 5, BaseDelay: 2 * time.Second, MaxDelay: 15 * time.Minute, TTL: time.Hour, Now: time.Now}
 }
 
+// reserveSQL counts an attempt for every key ($1, sorted: rows are locked
+// in one order, so concurrent calls never deadlock) in one statement: a key
+// untouched for the TTL ($6) starts over; a key that must still wait counts
+// nothing and keeps its touched_at, which is how the caller tells it; any
+// other key counts the attempt, and past $3 free attempts waits $4 doubled
+// each time, up to $5. Concurrent attempts on one key queue on its row
+// lock, each seeing the count the one before left: none slips past a delay.
+const reserveSQL = `INSERT INTO rate_limit AS r (key, attempts, not_before, touched_at)
+	SELECT k, 1, CASE WHEN 1 > $3::int THEN $2::timestamptz + $4::interval END, $2::timestamptz FROM unnest($1::text[]) k ORDER BY k
+	ON CONFLICT (key) DO UPDATE SET
+	  attempts = CASE WHEN r.touched_at < $2::timestamptz - $6::interval THEN 1
+	                  WHEN r.not_before > $2::timestamptz THEN r.attempts ELSE r.attempts + 1 END,
+	  not_before = CASE WHEN r.touched_at < $2::timestamptz - $6::interval THEN CASE WHEN 1 > $3::int THEN $2::timestamptz + $4::interval END
+	                    WHEN r.not_before > $2::timestamptz THEN r.not_before
+	                    WHEN r.attempts + 1 > $3::int THEN $2::timestamptz + least($4::interval * power(2, least(r.attempts - $3::int, 30)), $5::interval) END,
+	  touched_at = CASE WHEN r.touched_at >= $2::timestamptz - $6::interval AND r.not_before > $2::timestamptz THEN r.touched_at ELSE $2::timestamptz END
+	RETURNING CASE WHEN touched_at <> $2::timestamptz THEN not_before - $2::timestamptz ELSE interval '0' END`
+
 // Reserve counts an attempt for every key, before the lookup it guards, and
-// returns 0; or, when some key must still wait, counts nothing and returns
-// how long.
+// returns 0; or, when some key must still wait, returns how long (that key
+// counting nothing).
 func (l *Limiter) Reserve(ctx context.Context, keys ...string) (time.Duration, error) {
-	var wait time.Duration
-	err := l.Pool.QueryRow(ctx, `SELECT ens_rate_reserve($1, $2, $3, $4, $5, $6)`,
-		keys, l.Now(), l.FreeFailures, l.BaseDelay, l.MaxDelay, l.TTL).Scan(&wait)
+	sorted := slices.Sorted(slices.Values(keys))
+	rows, err := l.Pool.Query(ctx, reserveSQL, sorted, l.Now(), l.FreeFailures, l.BaseDelay, l.MaxDelay, l.TTL)
 	if err != nil {
 		return 0, fmt.Errorf("counting an attempt against the rate limits: %w", err)
 	}
-	return wait, nil
+	waits, err := pgx.CollectRows(rows, pgx.RowTo[time.Duration])
+	if err != nil {
+		return 0, fmt.Errorf("counting an attempt against the rate limits: %w", err)
+	}
+	return slices.Max(append(waits, 0)), nil
 }
 
 // Refund takes back one reserved attempt of each key: it was not a guess
