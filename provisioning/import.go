@@ -60,11 +60,11 @@ type ImportOptions struct {
 // stageColumns are the staging table's columns, in the order stageSource
 // writes them.
 const stageColumns = `line, reason, nir_masked, nir, sex, last_name, first_name, birth_date, email, address_line2,
-	address_line3, address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, maybe_dup`
+	address_line3, address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, protection, maybe_dup`
 
 // personColumns are the person columns an import sets, in stage order.
 const personColumns = `nir, sex, last_name, first_name, birth_date, email, address_line2, address_line3,
-	address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department`
+	address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, protection`
 
 // ImportRegistry streams a registry file into the person table (SPEC §1). The
 // whole import is one transaction: a failure leaves nothing half-done, and a
@@ -174,13 +174,13 @@ func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, rejects *re
 		RETURNING s.line, s.nir, s.last_name, s.first_name, s.birth_date::text, coalesce(s.email, ''),
 		    coalesce(s.address_line2, ''), coalesce(s.address_line3, ''), coalesce(s.address_line4, ''),
 		    coalesce(s.address_line5, ''), coalesce(s.postcode, ''), coalesce(s.city, ''), coalesce(s.country, ''),
-		    coalesce(s.guardian_nir, ''), coalesce(s.death_date::text, '')`)
+		    coalesce(s.guardian_nir, ''), coalesce(s.death_date::text, ''), coalesce(s.protection, '')`)
 	if err != nil {
 		return 0, fmt.Errorf("finding duplicate NIRs: %w", err)
 	}
 	for dups.Next() {
 		var line int64
-		vals := make([]string, 14)
+		vals := make([]string, len(RequiredColumns)+len(OptionalColumns))
 		ptrs := []any{&line}
 		for i := range vals {
 			ptrs = append(ptrs, &vals[i])
@@ -258,14 +258,14 @@ func upsertPeople(ctx context.Context, tx pgx.Tx, res *ImportResult) error {
 		    email = s.email, address_line2 = s.address_line2, address_line3 = s.address_line3,
 		    address_line4 = s.address_line4, address_line5 = s.address_line5, postcode = s.postcode, city = s.city,
 		    country = s.country, guardian_nir = s.guardian_nir, death_date = s.death_date, department = s.department,
-		    updated_at = now()
+		    protection = s.protection, updated_at = now()
 		FROM registry_stage s
 		WHERE s.reason IS NULL AND p.nir = s.nir
 		  AND (p.sex, p.last_name, p.first_name, p.birth_date, p.email, p.address_line2, p.address_line3,
-		       p.address_line4, p.address_line5, p.postcode, p.city, p.country, p.guardian_nir, p.death_date)
+		       p.address_line4, p.address_line5, p.postcode, p.city, p.country, p.guardian_nir, p.death_date, p.protection)
 		    IS DISTINCT FROM
 		      (s.sex, s.last_name, s.first_name, s.birth_date, s.email, s.address_line2, s.address_line3,
-		       s.address_line4, s.address_line5, s.postcode, s.city, s.country, s.guardian_nir, s.death_date)
+		       s.address_line4, s.address_line5, s.postcode, s.city, s.country, s.guardian_nir, s.death_date, s.protection)
 		RETURNING 1)
 		SELECT count(*) FROM u`).Scan(&res.Updated)
 	if err != nil {

@@ -90,7 +90,8 @@ func queueLetters(ctx context.Context, pool *pgxpool.Pool, letters LetterFunc, g
 }
 
 // targetSelect reads an account's holder and the contact that receives its
-// notices: a minor's representative when the registry knows them.
+// notices: a minor's or a protected adult's (tutelle) representative when
+// the registry knows them.
 const targetSelect = `
 	SELECT a.id, p.first_name, p.last_name, p.nir,
 	       (g.id IS NOT NULL) AS for_guardian,
@@ -100,7 +101,7 @@ const targetSelect = `
 	       a.wave_id, a.state
 	FROM account a
 	JOIN person p ON p.id = a.person_id
-	LEFT JOIN person g ON g.nir = p.guardian_nir AND p.birth_date > ($2::date - interval '18 years')
+	LEFT JOIN person g ON g.nir = p.guardian_nir AND (p.birth_date > ($2::date - interval '18 years') OR p.protection = 'tutelle')
 	   AND g.death_date IS NULL
 	CROSS JOIN LATERAL (SELECT CASE WHEN g.id IS NOT NULL AND g.postcode IS NOT NULL THEN g ELSE p END AS r) x
 	CROSS JOIN LATERAL (SELECT (x.r).address_line2, (x.r).address_line3, (x.r).address_line4, (x.r).address_line5,

@@ -51,12 +51,12 @@ func PreviewWave(ctx context.Context, db DBTX, spec WaveSpec, opts PreviewOption
 			  AND ($3::int IS NULL OR p.birth_date < make_date($3 + 1, 1, 1))),
 		elig AS (SELECT * FROM sel WHERE NOT dead AND NOT enrolled ORDER BY id LIMIT $4),
 		told AS (
-			SELECT e.department, e.birth_date >= $6 AS newborn, g.id IS NOT NULL AS minor,
+			SELECT e.department, e.birth_date >= $6 AS newborn, g.id IS NOT NULL AND e.birth_date > ($5::date - interval '18 years') AS minor,
 			       CASE WHEN coalesce(CASE WHEN g.id IS NOT NULL THEN g.email ELSE e.email END, '') <> '' THEN 'email'
 			            WHEN coalesce(r.address_line4, r.address_line5, '') <> '' AND coalesce(r.postcode, '') <> '' AND coalesce(r.city, '') <> '' THEN 'letter'
 			            ELSE 'unreachable' END AS channel
 			FROM elig e
-			LEFT JOIN person g ON g.nir = e.guardian_nir AND e.birth_date > ($5::date - interval '18 years') AND g.death_date IS NULL
+			LEFT JOIN person g ON g.nir = e.guardian_nir AND (e.birth_date > ($5::date - interval '18 years') OR e.protection = 'tutelle') AND g.death_date IS NULL
 			CROSS JOIN LATERAL (SELECT CASE WHEN g.id IS NOT NULL AND g.postcode IS NOT NULL THEN g.address_line4 ELSE e.address_line4 END AS address_line4,
 			       CASE WHEN g.id IS NOT NULL AND g.postcode IS NOT NULL THEN g.address_line5 ELSE e.address_line5 END AS address_line5,
 			       CASE WHEN g.id IS NOT NULL AND g.postcode IS NOT NULL THEN g.postcode ELSE e.postcode END AS postcode,

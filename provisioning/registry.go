@@ -32,6 +32,17 @@ const (
 	// RejectNameMissing: an empty last or first name. Not in SPEC §1; a
 	// notice cannot be addressed to nobody.
 	RejectNameMissing RejectReason = "name_missing"
+	// RejectProtection: a protection other than tutelle or curatelle.
+	RejectProtection RejectReason = "protection_invalid"
+	// RejectProtectedWithoutGuardian: an adult under protection whose
+	// representative (guardian_nir) is not given.
+	RejectProtectedWithoutGuardian RejectReason = "protected_without_guardian"
+)
+
+// Protections of an adult the registry may record (column protection).
+const (
+	ProtectionTutelle   = "tutelle"   // the representative is told, and acts
+	ProtectionCuratelle = "curatelle" // the person is told, and acts, assisted
 )
 
 // WarningEmailInvalid is counted when an email is present but unusable; the
@@ -46,7 +57,7 @@ const MaxAddressLine = 38
 var (
 	RequiredColumns = []string{"nir", "last_name", "first_name", "birth_date"}
 	OptionalColumns = []string{"email", "address_line2", "address_line3", "address_line4", "address_line5",
-		"postcode", "city", "country", "guardian_nir", "death_date"}
+		"postcode", "city", "country", "guardian_nir", "death_date", "protection"}
 	// AnnotationColumns are written by the rejects CSV and ignored on import,
 	// so that a corrected rejects file re-imports as it is.
 	AnnotationColumns = []string{"reject_line", "reject_reason"}
@@ -67,8 +78,8 @@ type Header struct {
 
 // columnIndex holds each known column's position, -1 when absent.
 type columnIndex struct {
-	nir, lastName, firstName, birthDate, email, postcode, city, country, guardianNIR, deathDate int
-	addressLines                                                                                [4]int
+	nir, lastName, firstName, birthDate, email, postcode, city, country, guardianNIR, deathDate, protection int
+	addressLines                                                                                            [4]int
 }
 
 // ParseHeader validates the header row: every required column present, no
@@ -112,7 +123,7 @@ func ParseHeader(fields []string) (*Header, error) {
 	}
 	h.col = columnIndex{nir: at("nir"), lastName: at("last_name"), firstName: at("first_name"), birthDate: at("birth_date"),
 		email: at("email"), postcode: at("postcode"), city: at("city"), country: at("country"),
-		guardianNIR: at("guardian_nir"), deathDate: at("death_date")}
+		guardianNIR: at("guardian_nir"), deathDate: at("death_date"), protection: at("protection")}
 	for i := range h.col.addressLines {
 		h.col.addressLines[i] = at(fmt.Sprintf("address_line%d", i+2))
 	}
@@ -161,6 +172,7 @@ type Person struct {
 	GuardianNIR  string
 	DeathDate    *time.Time
 	Department   string // of residence, from the postcode; "99" abroad
+	Protection   string // an adult's: ProtectionTutelle, ProtectionCuratelle or ""
 }
 
 // RowResult is the outcome of validating one row: a Person, or a reason.
@@ -254,8 +266,19 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 			p.GuardianNIR = string(gn)
 		}
 	}
+	switch v := strings.ToLower(field(rec, c.protection)); v {
+	case "", ProtectionTutelle, ProtectionCuratelle:
+		p.Protection = v
+	default:
+		r.Reject = RejectProtection
+		return r
+	}
 	if p.DeathDate != nil {
 		return r // never notified: no channel or guardian needed
+	}
+	if p.Protection != "" && p.GuardianNIR == "" {
+		r.Reject = RejectProtectedWithoutGuardian
+		return r
 	}
 	if p.Email == "" && !p.PostalComplete() {
 		r.Reject = RejectNoChannel

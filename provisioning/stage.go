@@ -194,13 +194,14 @@ func (s *stageSource) validate(recs []rawRecord) stageBatch {
 			buf = append(buf, "\t\\N"...)
 		}
 		buf = copyText(buf, p.Department)
+		buf = copyText(buf, p.Protection)
 		row.text = buf[start:]
 	}
 	return stageBatch{rows: rows}
 }
 
 // rejectedTail is a rejected row's columns after its NIR: all NULL.
-var rejectedTail = strings.Repeat("\t\\N", 15)
+var rejectedTail = strings.Repeat("\t\\N", 16)
 
 // copyText appends a tab and s as a COPY text field: "" is NULL, and the
 // backslash and the characters that end a field or a line are escaped.
