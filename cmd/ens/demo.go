@@ -182,9 +182,9 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "\nDone. Open %s for the auditors' report.\n"+
-		"To browse: ENS_OPS_USERS=\"me:operator:$(echo -n secret | ./bin/ens ops hash)\" ENS_CODE_KEY_FILE=%s ./bin/ens serve\n"+
+		"To browse: DATABASE_URL='%s' ENS_OPS_USERS=\"me:operator:$(echo -n secret | ./bin/ens ops hash)\" ENS_CODE_KEY_FILE=%s ENS_AUDIT_KEY_FILE=%s ./bin/ens serve\n"+
 		"  then http://127.0.0.1:8080/ (public form), http://127.0.0.1:8081/ops/ (reports) and http://127.0.0.1:8081/ops/river/ (River UI; user me, password secret).\n"+
-		"'./bin/ens db stop' stops the private database.\n", pdf, os.Getenv("ENS_CODE_KEY_FILE"))
+		"'./bin/ens db stop' stops the private database.\n", pdf, a.databaseURL, os.Getenv("ENS_CODE_KEY_FILE"), os.Getenv("ENS_AUDIT_KEY_FILE"))
 	return nil
 }
 
@@ -268,10 +268,28 @@ func (a *app) sub(ctx context.Context, args ...string) error {
 
 // demoKey creates a code key for the demo when none is configured.
 func (a *app) demoKey() error {
-	if os.Getenv("ENS_CODE_KEY") != "" || os.Getenv("ENS_CODE_KEY_FILE") != "" {
+	if err := a.demoSecret("ENS_CODE_KEY", "code.key", "a code key"); err != nil {
+		return err
+	}
+	if err := a.demoSecret("ENS_AUDIT_KEY", "audit.key", "an audit key (the audit chain's HMAC)"); err != nil {
+		return err
+	}
+	key, err := auditKey()
+	if err != nil {
+		return err
+	}
+	provisioning.SetAuditKey(key)
+	a.auditKeyed = true
+	return nil
+}
+
+// demoSecret creates a random 32-byte key under var/secrets for the demo
+// when variable (or variable_FILE) is unset, and points variable_FILE at it.
+func (a *app) demoSecret(variable, file, what string) error {
+	if os.Getenv(variable) != "" || os.Getenv(variable+"_FILE") != "" {
 		return nil
 	}
-	path := filepath.Join(a.varDir, "secrets", "code.key")
+	path := filepath.Join(a.varDir, "secrets", file)
 	if _, err := os.Stat(path); err != nil {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return err
@@ -279,11 +297,11 @@ func (a *app) demoKey() error {
 		b := make([]byte, 32)
 		rand.Read(b) //nolint:errcheck
 		if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
-			return fmt.Errorf("writing demo code key: %w", err)
+			return fmt.Errorf("writing demo key %s: %w", path, err)
 		}
-		fmt.Fprintf(a.stdout, "created a code key for the demo: %s (mode 0600)\n", path)
+		fmt.Fprintf(a.stdout, "created %s for the demo: %s (mode 0600)\n", what, path)
 	}
-	return os.Setenv("ENS_CODE_KEY_FILE", path)
+	return os.Setenv(variable+"_FILE", path)
 }
 
 func recreateDatabase(ctx context.Context, adminURL, name string) error {
