@@ -23,13 +23,7 @@ import (
 // reconcile finds every person of both waves accounted for. Before, nobody
 // born or insured after a wave ever got an account without an operator.
 func TestContinuousEnrolmentOverDailyImports(t *testing.T) {
-	sink, err := mailsink.Start(mailsink.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	t.Setenv("SMTP_URL", sink.URL())
-	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	mailSink(t, mailsink.Options{})
 	t.Setenv("ENS_POST_DELAY", "0")
 	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
 	gen := func(name, seed string, count string) [][]string {

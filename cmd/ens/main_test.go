@@ -93,6 +93,22 @@ func (c *cli) json(v any, args ...string) {
 	}
 }
 
+// mailSink starts an SMTP sink (keeping its messages) for the commands run
+// by t, with a code key: what a test running workers needs. It sets the
+// environment, so its test cannot run in parallel.
+func mailSink(t *testing.T, opts mailsink.Options) *mailsink.Sink {
+	t.Helper()
+	opts.Keep = true
+	sink, err := mailsink.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	t.Setenv("SMTP_URL", sink.URL())
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	return sink
+}
+
 func TestWaveEndToEnd(t *testing.T) {
 	sink, err := mailsink.Start(mailsink.Options{})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/ens-sante/ens/fixtures/testdb"
@@ -18,13 +17,7 @@ import (
 // (Before, guardian_nir was ignored for adults: a person under tutelle got
 // the notice alone.)
 func TestProtectedAdultsToldThroughTheirRepresentative(t *testing.T) {
-	sink, err := mailsink.Start(mailsink.Options{Keep: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	t.Setenv("SMTP_URL", sink.URL())
-	t.Setenv("ENS_CODE_KEY", strings.Repeat("ef", 32))
+	sink := mailSink(t, mailsink.Options{})
 	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
 	reg := filepath.Join(c.dir, "protected.csv")
 	os.WriteFile(reg, []byte(`nir,last_name,first_name,birth_date,email,address_line4,postcode,city,guardian_nir,protection
