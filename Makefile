@@ -51,7 +51,7 @@ demo: deps build ## Run a whole wave end to end on a private database and a loca
 	./bin/ens demo
 
 bench: deps build ## Measure throughput against the raw tools on durable PostgreSQL settings; writes var/bench/*.json (not run in CI)
-	ENS_TEST_DURABLE=1 $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./provisioning/ ./provisioning/reconcile/ ./jobs/ ./optout/
+	ENS_TEST_DURABLE=1 $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./provisioning/ ./provisioning/reconcile/ ./jobs/ ./optout/ ./cmd/ens/
 
 lint: ## gofmt and go vet, with the checked-in configuration
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

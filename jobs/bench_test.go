@@ -15,12 +15,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jung-kurt/gofpdf"
-	"github.com/wneessen/go-mail"
 
 	"github.com/ens-sante/ens/fixtures/benchutil"
 	"github.com/ens-sante/ens/jobs"
@@ -119,47 +117,11 @@ func bareEmails(b *testing.B, n int64, conns int, keyPEM []byte) float64 {
 		b.Fatal(err)
 	}
 	defer sink.Close()
-	mailer, err := notify.NewMailer(notify.SMTPConfig{URL: sink.URL(), Connections: conns, Key: testKey.MailKey()})
+	rate, err := benchutil.BareEmails(sink.Addr(), n, conns, testKey.MailKey(), keyPEM)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer mailer.Close()
-	e, _ := notify.RenderEmail(&notify.Notice{ID: 1, Kind: notify.KindOpposition, FirstName: "Zoé", LastName: "Martin",
-		Code: "ABCD-EFGH-JKMN", Deadline: time.Now()})
-	opts := []mail.Option{mail.WithPort(portOf(sink.Addr())), mail.WithTLSPolicy(mail.NoTLS), mail.WithoutNoop()}
-	if keyPEM != nil {
-		signer, err := mail.PrivKeyFromPEM(keyPEM)
-		if err != nil {
-			b.Fatal(err)
-		}
-		dk := mail.NewDKIMSigner("monespacesante.fr", "bench", signer)
-		dk.HeaderCanonicalization(mail.CanonicalizationRelaxed)
-		dk.BodyCanonicalization(mail.CanonicalizationRelaxed)
-		opts = append(opts, mail.WithAlwaysDKIMSign(dk))
-	}
-	client, _ := mail.NewClient("127.0.0.1", opts...)
-	start := time.Now()
-	var wg sync.WaitGroup
-	per := n / int64(conns)
-	for range conns {
-		wg.Go(func() {
-			c, err := client.DialToSMTPClientWithContext(context.Background())
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			defer client.CloseWithSMTPClient(c)
-			for i := range per {
-				m, _ := mailer.Build(i, 1, fmt.Sprintf("p%d@example.fr", i), e)
-				if err := client.SendWithSMTPClient(c, m); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return float64(per*int64(conns)) / time.Since(start).Seconds()
+	return rate
 }
 
 // BenchmarkLetters: letter pages through the whole pipeline (River job,
@@ -262,10 +224,4 @@ func settle(b *testing.B, e *env) {
 		}
 	}
 	runtime.GC()
-}
-
-func portOf(addr string) int {
-	var p int
-	fmt.Sscanf(addr[len("127.0.0.1:"):], "%d", &p)
-	return p
 }
