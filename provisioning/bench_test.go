@@ -39,7 +39,7 @@ func BenchmarkImportAndLaunch(b *testing.B) {
 	// Raw: psql \copy of the same file, into a table of text columns with
 	// no key (the floor: bytes in, nothing checked), then into a table shaped
 	// like person (the file's columns with person's types, checks and keys).
-	rawURL := testdb.URL(b)
+	rawURL := testdb.OwnerURL(testdb.URL(b)) // tables of its own: the owner's
 	psql := func(args ...string) {
 		b.Helper()
 		if out, err := exec.Command("psql", append([]string{rawURL, "-q"}, args...)...).CombinedOutput(); err != nil {
@@ -97,10 +97,53 @@ func BenchmarkImportAndLaunch(b *testing.B) {
 
 	// Wave launch on the imported people, with and without the audit log,
 	// each on its own identical copy of the imported database.
-	if out, err := exec.Command("psql", url, "-qc", "VACUUM ANALYZE").CombinedOutput(); err != nil {
+	if out, err := exec.Command("psql", testdb.OwnerURL(url), "-qc", "VACUUM ANALYZE").CombinedOutput(); err != nil {
 		b.Fatalf("vacuum: %v %s", err, out)
 	}
 	cloneURL := testdb.Clone(b, url)
+	spreadURL := testdb.Clone(b, url)
+
+	// What `wave launch --dry-run` reads, on the whole registry.
+	previewPool, err := provisioning.OpenPool(ctx, url, 2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	pv, err := provisioning.PreviewWave(ctx, previewPool, provisioning.WaveSpec{Name: "preview"}, provisioning.PreviewOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	previewSecs := time.Since(start).Seconds()
+	previewPool.Close()
+	benchutil.Record(b, "wave_dry_run", map[string]any{"people": rows, "accounts_it_would_create": pv.Accounts,
+		"seconds": round(previewSecs), "target_seconds": 10})
+
+	// --per-day 100000 on a 300,000-person wave, under a clock fixed on a
+	// launch day: the notice jobs are scheduled on three days.
+	spreadPool, err := provisioning.OpenPool(ctx, spreadURL, 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var spread []provisioning.Chunk
+	launchDay := time.Date(2027, 1, 4, 9, 0, 0, 0, provisioning.Paris)
+	sres, err := provisioning.LaunchWave(ctx, spreadPool, provisioning.WaveSpec{Name: "spread", Actor: "bench",
+		Limit: min(rows, 300_000), PerDay: 100_000}, countChunks(&spread),
+		provisioning.LaunchOptions{Clock: func() time.Time { return launchDay }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	spreadPool.Close()
+	perDay := map[string]int64{}
+	for _, c := range spread {
+		day := launchDay
+		if !c.NotBefore.IsZero() {
+			day = c.NotBefore
+		}
+		perDay[day.In(provisioning.Paris).Format(time.DateOnly)] += c.LastAccountID - c.FirstAccountID + 1
+	}
+	benchutil.Record(b, "wave_per_day", map[string]any{"accounts": sres.Created, "per_day": 100_000,
+		"accounts_by_dispatch_day": perDay, "days": len(perDay), "launch_seconds": round(sres.Duration.Seconds()),
+		"note": "account ids are contiguous within a launch here, so a chunk's id range counts its accounts"})
 	var chunks []provisioning.Chunk
 	launch := func(dbURL string, noAudit bool) (float64, *pgxpool.Pool) {
 		pool, err := provisioning.OpenPool(ctx, dbURL, 4)
@@ -134,7 +177,7 @@ func BenchmarkImportAndLaunch(b *testing.B) {
 	pool.Exec(ctx, `UPDATE account SET state = 'active', activated_at = now() WHERE state = 'notified'`)
 	var ids []int64
 	pool.QueryRow(ctx, `SELECT array_agg(id) FROM account WHERE state = 'active'`).Scan(&ids)
-	start := time.Now()
+	start = time.Now()
 	if _, err := provisioning.ArchiveAccounts(ctx, pool, ids, provisioning.ReasonRequest, "bench", nil); err != nil {
 		b.Fatal(err)
 	}
