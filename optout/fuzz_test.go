@@ -19,6 +19,8 @@ func FuzzPublicRoutes(f *testing.F) {
 		{"GET", "/", "", "", ""},
 		{"GET", "/recu/ABCD1234.pdf", "198.51.100.7", "", ""},
 		{"GET", "/recu/../../etc/passwd", "", "", ""},
+		{"GET", "/recu/%00.pdf", "", "", ""}, // NUL and invalid UTF-8 once reached PostgreSQL: 500
+		{"GET", "/recu/%FF.pdf", "", "", ""},
 		{"POST", "/verifier", "::1, 2001:db8::1", "application/x-www-form-urlencoded", "code=ABCD-EFGH-JKMN&birth_date=15/03/1984"},
 		{"POST", "/api/v1/oppositions", "not an address", "application/json", `{"code":"x","birth_date":"1984-03-15"}`},
 		{"POST", "/agent", "", "application/json", `{"nir":"184037512345678","birth_date":"1984-03-15","identity_checked_by":"bob"}`},

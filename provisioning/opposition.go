@@ -190,6 +190,9 @@ func UndoOpposition(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, bi
 
 // ReceiptByReference reads a receipt for download.
 func ReceiptByReference(ctx context.Context, db DBTX, ref string) (*Receipt, error) {
+	if !storable(ref) {
+		return nil, fmt.Errorf("receipt: %w", ErrNotFound)
+	}
 	r := &Receipt{Reference: ref}
 	var first string
 	var undone *time.Time

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -369,8 +368,8 @@ func scanWave(row pgx.Row) (*Wave, error) {
 
 // GetWave loads a wave by name.
 func GetWave(ctx context.Context, db DBTX, name string) (*Wave, error) {
-	if !utf8.ValidString(name) || strings.IndexByte(name, 0) >= 0 {
-		return nil, fmt.Errorf("wave %q: %w", name, ErrNotFound) // no stored name is like it
+	if !storable(name) {
+		return nil, fmt.Errorf("wave: %w", ErrNotFound)
 	}
 	w, err := scanWave(db.QueryRow(ctx, `SELECT `+waveColumns+` FROM wave WHERE name = $1`, name))
 	if err != nil {
