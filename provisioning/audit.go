@@ -54,6 +54,9 @@ func SetAuditKey(key []byte) {
 	auditKey.Store(&k)
 }
 
+// AuditKeyed reports whether SetAuditKey gave this process a key.
+func AuditKeyed() bool { return auditKey.Load() != nil }
+
 func currentAuditKey() []byte {
 	if k := auditKey.Load(); k != nil {
 		return *k

@@ -60,8 +60,13 @@ func GrantApp(ctx context.Context, pool *pgxpool.Pool, role, password string) er
 		}
 	}
 	if password != "" {
-		// ALTER ROLE takes no parameters: the password goes as a literal.
-		if _, err := pool.Exec(ctx, "ALTER ROLE "+ident+" PASSWORD "+quoteLiteral(password)); err != nil {
+		// ALTER ROLE takes no parameters: PostgreSQL's own format() quotes
+		// the name and the password as it reads them.
+		var stmt string
+		if err := pool.QueryRow(ctx, `SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)`, role, password).Scan(&stmt); err != nil {
+			return fmt.Errorf("quoting the password of role %s: %w", role, err)
+		}
+		if _, err := pool.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("setting the password of role %s: %w", role, err)
 		}
 	}
@@ -69,20 +74,6 @@ func GrantApp(ctx context.Context, pool *pgxpool.Pool, role, password string) er
 		return fmt.Errorf("granting role %s its rights: %w", role, err)
 	}
 	return nil
-}
-
-// quoteLiteral quotes s as a SQL string literal.
-func quoteLiteral(s string) string {
-	out := []byte{'E', '\''}
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\'', '\\':
-			out = append(out, s[i], s[i])
-		default:
-			out = append(out, s[i])
-		}
-	}
-	return string(append(out, '\''))
 }
 
 // CheckAppRole refuses a connection that could change the schema (a role

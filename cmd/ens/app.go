@@ -38,7 +38,6 @@ type app struct {
 	clock          provisioning.Clock
 	pools          []*pgxpool.Pool
 	workerID       string // this worker's name in smtp_relay
-	auditKeyed     bool   // ENS_AUDIT_KEY is set
 }
 
 // Run executes the ens command line and returns the process exit code.
@@ -96,7 +95,6 @@ func (a *app) setup() error {
 	if err != nil {
 		return err
 	}
-	a.auditKeyed = key != nil
 	provisioning.SetAuditKey(key)
 	return nil
 }
@@ -104,7 +102,7 @@ func (a *app) setup() error {
 // warnUnkeyed says once, at the start of a long-running command, that the
 // audit chain is not keyed.
 func (a *app) warnUnkeyed() {
-	if !a.auditKeyed {
+	if !provisioning.AuditKeyed() {
 		a.log.Warn("ENS_AUDIT_KEY is not set: the audit log is chained without a key, and whoever owns the tables could rewrite it unseen")
 	}
 }

@@ -39,8 +39,21 @@ func TestMigrateCreatesTheRoleOtherCommandsRunAs(t *testing.T) {
 			t.Fatalf("ens %v as the application role: exit %d\n%s%s", args, code, out, errs)
 		}
 	}
-	if code, out, errs := owner.run("migrate"); code != 0 || !strings.Contains(out, "applied 0") {
+	// Again, with a password holding quotes and a backslash: applied as given.
+	pw := filepath.Join(owner.dir, "app.pw")
+	os.WriteFile(pw, []byte("it's a \\ 'secret'\n"), 0o600) //nolint:errcheck
+	if code, out, errs := owner.run("migrate", "--app-password-file", pw); code != 0 || !strings.Contains(out, "applied 0") {
 		t.Fatalf("migrate again: exit %d\n%s%s", code, out, errs)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var hasPassword bool
+	if err := conn.QueryRow(ctx, `SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = $1`, provisioning.DefaultAppRole).Scan(&hasPassword); err != nil || !hasPassword {
+		t.Fatalf("the application role's password was not set: %v", err)
 	}
 }
 
