@@ -45,31 +45,70 @@ func NewLimiter(pool *pgxpool.Pool) *Limiter {
 // other key counts the attempt, and past $3 free attempts waits $4 doubled
 // each time, up to $5. Concurrent attempts on one key queue on its row
 // lock, each seeing the count the one before left: none slips past a delay.
-const reserveSQL = `INSERT INTO rate_limit AS r (key, attempts, not_before, touched_at)
-	SELECT k, 1, CASE WHEN 1 > $3::int THEN $2::timestamptz + $4::interval END, $2::timestamptz FROM unnest($1::text[]) k ORDER BY k
+// A guess of a code (its lookup hash $7 with the birth date $8) counts
+// nothing when the pair matches an account (ens_code_matches, migration
+// 019), as if refunded at once; each row returned says whether it did.
+const reserveSQL = `WITH attempt AS (SELECT CASE WHEN $7::bytea IS NOT NULL AND ens_code_matches($7::bytea, $8::date) THEN 0 ELSE 1 END AS n)
+	INSERT INTO rate_limit AS r (key, attempts, not_before, touched_at)
+	SELECT k, n, CASE WHEN n > $3::int THEN $2::timestamptz + $4::interval END, $2::timestamptz FROM unnest($1::text[]) k, attempt ORDER BY k
 	ON CONFLICT (key) DO UPDATE SET
-	  attempts = CASE WHEN r.touched_at < $2::timestamptz - $6::interval THEN 1
-	                  WHEN r.not_before > $2::timestamptz THEN r.attempts ELSE r.attempts + 1 END,
-	  not_before = CASE WHEN r.touched_at < $2::timestamptz - $6::interval THEN CASE WHEN 1 > $3::int THEN $2::timestamptz + $4::interval END
-	                    WHEN r.not_before > $2::timestamptz THEN r.not_before
+	  attempts = CASE WHEN r.touched_at < $2::timestamptz - $6::interval THEN excluded.attempts
+	                  WHEN r.not_before > $2::timestamptz THEN r.attempts ELSE r.attempts + excluded.attempts END,
+	  not_before = CASE WHEN r.touched_at < $2::timestamptz - $6::interval THEN excluded.not_before
+	                    WHEN r.not_before > $2::timestamptz OR excluded.attempts = 0 THEN r.not_before
 	                    WHEN r.attempts + 1 > $3::int THEN $2::timestamptz + least($4::interval * power(2, least(r.attempts - $3::int, 30)), $5::interval) END,
 	  touched_at = CASE WHEN r.touched_at >= $2::timestamptz - $6::interval AND r.not_before > $2::timestamptz THEN r.touched_at ELSE $2::timestamptz END
-	RETURNING CASE WHEN touched_at <> $2::timestamptz THEN not_before - $2::timestamptz ELSE interval '0' END`
+	RETURNING CASE WHEN touched_at <> $2::timestamptz THEN not_before - $2::timestamptz ELSE interval '0' END,
+	  (SELECT n = 0 FROM attempt)`
 
 // Reserve counts an attempt for every key, before the lookup it guards, and
 // returns 0; or, when some key must still wait, returns how long (that key
 // counting nothing).
 func (l *Limiter) Reserve(ctx context.Context, keys ...string) (time.Duration, error) {
+	var b pgx.Batch
+	var g Guess
+	l.QueueGuess(&b, keys, nil, time.Time{}, &g)
+	if err := l.Pool.SendBatch(ctx, &b).Close(); err != nil {
+		return 0, err
+	}
+	return g.Wait, nil
+}
+
+// Guess is what the limits answered about a guess, once its batch is read.
+type Guess struct {
+	// Wait: some key must still wait this long; the guess was not looked at.
+	Wait time.Duration
+	// Matched: the code and birth date are an account's; nothing was counted.
+	Matched bool
+}
+
+// QueueGuess queues on b a guess of a code (its lookup hash) with a birth
+// date against keys: in one statement, it counts against every key unless
+// the pair matches an account — a wrong guess is counted before it is
+// answered, a right one costs nothing (as if refunded at once) — and
+// concurrent guesses on a key queue on its row, each seeing the count the
+// one before left. A nil codeHash (malformed input) always counts. *g is
+// set when the batch's results are read.
+func (l *Limiter) QueueGuess(b *pgx.Batch, keys []string, codeHash []byte, birth time.Time, g *Guess) {
+	var date any
+	if codeHash != nil {
+		date = birth
+	}
 	sorted := slices.Sorted(slices.Values(keys))
-	rows, err := l.Pool.Query(ctx, reserveSQL, sorted, l.Now(), l.FreeFailures, l.BaseDelay, l.MaxDelay, l.TTL)
-	if err != nil {
-		return 0, fmt.Errorf("counting an attempt against the rate limits: %w", err)
-	}
-	waits, err := pgx.CollectRows(rows, pgx.RowTo[time.Duration])
-	if err != nil {
-		return 0, fmt.Errorf("counting an attempt against the rate limits: %w", err)
-	}
-	return slices.Max(append(waits, 0)), nil
+	b.Queue(reserveSQL, sorted, l.Now(), l.FreeFailures, l.BaseDelay, l.MaxDelay, l.TTL, codeHash, date).Query(func(rows pgx.Rows) error {
+		*g = Guess{}
+		for rows.Next() {
+			var wait time.Duration
+			if err := rows.Scan(&wait, &g.Matched); err != nil {
+				return fmt.Errorf("counting an attempt against the rate limits: %w", err)
+			}
+			g.Wait = max(g.Wait, wait)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("counting an attempt against the rate limits: %w", err)
+		}
+		return nil
+	})
 }
 
 // Refund takes back one reserved attempt of each key: it was not a guess

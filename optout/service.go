@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
@@ -70,34 +71,41 @@ func ParseBirthDate(s string) (time.Time, error) {
 }
 
 // check validates a request and returns its lookup hash and birth date,
-// after counting the attempt against the rate limits (settle takes it back
-// unless it was a wrong pair or malformed input).
-func (s *Service) check(ctx context.Context, r Request) ([]byte, time.Time, []string, error) {
+// once the guess it is has been put to the rate limits: counted when
+// malformed or wrong (provisioning.ErrNoMatch, answered without a
+// transaction), free when the code and birth date are an account's. One
+// round trip.
+func (s *Service) check(ctx context.Context, r Request) ([]byte, time.Time, error) {
 	code, err := ParseCode(r.Code)
 	keys := []string{"ip:" + r.Client}
 	var h []byte
+	var birth time.Time
 	if err == nil {
 		h = s.Key.LookupHash(code)
 		keys = append(keys, "code:"+hex.EncodeToString(h[:8]))
+		birth, err = ParseBirthDate(r.BirthDate)
 	}
-	wait, rerr := s.Limiter.Reserve(ctx, keys...)
-	if rerr != nil {
-		return nil, time.Time{}, nil, rerr
-	}
-	if wait > 0 {
-		return nil, time.Time{}, nil, &TooManyError{RetryAfter: wait}
-	}
+	var b pgx.Batch
+	var g Guess
 	if err != nil {
-		return nil, time.Time{}, nil, err // malformed: the attempt stays counted
+		h = nil // malformed: counted, whatever the code
 	}
-	birth, err := ParseBirthDate(r.BirthDate)
-	if err != nil {
-		return nil, time.Time{}, nil, err
+	s.Limiter.QueueGuess(&b, keys, h, birth, &g)
+	if berr := s.Pool.SendBatch(ctx, &b).Close(); berr != nil {
+		return nil, time.Time{}, berr
 	}
-	return h, birth, keys, nil
+	switch {
+	case g.Wait > 0:
+		return nil, time.Time{}, &TooManyError{RetryAfter: g.Wait}
+	case err != nil:
+		return nil, time.Time{}, err // malformed: the attempt counted
+	case !g.Matched:
+		return nil, time.Time{}, provisioning.ErrNoMatch // a guess that missed: it counted
+	}
+	return h, birth, nil
 }
 
-// settle takes back the attempt counted by check unless it was a guess that
+// settle takes back an attempt Reserve counted unless it was a guess that
 // missed: a wrong pair counts, anything else (a success, a closed window)
 // does not.
 func (s *Service) settle(ctx context.Context, keys []string, err error) {
@@ -111,7 +119,7 @@ func (s *Service) settle(ctx context.Context, keys []string, err error) {
 // Lookup is step one: whose account is it (first name masked), and is it
 // already opposed?
 func (s *Service) Lookup(ctx context.Context, r Request) (*provisioning.Holder, error) {
-	h, birth, keys, err := s.check(ctx, r)
+	h, birth, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -126,18 +134,16 @@ func (s *Service) Lookup(ctx context.Context, r Request) (*provisioning.Holder, 
 		(holder.Deadline == nil || holder.Deadline.Before(s.Clock.Now()) || holder.State == provisioning.StateActive) {
 		err = provisioning.ErrWindowClosed
 	}
-	s.settle(ctx, keys, err)
 	return holder, err
 }
 
 // Oppose is step two: record the opposition.
 func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeResult, error) {
-	h, birth, keys, err := s.check(ctx, r)
+	h, birth, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	res, err := provisioning.OpposePostmarked(ctx, s.Pool, h, birth, r.PostmarkedOn, r.Channel, r.Actor, s.Clock)
-	s.settle(ctx, keys, err)
 	if err == nil {
 		s.Log.Info("opposition recorded", "channel", r.Channel, "reference", res.Receipt.Reference, "already", res.AlreadyOpposed)
 	}
@@ -147,12 +153,11 @@ func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeRe
 // Activate activates the holder's account now, within the window, at their
 // request: counted against the same limits as an opposition.
 func (s *Service) Activate(ctx context.Context, r Request) (*provisioning.Activation, error) {
-	h, birth, keys, err := s.check(ctx, r)
+	h, birth, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	act, err := provisioning.ActivateEarly(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
-	s.settle(ctx, keys, err)
 	if err == nil {
 		s.Log.Info("account activated by its holder", "channel", r.Channel)
 	}
@@ -161,11 +166,10 @@ func (s *Service) Activate(ctx context.Context, r Request) (*provisioning.Activa
 
 // Undo withdraws an opposition within the window.
 func (s *Service) Undo(ctx context.Context, r Request) (*provisioning.Receipt, error) {
-	h, birth, keys, err := s.check(ctx, r)
+	h, birth, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
 	rec, err := provisioning.UndoOpposition(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
-	s.settle(ctx, keys, err)
 	return rec, err
 }

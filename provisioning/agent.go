@@ -101,15 +101,19 @@ func recordOpposition(ctx context.Context, tx pgx.Tx, id int64, first string, no
 	if postmark != nil {
 		pm = postmark.Format(time.DateOnly)
 	}
-	if err := tx.QueryRow(ctx, `INSERT INTO opposition (reference, account_id, at, channel, actor, identity_checked_by, postmarked_on)
+	// The opposition, the extension notices cancelled (nothing is left
+	// pending for a person who opposed) and the audit event in two round
+	// trips.
+	var b pgx.Batch
+	b.Queue(`WITH cancelled AS (UPDATE notice SET status = 'cancelled' WHERE account_id = $2 AND kind = 'extension' AND status = 'pending')
+		INSERT INTO opposition (reference, account_id, at, channel, actor, identity_checked_by, postmarked_on)
 		VALUES ($1, $2, $3, $4, $5, nullif($6, ''), $7::date) RETURNING (SELECT deadline FROM account WHERE id = $2)`,
-		r.Reference, id, now, channel, actor, checkedBy, pm).Scan(&r.Deadline); err != nil {
-		return nil, fmt.Errorf("recording opposition: %w", err)
-	}
-	// Nothing is left pending for a person who opposed.
-	if _, err := tx.Exec(ctx, `UPDATE notice SET status = 'cancelled' WHERE account_id = $1 AND kind = 'extension' AND status = 'pending'`, id); err != nil {
-		return nil, fmt.Errorf("cancelling extension notices: %w", err)
-	}
+		r.Reference, id, now, channel, actor, checkedBy, pm).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&r.Deadline); err != nil {
+			return fmt.Errorf("recording opposition: %w", err)
+		}
+		return nil
+	})
 	details := map[string]any{"channel": channel, "reference": r.Reference}
 	if checkedBy != "" {
 		details["identity_checked_by"] = checkedBy
@@ -117,5 +121,5 @@ func recordOpposition(ctx context.Context, tx pgx.Tx, id int64, first string, no
 	if pm != nil {
 		details["postmarked_on"] = pm
 	}
-	return r, AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "account.opposed", AccountIDs: []int64{id}, Details: details})
+	return r, AppendAuditAfter(ctx, tx, &b, now, Event{Actor: actor, Action: "account.opposed", AccountIDs: []int64{id}, Details: details})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Actors that are not operators.
@@ -67,27 +68,31 @@ func currentAuditKey() []byte {
 // AppendAudit appends events to the hash-chained log inside tx, the
 // transaction that makes the change they record.
 func AppendAudit(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event) error {
+	return AppendAuditAfter(ctx, tx, &pgx.Batch{}, now, events...)
+}
+
+// AppendAuditAfter sends b — statements of the change the events record,
+// their results read by their queued functions — together with the audit
+// log's lock and head, in one round trip, then appends the events: the lock
+// is held from there to the commit, and a change recorded this way costs
+// no round trip of its own.
+func AppendAuditAfter(ctx context.Context, tx pgx.Tx, b *pgx.Batch, now time.Time, events ...Event) error {
 	if len(events) == 0 {
-		return nil
+		return tx.SendBatch(ctx, b).Close()
 	}
-	// The lock and the head in one round trip: a batch runs its statements
-	// in order, so the head is read under the lock.
-	var b pgx.Batch
-	b.Queue("SELECT pg_advisory_xact_lock($1)", auditLock)
-	b.Queue("SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1")
-	br := tx.SendBatch(ctx, &b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return fmt.Errorf("locking the audit log: %w", err)
-	}
+	// A batch runs its statements in order, so the head is read under the
+	// lock.
 	var lastID int64
 	prev := genesisHash
-	err := br.QueryRow().Scan(&lastID, &prev)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = nil
-	}
-	if err := errors.Join(err, br.Close()); err != nil {
-		return fmt.Errorf("reading the audit chain's head: %w", err)
+	b.Queue("SELECT pg_advisory_xact_lock($1)", auditLock).Exec(func(pgconn.CommandTag) error { return nil })
+	b.Queue("SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1").QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&lastID, &prev); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("reading the audit chain's head: %w", err)
+		}
+		return nil
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("recording a change and locking the audit log: %w", err)
 	}
 	at := now.UTC().Truncate(time.Microsecond)
 	key := currentAuditKey()
@@ -105,6 +110,7 @@ func AppendAudit(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event)
 		rows[i] = []any{e.ID, e.At, e.Actor, e.Action, e.WaveID, e.AccountIDs, string(details), prev, h, key != nil}
 		prev = h
 	}
+	var err error
 	if len(rows) == 1 {
 		_, err = tx.Exec(ctx, `INSERT INTO audit_event (id, at, actor, action, wave_id, account_ids, details, prev_hash, hash, keyed)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, rows[0]...)

@@ -52,18 +52,24 @@ func MaskFirstName(s string) string {
 	return string(r) + strings.Repeat("*", max(2, utf8.RuneCountInString(s)-1))
 }
 
-// FindHolder looks a code's account up by its lookup hash and birth date.
+// FindHolder looks a code's account up by its lookup hash and birth date,
+// with its standing opposition when it is opposed (one round trip).
 func FindHolder(ctx context.Context, db DBTX, codeHash []byte, birth time.Time) (*Holder, error) {
 	var h Holder
 	var first string
-	rows, err := db.Query(ctx, `SELECT a.id, p.first_name, a.state, a.deadline FROM account a JOIN person p ON p.id = a.person_id
+	var o Receipt
+	var ref, channel *string
+	var at *time.Time
+	rows, err := db.Query(ctx, `SELECT a.id, p.first_name, a.state, a.deadline, o.reference, o.at, o.channel, o.postmarked_on
+		FROM account a JOIN person p ON p.id = a.person_id
+		LEFT JOIN opposition o ON o.account_id = a.id AND o.undone_at IS NULL AND a.state = 'opposed'
 		WHERE a.code_hash = $1 AND p.birth_date = $2 LIMIT 2`, codeHash, birth)
 	if err != nil {
 		return nil, fmt.Errorf("looking up code: %w", err)
 	}
 	n := 0
 	for rows.Next() {
-		if err := rows.Scan(&h.AccountID, &first, &h.State, &h.Deadline); err != nil {
+		if err := rows.Scan(&h.AccountID, &first, &h.State, &h.Deadline, &ref, &at, &channel, &o.PostmarkedOn); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("looking up code: %w", err)
 		}
@@ -80,11 +86,16 @@ func FindHolder(ctx context.Context, db DBTX, codeHash []byte, birth time.Time) 
 	}
 	h.FirstMasked = MaskFirstName(first)
 	if h.State == StateOpposed {
-		h.Opposition, err = standingReceipt(ctx, db, h.AccountID, first)
+		if ref == nil || at == nil || channel == nil || h.Deadline == nil {
+			return nil, fmt.Errorf("looking up code: account %d is opposed without a standing opposition", h.AccountID)
+		}
+		o.Reference, o.At, o.Channel, o.FirstMasked, o.Deadline = *ref, *at, *channel, h.FirstMasked, *h.Deadline
+		h.Opposition = &o
 	}
-	return &h, err
+	return &h, nil
 }
 
+// standingReceipt reads the opposition standing on an account.
 func standingReceipt(ctx context.Context, db DBTX, accountID int64, first string) (*Receipt, error) {
 	r := &Receipt{FirstMasked: MaskFirstName(first)}
 	err := db.QueryRow(ctx, `SELECT o.reference, o.at, o.channel, a.deadline, o.postmarked_on FROM opposition o JOIN account a ON a.id = o.account_id

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -62,13 +63,14 @@ func parsePrefixes(name, v string) ([]netip.Prefix, error) {
 
 func (a *app) serveCommand() *cobra.Command {
 	var addr, opsAddr string
+	var conns int
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the public opposition form and the call centre's JSON API",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a.warnUnkeyed()
-			svc, err := a.optoutService(cmd.Context(), 20)
+			svc, err := a.optoutService(cmd.Context(), int32(conns))
 			if err != nil {
 				return err
 			}
@@ -90,6 +92,8 @@ func (a *app) serveCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", envOr("ENS_ADDR", "127.0.0.1:8080"), "listen address of the public site")
+	cmd.Flags().IntVar(&conns, "db-conns", envInt("ENS_DB_CONNS", 2*runtime.GOMAXPROCS(0)),
+		"database connections of the public site (most requests take one round trip: a few per CPU of the database do)")
 	cmd.Flags().StringVar(&opsAddr, "ops-addr", envOr("ENS_OPS_ADDR", "127.0.0.1:8081"), "listen address of /ops/ and /metrics (internal network only; empty: off)")
 	return cmd
 }
