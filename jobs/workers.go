@@ -312,8 +312,9 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					mu.Lock()
 					out.relayDown = true
 					mu.Unlock()
-				case r.Outcome == notify.Accepted && t.Kind == provisioning.NoticeExtension:
+				case r.Outcome == notify.Accepted && (t.Kind == provisioning.NoticeExtension || t.Kind == provisioning.NoticeResend):
 					s := wave.Accepted(t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
+					s.Deadline = wave.TargetDeadline(t, s.At)
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
 					failed = !keep(provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, []provisioning.Sent{s}, d.Clock))
 					mu.Lock()
@@ -451,7 +452,7 @@ func (m *marker) record(s provisioning.Sent) error {
 // code the email carries (nil without one), to store once it is accepted.
 func (w *NotifyChunkWorker) sendOne(ctx context.Context, wave *provisioning.Wave, t *provisioning.Target) (notify.SendResult, []byte) {
 	d := w.deps
-	n, codeHash := noticeOf(t, d.Key, wave.NoticeDeadline(t.Kind, d.Clock.Now()))
+	n, codeHash := noticeOf(t, d.Key, wave.TargetDeadline(t, d.Clock.Now()))
 	e, err := notify.RenderEmail(n)
 	if err != nil {
 		return notify.SendResult{Outcome: notify.Temporary, Reason: "render error"}, nil
@@ -471,7 +472,7 @@ func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) (*noti
 		FirstName: t.FirstName, LastName: t.LastName, Female: t.NIR.Female(), ForGuardian: t.ForGuardian,
 		Deadline: deadline, Email: t.Email, AddressLines: t.Lines, Postcode: t.Postcode, City: t.City,
 		Country: t.Country, Department: t.Department}
-	if t.Kind != provisioning.NoticeOpposition {
+	if t.Kind != provisioning.NoticeOpposition && t.Kind != provisioning.NoticeResend {
 		return n, nil
 	}
 	code := key.Derive(t.AccountID)
@@ -669,7 +670,8 @@ func (w *PurgeArchiveWorker) Work(ctx context.Context, _ *river.Job[PurgeArchive
 	return err
 }
 
-// SendExtensionsArgs sends the pending extension emails of every wave.
+// SendExtensionsArgs sends the pending follow-up emails of every wave:
+// extensions of a window, and codes re-sent (ens code resend).
 type SendExtensionsArgs struct{}
 
 // Kind is stable: stored jobs refer to it.
@@ -680,18 +682,19 @@ func (SendExtensionsArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: chunkMaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
 
-// SendExtensionsWorker tells people their window was extended.
+// SendExtensionsWorker tells people their window was extended, and sends
+// again the codes operators re-sent.
 type SendExtensionsWorker struct {
 	river.WorkerDefaults[SendExtensionsArgs]
 	deps  *Deps
 	chunk *NotifyChunkWorker
 }
 
-// Work sends extension emails in batches; failures fall back to letters.
+// Work sends follow-up emails in batches; failures fall back to letters.
 func (w *SendExtensionsWorker) Work(ctx context.Context, job *river.Job[SendExtensionsArgs]) error {
 	d := w.deps
 	for {
-		targets, err := provisioning.PendingExtensionEmails(ctx, d.Pool, 500, d.Clock.Now())
+		targets, err := provisioning.PendingFollowUpEmails(ctx, d.Pool, 500, d.Clock.Now())
 		if err != nil || len(targets) == 0 {
 			return err
 		}

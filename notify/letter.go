@@ -135,6 +135,8 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 		title = "Le profil Mon espace santé de " + n.FirstName + " a été créé"
 	case n.Kind == KindExtension:
 		title = "Le délai d'opposition à Mon espace santé est prolongé"
+	case n.Kind == KindResend:
+		title = "Votre code d'opposition à Mon espace santé, envoyé de nouveau"
 	case n.ForGuardian:
 		title = "Le profil Mon espace santé de " + n.FirstName + " va être créé"
 	}
@@ -159,6 +161,9 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 	case KindExtension:
 		para("Le délai pour vous opposer à la création de " + who + " profil Mon espace santé a été prolongé. Vous pouvez désormais vous y opposer " + deadline + ", avec le code d'opposition qui vous a été communiqué.")
 	default:
+		if n.Kind == KindResend {
+			para("Vous avez demandé à recevoir de nouveau votre code d'opposition. Le voici ; la date limite reste la même.")
+		}
 		if n.ForGuardian {
 			para("En tant que représentant légal de " + n.FirstName + " " + n.LastName + ", vous êtes informé(e) que son profil Mon espace santé va être créé.")
 		} else {

@@ -18,6 +18,9 @@ const (
 	KindInformation Kind = "information"
 	// KindExtension announces a later deadline after a window extension.
 	KindExtension Kind = "extension"
+	// KindResend carries the opposition code again, at its holder's request,
+	// with the deadline unchanged.
+	KindResend Kind = "resend"
 )
 
 // Channel a notice travels by.

@@ -59,15 +59,16 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			// Pick the batch by the indexed department first; only then
 			// resolve the addresses of those accounts.
 			rows, err := tx.Query(ctx, `WITH picked AS (
-					SELECT n.id, n.kind, n.account_id FROM `+pendingLetters+` AND n.department = $3 AND a.wave_id = $1
+					SELECT n.id, n.kind, n.account_id, CASE WHEN n.kind = 'resend' THEN a.deadline END AS deadline
+					FROM `+pendingLetters+` AND n.department = $3 AND a.wave_id = $1
 					ORDER BY n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED)
-				SELECT pk.id, pk.kind, t.* FROM `+pickedTargets+` ORDER BY t.pc, pk.id`, waveID, Day(now), department, opts.BatchSize)
+				SELECT pk.id, pk.kind, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY t.pc, pk.id`, waveID, Day(now), department, opts.BatchSize)
 			if err != nil {
 				return fmt.Errorf("selecting letters to render: %w", err)
 			}
 			targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Target, error) {
 				t := Target{Channel: ChannelLetter}
-				err := scanTargetInto(row, &t, &t.NoticeID, &t.Kind)
+				err := scanTargetInto(row, &t, &t.NoticeID, &t.Kind, &t.Deadline)
 				return t, err
 			})
 			if err != nil {
@@ -78,12 +79,16 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 				return nil
 			}
 			// Each letter prints its deadline: the window from the render day
-			// and the post delay, or for an extension the day the operator chose.
+			// and the post delay, for an extension the day the operator chose,
+			// for a re-sent code its account's.
 			deadline := wave.PrintedDeadline(now, opts.PostDelay)
 			for i := range targets {
 				d := deadline
-				if targets[i].Kind == NoticeExtension {
+				switch targets[i].Kind {
+				case NoticeExtension:
 					d = wave.NoticeDeadline(NoticeExtension, now)
+				case NoticeResend:
+					d = wave.TargetDeadline(&targets[i], now)
 				}
 				targets[i].Deadline = &d
 			}

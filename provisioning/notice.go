@@ -16,8 +16,10 @@ const (
 	NoticeOpposition  = "opposition"
 	NoticeInformation = "information"
 	NoticeExtension   = "extension"
-	ChannelEmail      = "email"
-	ChannelLetter     = "letter"
+	// NoticeResend is a code sent again at its holder's request (ResendCode).
+	NoticeResend  = "resend"
+	ChannelEmail  = "email"
+	ChannelLetter = "letter"
 )
 
 // DefaultEmailGiveUpAfter is how long a recipient's temporary refusals

@@ -299,19 +299,22 @@ func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time
 	return n, err
 }
 
-// PendingExtensionEmails returns extension email notices not yet sent.
-func PendingExtensionEmails(ctx context.Context, db DBTX, limit int, now time.Time) ([]Target, error) {
+// PendingFollowUpEmails returns the email notices not yet sent that follow a
+// person's first one: window extensions, and codes re-sent (with their
+// account's deadline, which they state).
+func PendingFollowUpEmails(ctx context.Context, db DBTX, limit int, now time.Time) ([]Target, error) {
 	// Pick the notices first, then resolve only their addressees.
 	rows, err := db.Query(ctx, `WITH picked AS (
-			SELECT id, seq, attempts, first_failed_at, account_id FROM notice
-			WHERE kind = 'extension' AND channel = 'email' AND status = 'pending' ORDER BY id LIMIT $1)
-		SELECT pk.id, pk.seq, pk.attempts, pk.first_failed_at, t.* FROM `+pickedTargets+` ORDER BY pk.id`, limit, Day(now))
+			SELECT n.id, n.kind, n.seq, n.attempts, n.first_failed_at, n.account_id,
+			       CASE WHEN n.kind = 'resend' THEN (SELECT deadline FROM account WHERE id = n.account_id) END AS deadline
+			FROM notice n WHERE n.kind IN ('extension', 'resend') AND n.channel = 'email' AND n.status = 'pending' ORDER BY n.id LIMIT $1)
+		SELECT pk.id, pk.kind, pk.seq, pk.attempts, pk.first_failed_at, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY pk.id`, limit, Day(now))
 	if err != nil {
-		return nil, fmt.Errorf("reading extension notices: %w", err)
+		return nil, fmt.Errorf("reading follow-up email notices: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Target, error) {
-		t := Target{Kind: NoticeExtension, Channel: ChannelEmail}
-		err := scanTargetInto(row, &t, &t.NoticeID, &t.Seq, &t.Attempts, &t.FirstFailedAt)
+		t := Target{Channel: ChannelEmail}
+		err := scanTargetInto(row, &t, &t.NoticeID, &t.Kind, &t.Seq, &t.Attempts, &t.FirstFailedAt, &t.Deadline)
 		return t, err
 	})
 }

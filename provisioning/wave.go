@@ -122,6 +122,16 @@ func (w *Wave) NoticeDeadline(kind string, dispatch time.Time) time.Time {
 	return w.Deadline(dispatch)
 }
 
+// TargetDeadline is the deadline t's notice states when dispatched at: a
+// re-sent code states its account's deadline, unchanged (t.Deadline, read
+// with it); any other notice, NoticeDeadline.
+func (w *Wave) TargetDeadline(t *Target, dispatch time.Time) time.Time {
+	if t.Kind == NoticeResend && t.Deadline != nil {
+		return *t.Deadline
+	}
+	return w.NoticeDeadline(t.Kind, dispatch)
+}
+
 // WaveSpec is what an operator asks for when launching a wave.
 type WaveSpec struct {
 	Name        string

@@ -76,7 +76,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.varDir, "var-dir", envOr("ENS_VAR_DIR", "var"), "directory for local state: private database, letters, outbox, secrets")
 	root.AddCommand(a.migrateCommand(), a.dbCommand(), a.registryCommand(), a.fixturesCommand(), a.waveCommand(),
 		a.workerCommand(), a.demoCommand(), a.bouncesCommand(), a.mailsinkCommand(),
-		a.serveCommand(), a.optoutCommand(), a.accountCommand(), a.archiveCommand(), a.auditCommand(), a.reportCommand(), a.opsCommand(), a.lettersCommand(), a.reconcileCommand(), a.enrolCommand())
+		a.serveCommand(), a.optoutCommand(), a.accountCommand(), a.archiveCommand(), a.auditCommand(), a.reportCommand(), a.opsCommand(), a.lettersCommand(), a.reconcileCommand(), a.enrolCommand(), a.codeCommand())
 	return root
 }
 

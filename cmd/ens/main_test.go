@@ -46,9 +46,14 @@ func (c *cli) runStdin(stdin string, args ...string) (int, string, string) {
 // runLogging runs ens with its log going to stderr, which the test may read
 // while it runs.
 func (c *cli) runLogging(stderr *lockedBuffer, args ...string) (int, string) {
+	return c.runLoggingStdin(stderr, "", args...)
+}
+
+// runLoggingStdin is runLogging with stdin as its standard input.
+func (c *cli) runLoggingStdin(stderr *lockedBuffer, stdin string, args ...string) (int, string) {
 	var out bytes.Buffer
 	full := append([]string{"--database-url", c.url, "--var-dir", c.dir}, args...)
-	code := Run(context.Background(), full, strings.NewReader(""), &out, stderr)
+	code := Run(context.Background(), full, strings.NewReader(stdin), &out, stderr)
 	return code, out.String()
 }
 

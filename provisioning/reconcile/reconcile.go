@@ -100,6 +100,10 @@ var checks = []check{
 		   WHERE a.wave_id = $1 AND b.wave_id <> a.wave_id`},
 	{"unreachable_without_reason", "unreachable accounts without a reason",
 		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state = 'unreachable' AND a.unreachable_reason IS NULL`},
+	{"resend_without_request", "codes re-sent without an operator's audited request (ens code resend)",
+		`SELECT n.account_id FROM notice n JOIN account a ON a.id = n.account_id WHERE a.wave_id = $1 AND n.kind = 'resend'
+		   AND NOT EXISTS (SELECT 1 FROM audit_event e WHERE e.action = 'account.code_resent' AND e.wave_id = $1
+		                   AND e.account_ids = ARRAY[n.account_id] AND (e.details->>'seq')::int = n.seq)`},
 	{"sent_twice", "accounts with two opposition notices sent on one channel in one round",
 		`SELECT n.account_id FROM notice n JOIN account a ON a.id = n.account_id WHERE a.wave_id = $1 AND n.kind = 'opposition'
 		   AND n.status IN ('printed', 'sent') GROUP BY n.account_id, n.channel, n.seq HAVING count(*) > 1`},
