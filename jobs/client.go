@@ -16,11 +16,11 @@ import (
 // for workers that insert follow-up jobs in their own transactions.
 func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pgx.Tx]) {
 	letters := letterQueuer(client)
-	chunk := &NotifyChunkWorker{deps: deps, letters: letters, marks: newMarker(deps.Pool)}
+	chunk := &NotifyChunkWorker{deps: deps, letters: letters, marks: newMarker(deps.Pool), client: client}
 	river.AddWorker(workers, chunk)
 	river.AddWorker(workers, &SendExtensionsWorker{deps: deps, chunk: chunk})
 	river.AddWorker(workers, &RenderLettersWorker{deps: deps})
-	river.AddWorker(workers, &CloseWindowsWorker{deps: deps, letters: letters})
+	river.AddWorker(workers, &CloseWindowsWorker{deps: deps, letters: letters, client: client})
 	river.AddWorker(workers, &PurgeArchiveWorker{deps: deps})
 	river.AddWorker(workers, &EnrolWorker{deps: deps, client: client})
 }

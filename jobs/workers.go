@@ -156,6 +156,7 @@ type NotifyChunkWorker struct {
 	deps    *Deps
 	letters provisioning.LetterFunc
 	marks   *marker
+	client  func() *river.Client[pgx.Tx]
 }
 
 // Timeout is Deps.ChunkTimeout: sized to the work (a chunk takes a second
@@ -172,6 +173,10 @@ func (w *NotifyChunkWorker) Work(ctx context.Context, job *river.Job[NotifyChunk
 		return err
 	}
 	err := pgx.BeginFunc(ctx, w.deps.Pool, func(tx pgx.Tx) error {
+		// Curators' copies follow their people's notices out.
+		if err := queueFollowUps(ctx, tx, w.client()); err != nil {
+			return err
+		}
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	})
@@ -312,7 +317,9 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					mu.Lock()
 					out.relayDown = true
 					mu.Unlock()
-				case r.Outcome == notify.Accepted && (t.Kind == provisioning.NoticeExtension || t.Kind == provisioning.NoticeResend):
+				case r.Outcome == notify.Accepted && t.Kind != provisioning.NoticeOpposition && t.Kind != provisioning.NoticeInformation:
+					// A follow-up (extension, resend, curator's copy): the
+					// account is notified already.
 					s := wave.Accepted(t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
 					s.Deadline = wave.TargetDeadline(t, s.At)
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
@@ -472,7 +479,7 @@ func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) (*noti
 		FirstName: t.FirstName, LastName: t.LastName, Female: t.NIR.Female(), ForGuardian: t.ForGuardian,
 		Deadline: deadline, Email: t.Email, AddressLines: t.Lines, Postcode: t.Postcode, City: t.City,
 		Country: t.Country, Department: t.Department}
-	if t.Kind != provisioning.NoticeOpposition && t.Kind != provisioning.NoticeResend {
+	if t.Kind != provisioning.NoticeOpposition && t.Kind != provisioning.NoticeResend && t.Kind != provisioning.NoticeCopy {
 		return n, nil
 	}
 	code := key.Derive(t.AccountID)
@@ -610,6 +617,7 @@ type CloseWindowsWorker struct {
 	river.WorkerDefaults[CloseWindowsArgs]
 	deps    *Deps
 	letters provisioning.LetterFunc
+	client  func() *river.Client[pgx.Tx]
 }
 
 // Work runs one sweep: ended windows closed, stray letters queued.
@@ -633,8 +641,23 @@ func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindows
 	if _, err := DeleteExpiredLetterFiles(ctx, w.deps.Pool, w.deps.LetterRetention, w.deps.Clock, w.deps.Logger); err != nil {
 		return err
 	}
-	_, err = SweepLetters(ctx, w.deps.Pool, w.letters)
-	return err
+	if _, err = SweepLetters(ctx, w.deps.Pool, w.letters); err != nil {
+		return err
+	}
+	// Curators' copies of people told by letter wait for the letter.
+	return pgx.BeginFunc(ctx, w.deps.Pool, func(tx pgx.Tx) error { return queueFollowUps(ctx, tx, w.client()) })
+}
+
+// queueFollowUps queues the follow-up emails' job in tx when some are ready.
+func queueFollowUps(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx]) error {
+	ready, err := provisioning.FollowUpsReady(ctx, tx)
+	if err != nil || !ready {
+		return err
+	}
+	if _, err := client.InsertTx(ctx, tx, SendExtensionsArgs{}, nil); err != nil {
+		return fmt.Errorf("queueing follow-up emails: %w", err)
+	}
+	return nil
 }
 
 // SweepLetters queues a render for every wave and department that has

@@ -30,7 +30,7 @@ type Email struct {
 // an embedded Notice: templates look fields up by reflection on every
 // execution, and promoted fields take reflect's slow path.
 type emailData struct {
-	Information, Extension, Resend                            bool // the notice's kind; otherwise an opposition notice
+	Information, Extension, Resend, Copy                      bool // the notice's kind; otherwise an opposition notice
 	FirstName, LastName, Code                                 string
 	ForGuardian                                               bool
 	Subject, Salutation, DeadlineText, Site, Phone, Reference string
@@ -38,7 +38,7 @@ type emailData struct {
 
 // RenderEmail renders a notice as a French email; a pure function.
 func RenderEmail(n *Notice) (*Email, error) {
-	d := emailData{Information: n.Kind == KindInformation, Extension: n.Kind == KindExtension, Resend: n.Kind == KindResend, FirstName: n.FirstName, LastName: n.LastName, Code: n.Code, ForGuardian: n.ForGuardian,
+	d := emailData{Information: n.Kind == KindInformation, Extension: n.Kind == KindExtension, Resend: n.Kind == KindResend, Copy: n.Kind == KindCopy, FirstName: n.FirstName, LastName: n.LastName, Code: n.Code, ForGuardian: n.ForGuardian,
 		Salutation: n.Salutation(), DeadlineText: provisioning.FrenchDeadline(n.Deadline),
 		Site: OfficialSite, Phone: OfficialPhone, Reference: n.Reference()}
 	switch n.Kind {
@@ -48,6 +48,8 @@ func RenderEmail(n *Notice) (*Email, error) {
 		d.Subject = "Mon espace santé : le délai d'opposition est prolongé " + d.DeadlineText
 	case KindResend:
 		d.Subject = "Mon espace santé : votre code d'opposition, envoyé de nouveau à votre demande"
+	case KindCopy:
+		d.Subject = "Mon espace santé : copie de l'avis adressé à " + n.FirstName + " " + n.LastName + " (curatelle)"
 	default:
 		d.Subject = "Mon espace santé : votre profil va être créé – vous pouvez vous y opposer " + d.DeadlineText
 	}

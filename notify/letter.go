@@ -137,6 +137,8 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 		title = "Le délai d'opposition à Mon espace santé est prolongé"
 	case n.Kind == KindResend:
 		title = "Votre code d'opposition à Mon espace santé, envoyé de nouveau"
+	case n.Kind == KindCopy:
+		title = "Copie : le profil Mon espace santé de " + n.FirstName + " va être créé"
 	case n.ForGuardian:
 		title = "Le profil Mon espace santé de " + n.FirstName + " va être créé"
 	}
@@ -164,9 +166,13 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 		if n.Kind == KindResend {
 			para("Vous avez demandé à recevoir de nouveau votre code d'opposition. Le voici ; la date limite reste la même.")
 		}
-		if n.ForGuardian {
+		switch {
+		case n.Kind == KindCopy:
+			para("Vous recevez cette copie en tant que curateur ou curatrice de " + n.FirstName + " " + n.LastName +
+				", qui a reçu le même courrier : son profil Mon espace santé va être créé, et l'opposition peut être faite par la personne ou avec votre assistance.")
+		case n.ForGuardian:
 			para("En tant que représentant légal de " + n.FirstName + " " + n.LastName + ", vous êtes informé(e) que son profil Mon espace santé va être créé.")
-		} else {
+		default:
 			para("Votre profil Mon espace santé va être créé. Mon espace santé est le service public qui permet de stocker et partager ses documents et données de santé en toute confidentialité.")
 		}
 		para("Si vous ne le souhaitez pas, vous pouvez vous y opposer " + deadline + " : la date imprimée sur ce courrier est celle qui fait foi.")
@@ -179,7 +185,10 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 		pdf.Ln(3)
 		pdf.SetFont(sans, "", 10.5)
 		birth := "votre date de naissance"
-		if n.ForGuardian {
+		switch {
+		case n.Kind == KindCopy:
+			birth = "la date de naissance de la personne concernée"
+		case n.ForGuardian:
 			birth = "la date de naissance de l'enfant"
 		}
 		para("Pour vous opposer, munissez-vous de ce code et de " + birth + " :")

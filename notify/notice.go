@@ -21,6 +21,9 @@ const (
 	// KindResend carries the opposition code again, at its holder's request,
 	// with the deadline unchanged.
 	KindResend Kind = "resend"
+	// KindCopy is the curator's copy of the notice of an adult under
+	// curatelle: the same code, the account's deadline.
+	KindCopy Kind = "copy"
 )
 
 // Channel a notice travels by.

@@ -101,11 +101,11 @@ func recordOpposition(ctx context.Context, tx pgx.Tx, id int64, first string, no
 	if postmark != nil {
 		pm = postmark.Format(time.DateOnly)
 	}
-	// The opposition, the extension and resend notices cancelled (nothing is left
+	// The opposition, the follow-up notices cancelled (nothing is left
 	// pending for a person who opposed) and the audit event in two round
 	// trips.
 	var b pgx.Batch
-	b.Queue(`WITH cancelled AS (UPDATE notice SET status = 'cancelled' WHERE account_id = $2 AND kind IN ('extension', 'resend') AND status = 'pending')
+	b.Queue(`WITH cancelled AS (UPDATE notice SET status = 'cancelled' WHERE account_id = $2 AND kind IN ('extension', 'resend', 'copy') AND status = 'pending')
 		INSERT INTO opposition (reference, account_id, at, channel, actor, identity_checked_by, postmarked_on)
 		VALUES ($1, $2, $3, $4, $5, nullif($6, ''), $7::date) RETURNING (SELECT deadline FROM account WHERE id = $2)`,
 		r.Reference, id, now, channel, actor, checkedBy, pm).QueryRow(func(row pgx.Row) error {

@@ -59,7 +59,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			// Pick the batch by the indexed department first; only then
 			// resolve the addresses of those accounts.
 			rows, err := tx.Query(ctx, `WITH picked AS (
-					SELECT n.id, n.kind, n.account_id, CASE WHEN n.kind = 'resend' THEN a.deadline END AS deadline
+					SELECT n.id, n.kind, n.account_id, CASE WHEN n.kind IN ('resend', 'copy') THEN a.deadline END AS deadline
 					FROM `+pendingLetters+` AND n.department = $3 AND a.wave_id = $1
 					ORDER BY n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED)
 				SELECT pk.id, pk.kind, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY t.pc, pk.id`, waveID, Day(now), department, opts.BatchSize)
@@ -80,14 +80,14 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			}
 			// Each letter prints its deadline: the window from the render day
 			// and the post delay, for an extension the day the operator chose,
-			// for a re-sent code its account's.
+			// for a re-sent code or a curator's copy its account's.
 			deadline := wave.PrintedDeadline(now, opts.PostDelay)
 			for i := range targets {
 				d := deadline
 				switch targets[i].Kind {
 				case NoticeExtension:
 					d = wave.NoticeDeadline(NoticeExtension, now)
-				case NoticeResend:
+				case NoticeResend, NoticeCopy:
 					d = wave.TargetDeadline(&targets[i], now)
 				}
 				targets[i].Deadline = &d
@@ -164,9 +164,12 @@ func BatchFiles(ctx context.Context, db DBTX) (map[string]bool, error) {
 }
 
 // pendingLetters are the letters (n) still to render, of accounts (a) that
-// still want them; batch_id IS NULL matches notice_pending_letter_idx.
+// still want them (a code re-sent or a curator's copy: once the account is
+// notified, its deadline known); batch_id IS NULL matches
+// notice_pending_letter_idx.
 const pendingLetters = `notice n JOIN account a ON a.id = n.account_id
-	WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')`
+	WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')
+	  AND (n.kind NOT IN ('resend', 'copy') OR a.state = 'notified')`
 
 // LetterBatchSize is the most letters a PDF holds by default.
 const LetterBatchSize = 5000

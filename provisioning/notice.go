@@ -17,7 +17,10 @@ const (
 	NoticeInformation = "information"
 	NoticeExtension   = "extension"
 	// NoticeResend is a code sent again at its holder's request (ResendCode).
-	NoticeResend  = "resend"
+	NoticeResend = "resend"
+	// NoticeCopy is the curator's copy of the notice of an adult under
+	// curatelle, with the same code and the account's deadline.
+	NoticeCopy    = "copy"
 	ChannelEmail  = "email"
 	ChannelLetter = "letter"
 )
@@ -91,10 +94,12 @@ func queueLetters(ctx context.Context, pool *pgxpool.Pool, letters LetterFunc, g
 	return nil
 }
 
-// targetSelect reads an account's holder and the contact that receives its
-// notices: a minor's or a protected adult's (tutelle) representative when
-// the registry knows them.
-const targetSelect = `
+// targetsFor reads an account's holder and the contact that receives its
+// notices of kind (an SQL expression): a minor's or a protected adult's
+// (tutelle) representative when the registry knows them; for the copy of
+// an adult under curatelle, their curator.
+func targetsFor(kind string) string {
+	return `
 	SELECT a.id, p.first_name, p.last_name, p.nir,
 	       (g.id IS NOT NULL) AS for_guardian,
 	       coalesce(CASE WHEN g.id IS NOT NULL THEN g.email ELSE p.email END, ''),
@@ -103,18 +108,27 @@ const targetSelect = `
 	       a.wave_id, a.state
 	FROM account a
 	JOIN person p ON p.id = a.person_id
-	LEFT JOIN person g ON g.nir = p.guardian_nir AND (p.birth_date > ($2::date - interval '18 years') OR p.protection = 'tutelle')
+	LEFT JOIN person g ON g.nir = p.guardian_nir AND (p.birth_date > ($2::date - interval '18 years') OR p.protection = 'tutelle'
+	   OR (p.protection = 'curatelle' AND ` + kind + ` = 'copy'))
 	   AND g.death_date IS NULL
 	CROSS JOIN LATERAL (SELECT CASE WHEN g.id IS NOT NULL AND g.postcode IS NOT NULL THEN g ELSE p END AS r) x
 	CROSS JOIN LATERAL (SELECT (x.r).address_line2, (x.r).address_line3, (x.r).address_line4, (x.r).address_line5,
 	       (x.r).postcode, (x.r).city, (x.r).country, (x.r).department) c`
+}
 
-// pickedTargets follows a CTE of picked notices (pk, with their account_id)
-// to their targets (t), one account lookup each. (A filter on
-// "a.id IN (SELECT account_id FROM picked)" was planned as a rescan of the
-// CTE for every row when the notice statistics were stale.)
-const pickedTargets = `picked pk CROSS JOIN LATERAL (` + targetSelect + `
+var (
+	// targetSelect reads the holders and recipients of the person's own
+	// notices.
+	targetSelect = targetsFor("NULL")
+	// curatorTargets reads who receives the curator's copies.
+	curatorTargets = targetsFor("'copy'")
+	// pickedTargets follows a CTE of picked notices (pk, with their
+	// account_id and kind) to their targets (t), one account lookup each. (A
+	// filter on "a.id IN (SELECT account_id FROM picked)" was planned as a
+	// rescan of the CTE for every row when the notice statistics were stale.)
+	pickedTargets = `picked pk CROSS JOIN LATERAL (` + targetsFor("pk.kind") + `
 	WHERE a.id = pk.account_id) t(id, f, l, nir, g, e, a2, a3, a4, a5, pc, c, co, d, w, st)`
+)
 
 // PrepareChunk creates the notices of one chunk of a wave's accounts — an
 // opposition notice for each pending account, an information notice for each
@@ -183,6 +197,15 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 			SELECT u.*, a.notice_round FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(acc, kind, channel, dept)
 			JOIN account a ON a.id = u.acc ON CONFLICT DO NOTHING`, ids, kinds, channels, depts); err != nil {
 			return fmt.Errorf("creating notices: %w", err)
+		}
+		var told []int64
+		for _, t := range targets {
+			if t.Kind == NoticeOpposition {
+				told = append(told, t.AccountID)
+			}
+		}
+		if err := createCuratorCopies(ctx, tx, waveID, told, groups, now); err != nil {
+			return err
 		}
 
 		if len(emailIDs) == 0 {

@@ -300,14 +300,16 @@ func ExtendWave(ctx context.Context, pool *pgxpool.Pool, name string, until time
 }
 
 // PendingFollowUpEmails returns the email notices not yet sent that follow a
-// person's first one: window extensions, and codes re-sent (with their
-// account's deadline, which they state).
+// person's first one: window extensions, codes re-sent and curators' copies
+// (these two once the account is notified, with its deadline, which they
+// state).
 func PendingFollowUpEmails(ctx context.Context, db DBTX, limit int, now time.Time) ([]Target, error) {
 	// Pick the notices first, then resolve only their addressees.
 	rows, err := db.Query(ctx, `WITH picked AS (
-			SELECT n.id, n.kind, n.seq, n.attempts, n.first_failed_at, n.account_id,
-			       CASE WHEN n.kind = 'resend' THEN (SELECT deadline FROM account WHERE id = n.account_id) END AS deadline
-			FROM notice n WHERE n.kind IN ('extension', 'resend') AND n.channel = 'email' AND n.status = 'pending' ORDER BY n.id LIMIT $1)
+			SELECT n.id, n.kind, n.seq, n.attempts, n.first_failed_at, n.account_id, a.deadline
+			FROM notice n JOIN account a ON a.id = n.account_id
+			WHERE n.kind IN ('extension', 'resend', 'copy') AND n.channel = 'email' AND n.status = 'pending'
+			  AND (n.kind = 'extension' OR a.state = 'notified') ORDER BY n.id LIMIT $1)
 		SELECT pk.id, pk.kind, pk.seq, pk.attempts, pk.first_failed_at, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY pk.id`, limit, Day(now))
 	if err != nil {
 		return nil, fmt.Errorf("reading follow-up email notices: %w", err)

@@ -123,10 +123,10 @@ func (w *Wave) NoticeDeadline(kind string, dispatch time.Time) time.Time {
 }
 
 // TargetDeadline is the deadline t's notice states when dispatched at: a
-// re-sent code states its account's deadline, unchanged (t.Deadline, read
-// with it); any other notice, NoticeDeadline.
+// re-sent code or a curator's copy states its account's deadline, unchanged
+// (t.Deadline, read with it); any other notice, NoticeDeadline.
 func (w *Wave) TargetDeadline(t *Target, dispatch time.Time) time.Time {
-	if t.Kind == NoticeResend && t.Deadline != nil {
+	if (t.Kind == NoticeResend || t.Kind == NoticeCopy) && t.Deadline != nil {
 		return *t.Deadline
 	}
 	return w.NoticeDeadline(t.Kind, dispatch)

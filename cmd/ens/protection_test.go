@@ -2,20 +2,27 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"mime"
 	"net/mail"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 )
 
 // An adult under tutelle is told through their representative, as a minor
-// is; under curatelle the person is told. A protection the registry cannot
-// name, or one without a representative, is refused with its reason.
-// (Before, guardian_nir was ignored for adults: a person under tutelle got
-// the notice alone.)
+// is; under curatelle the person is told and the curator gets a copy with
+// the same code. A protection the registry cannot name, or one without a
+// representative, is refused with its reason. (Before, guardian_nir was
+// ignored for adults: a person under tutelle got the notice alone; then the
+// curator of a person under curatelle got nothing.)
 func TestProtectedAdultsToldThroughTheirRepresentative(t *testing.T) {
 	sink := mailSink(t, mailsink.Options{})
 	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
@@ -26,13 +33,15 @@ func TestProtectedAdultsToldThroughTheirRepresentative(t *testing.T) {
 155077505600361,Durand,Marc,1955-07-21,marc@example.fr,2 rue de la Paix,75002,Paris,160057505600177,Curatelle
 248037505600495,Petit,Anne,1948-03-15,anne@example.fr,3 rue de la Paix,75002,Paris,160057505600177,sauvegarde
 145097505600596,Leroy,Jean,1945-09-01,jean@example.fr,4 rue de la Paix,75002,Paris,,tutelle
+262047505600704,Roux,Lucie,1962-04-03,,5 rue de la Paix,75002,Paris,,
+158117505600870,Blanc,Yves,1958-11-12,yves@example.fr,6 rue de la Paix,75002,Paris,262047505600704,curatelle
 `), 0o600)
 	var imp struct {
 		Accepted int64            `json:"accepted"`
 		Reasons  map[string]int64 `json:"reasons"`
 	}
 	c.json(&imp, "registry", "import", reg, "--json")
-	if imp.Accepted != 3 || imp.Reasons["protection_invalid"] != 1 || imp.Reasons["protected_without_guardian"] != 1 {
+	if imp.Accepted != 5 || imp.Reasons["protection_invalid"] != 1 || imp.Reasons["protected_without_guardian"] != 1 {
 		t.Fatalf("import: %+v", imp)
 	}
 	if code, _, errs := c.run("wave", "launch", "w"); code != 0 {
@@ -42,6 +51,7 @@ func TestProtectedAdultsToldThroughTheirRepresentative(t *testing.T) {
 		t.Fatal(errs)
 	}
 	to := map[string]int{}
+	var marcCode, copyCode, copySubject string
 	for _, raw := range sink.Messages() {
 		m, err := mail.ReadMessage(bytes.NewReader(raw))
 		if err != nil {
@@ -49,10 +59,50 @@ func TestProtectedAdultsToldThroughTheirRepresentative(t *testing.T) {
 		}
 		addr, _ := mail.ParseAddress(m.Header.Get("To"))
 		to[addr.Address]++
+		subject, _ := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+		switch {
+		case addr.Address == "marc@example.fr":
+			marcCode = codeRe.FindString(string(raw))
+		case strings.Contains(subject, "Marc Durand"):
+			copyCode, copySubject = codeRe.FindString(string(raw)), subject
+		}
 	}
-	// The tutor gets their own notice and Jeanne's; Marc, under curatelle, his.
+	// The tutor gets their own notice and Jeanne's; Marc, under curatelle,
+	// his, and his curator (the same person) a copy with Marc's code.
 	_, status, _ := c.run("wave", "status", "w")
-	if to["tuteur@example.fr"] != 2 || to["jeanne@example.fr"] != 0 || to["marc@example.fr"] != 1 {
+	if to["tuteur@example.fr"] != 3 || to["jeanne@example.fr"] != 0 || to["marc@example.fr"] != 1 {
 		t.Fatalf("notices by recipient: %v\n%s", to, status)
+	}
+	if marcCode == "" || copyCode != marcCode || !strings.Contains(copySubject, "curatelle") {
+		t.Fatalf("the curator's copy: subject %q, code %q; Marc's code %q", copySubject, copyCode, marcCode)
+	}
+	// A curator without an email gets the copy by letter, with the code of
+	// the person, who got theirs by email.
+	var yvesCode string
+	for _, raw := range sink.Messages() {
+		if m, _ := mail.ReadMessage(bytes.NewReader(raw)); strings.Contains(m.Header.Get("To"), "yves@example.fr") {
+			yvesCode = codeRe.FindString(string(raw))
+		}
+	}
+	conn, err := pgx.Connect(context.Background(), c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var file string
+	if err := conn.QueryRow(context.Background(), `SELECT b.file FROM letter_batch b JOIN notice n ON n.batch_id = b.id
+		WHERE n.kind = 'copy' AND n.channel = 'letter'`).Scan(&file); err != nil {
+		t.Fatalf("the curator's letter: %v", err)
+	}
+	text, err := exec.Command("pdftotext", "-layout", file, "-").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(string(text)), " ")
+	if yvesCode == "" || !strings.Contains(flat, yvesCode) || !strings.Contains(flat, "curateur ou curatrice de Yves Blanc") || !strings.Contains(flat, "ROUX") {
+		t.Fatalf("the curator's letter (Yves's code %q):\n%s", yvesCode, text)
+	}
+	if code, out, errs := c.run("reconcile", "w"); code != 0 {
+		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errs)
 	}
 }
