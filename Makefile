@@ -57,6 +57,17 @@ demo: deps build ## Run a whole wave end to end on a private database and a loca
 bench: deps build ## Measure throughput against the raw tools on durable PostgreSQL settings; writes var/bench/*.json (not run in CI)
 	ENS_TEST_DURABLE=1 $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./provisioning/ ./provisioning/reconcile/ ./jobs/ ./optout/ ./cmd/ens/
 
+# The fault suite (cmd/ens/chaos_test.go): each fault in turn on real processes; make test
+# runs it short (one run of each, three kills, 1,500 people).
+CHAOS_RUNS   ?= 3
+CHAOS_KILLS  ?= 20
+CHAOS_PEOPLE ?= 5000
+chaos: deps ## The fault suite at length: CHAOS_RUNS runs of each fault, CHAOS_KILLS worker kills a run; writes var/chaos.md
+	@mkdir -p var
+	ENS_CHAOS_RUNS=$(CHAOS_RUNS) ENS_CHAOS_KILLS=$(CHAOS_KILLS) ENS_CHAOS_PEOPLE=$(CHAOS_PEOPLE) ENS_CHAOS_TABLE=$(CURDIR)/var/chaos.md \
+	  $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./cmd/ens/ | grep -v '^smtp/server'; test $${PIPESTATUS[0]} -eq 0
+	@cat var/chaos.md
+
 lint: ## gofmt and go vet, with the checked-in configuration
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet $(PKGS)
@@ -65,4 +76,4 @@ clean: ## Stop the private database and remove local state
 	-./bin/ens db stop 2>/dev/null
 	rm -rf bin var
 
-.PHONY: help deps build test fuzz fuzz-run demo bench lint clean
+.PHONY: help deps build test fuzz fuzz-run demo bench chaos lint clean

@@ -645,7 +645,24 @@ func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindows
 		return err
 	}
 	// Curators' copies of people told by letter wait for the letter.
-	return pgx.BeginFunc(ctx, w.deps.Pool, func(tx pgx.Tx) error { return queueFollowUps(ctx, tx, w.client()) })
+	_, err = SweepFollowUps(ctx, w.deps.Pool, w.client())
+	return err
+}
+
+// SweepFollowUps queues the follow-up emails' job when some are ready (a
+// curator's copy whose person's letter has been rendered since); it says
+// whether it did.
+func SweepFollowUps(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx]) (bool, error) {
+	var queued bool
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		ready, err := provisioning.FollowUpsReady(ctx, tx)
+		if err != nil || !ready {
+			return err
+		}
+		queued = true
+		return queueFollowUps(ctx, tx, client)
+	})
+	return queued, err
 }
 
 // queueFollowUps queues the follow-up emails' job in tx when some are ready.

@@ -145,6 +145,7 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	quiet := 0
+	followedUp := false
 	start := time.Now()
 	db := &dbWaiter{limit: dbWait, log: a.log}
 	var progress func(done, total int64)
@@ -200,6 +201,21 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		}
 		if groups > 0 {
 			continue
+		}
+		// Once the renders are done: curators' copies of people told by
+		// letter (once per run; a copy the relay keeps refusing is the
+		// periodic sweep's).
+		if !followedUp {
+			followUps, err := jobs.SweepFollowUps(ctx, deps.Pool, client)
+			if err != nil {
+				if err = db.wait(err); err != nil {
+					return err
+				}
+				continue
+			}
+			if followedUp = true; followUps {
+				continue
+			}
 		}
 		if n, err = jobs.Outstanding(ctx, deps, time.Second); err == nil && n == 0 {
 			a.log.Info("worker idle: nothing left to do")
