@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,6 +30,26 @@ const stagedMaxAge = time.Hour
 // and are removed once older than stagedMaxAge (maxAge in tests). It runs
 // when a worker starts and with each window sweep.
 func RecoverLetterFiles(ctx context.Context, db provisioning.DBTX, dir string, maxAge time.Duration, log *slog.Logger) (published, removed int, err error) {
+	return settleStaged(ctx, db, dir, func(string) bool { return true }, maxAge, log)
+}
+
+// settleDepartmentFiles settles, before a render of a wave's department,
+// the staged files an earlier attempt of that render left in the wave's
+// directory: a department's render runs once at a time (its job is
+// unique), so such a file belongs either to a batch that committed
+// (published) or to an attempt that died — a worker killed mid-render —
+// and holds codes no table knows (removed now, not an hour later).
+func settleDepartmentFiles(ctx context.Context, db provisioning.DBTX, waveDir, dept string, log *slog.Logger) error {
+	prefix := notify.StagingPrefix + batchFilePrefix(dept)
+	_, _, err := settleStaged(ctx, db, waveDir, func(p string) bool { return strings.HasPrefix(filepath.Base(p), prefix) }, 0, log)
+	return err
+}
+
+// batchFilePrefix begins the names of a department's batch files.
+func batchFilePrefix(dept string) string { return "dept-" + dept + "-batch-" }
+
+func settleStaged(ctx context.Context, db provisioning.DBTX, dir string, match func(string) bool, maxAge time.Duration,
+	log *slog.Logger) (published, removed int, err error) {
 	staged, err := notify.StagedFiles(dir)
 	if err != nil || len(staged) == 0 {
 		return 0, 0, err
@@ -37,6 +59,9 @@ func RecoverLetterFiles(ctx context.Context, db provisioning.DBTX, dir string, m
 		return 0, 0, err
 	}
 	for stagedPath, final := range staged {
+		if !match(stagedPath) {
+			continue
+		}
 		if committed[final] {
 			if err := notify.PublishStaged(final); err != nil {
 				return published, removed, err

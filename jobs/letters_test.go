@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
@@ -128,6 +131,55 @@ func TestRecoveryPublishesCommittedAndRemovesOrphanLetterFiles(t *testing.T) {
 		if _, err := os.Stat(path); (err == nil) != want {
 			t.Errorf("%s exists: %v, want %v", filepath.Base(path), err == nil, want)
 		}
+	}
+}
+
+// A worker killed mid-render leaves its batch's files under their staging
+// names (and a temporary file it was writing): the next attempt of that
+// department's render removes them at once, as nothing else can be writing
+// them. A staged file of another department is left to its own render.
+// (Before, they stayed an hour, codes in clear that no table knew: the
+// fault suite found them after SIGKILLs.)
+func TestRenderRemovesWhatAKilledRenderLeft(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 30, nil, 40, -1) // letters only
+	ctx := context.Background()
+	rows, _ := e.pool.Query(ctx, `SELECT DISTINCT coalesce(department, '00') FROM person`)
+	depts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.deps.LettersDir, fmt.Sprintf("wave-%d", e.wave.ID))
+	os.MkdirAll(dir, 0o700) //nolint:errcheck
+	left := func(dept string) []string {
+		return []string{
+			filepath.Join(dir, notify.StagingPrefix+"dept-"+dept+"-batch-999999.pdf"),
+			filepath.Join(dir, notify.StagingPrefix+"dept-"+dept+"-batch-999999.manifest.csv"),
+			filepath.Join(dir, notify.StagingPrefix+"dept-"+dept+"-batch-999999.pdf.tmp-42"),
+		}
+	}
+	other := filepath.Join(dir, notify.StagingPrefix+"dept-zz-batch-999998.pdf")
+	for _, d := range depts {
+		for _, f := range left(d) {
+			os.WriteFile(f, []byte("%PDF codes"), 0o600) //nolint:errcheck
+		}
+	}
+	os.WriteFile(other, []byte("%PDF codes"), 0o600) //nolint:errcheck
+	e.runUntilIdle(t)
+	rows, _ = e.pool.Query(ctx, `SELECT DISTINCT department FROM letter_batch`)
+	rendered, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(rendered) == 0 {
+		t.Fatalf("no department rendered (%v)", err)
+	}
+	for _, d := range rendered {
+		for _, f := range left(d) {
+			if _, err := os.Stat(f); err == nil {
+				t.Errorf("%s is still there after the department's render", filepath.Base(f))
+			}
+		}
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another department's staged file was removed: %v", err)
 	}
 }
 

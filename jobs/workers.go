@@ -518,6 +518,10 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 	} else if !ready {
 		return river.JobSnooze(letterWait)
 	}
+	waveDir := filepath.Join(d.LettersDir, fmt.Sprintf("wave-%d", job.Args.WaveID))
+	if err := settleDepartmentFiles(ctx, d.Pool, waveDir, dept, d.Logger); err != nil {
+		return err
+	}
 	n, err := provisioning.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
 		func(batchID int64, ts []provisioning.Target) (*provisioning.LetterFile, error) {
 			ns := make([]*notify.Notice, len(ts))
@@ -534,8 +538,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 			if err != nil {
 				return nil, err
 			}
-			dir := filepath.Join(d.LettersDir, fmt.Sprintf("wave-%d", job.Args.WaveID))
-			st, err := notify.StageBatch(dir, fmt.Sprintf("dept-%s-batch-%06d", dept, batchID), b)
+			st, err := notify.StageBatch(waveDir, fmt.Sprintf("%s%06d", batchFilePrefix(dept), batchID), b)
 			if err != nil {
 				return nil, err
 			}

@@ -294,7 +294,9 @@ func StagedFiles(dir string) (map[string]string, error) {
 }
 
 func writeAtomic(path string, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	// Named after the file it becomes: a writer killed half-way leaves a
+	// temporary file the staged files' recovery recognises.
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", filepath.Base(path), err)
 	}

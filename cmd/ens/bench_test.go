@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,8 +16,10 @@ import (
 
 	"github.com/ens-sante/ens/fixtures/benchutil"
 	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
 )
 
 // relayDelay is what a real relay across a network takes per message.
@@ -101,4 +104,104 @@ func BenchmarkWorkerProcessesOverASlowRelay(b *testing.B) {
 	}
 	figures["targets"] = "2 processes >= 1.8 x 1; each >= 0.8 x bare go-mail with the same connections"
 	benchutil.Record(b, "worker-processes-slow-relay", figures)
+}
+
+// BenchmarkWaveEndToEnd: a national-size wave (1,000,000 people) through the
+// real CLI — import, launch, one `ens worker --until-idle` — against, in
+// the same run, the physical limit of its two halves: bare go-mail sending
+// as many emails of the same size to the same kind of sink over the same
+// connections, and bare gofpdf (our renderer alone) rendering as many
+// letters in batches of the same size. The worker's CPU profile and peak
+// RSS are kept.
+func BenchmarkWaveEndToEnd(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "ens")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
+		b.Fatalf("building ens: %v\n%s", err, out)
+	}
+	const conns = 4
+	keyHex := strings.Repeat("ab", 32)
+	key, _ := optout.ParseKey(keyHex)
+	n := benchutil.Size(1_000_000)
+	sink, err := mailsink.Start(mailsink.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	c := &cli{url: testdb.URL(b), dir: b.TempDir()}
+	profile := filepath.Join(benchutil.Root(), "var", "bench", "wave-end-to-end.cpu.pprof")
+	env := append(os.Environ(), "ENS_CODE_KEY="+keyHex, "SMTP_URL="+sink.URL(), fmt.Sprintf("ENS_SMTP_CONNECTIONS=%d", conns),
+		"ENS_POST_DELAY=0", "ENS_LETTERS_DIR="+filepath.Join(c.dir, "letters"), "ENS_CPU_PROFILE="+profile)
+	timed := func(args ...string) (time.Duration, *os.ProcessState) {
+		cmd := exec.Command(bin, append([]string{"--database-url", c.url, "--var-dir", c.dir}, args...)...)
+		cmd.Env = env
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("ens %v: %v\n%s", args, err, out)
+		}
+		return time.Since(start), cmd.ProcessState
+	}
+	reg := filepath.Join(c.dir, "reg.csv")
+	timed("fixtures", "registry", "--count", fmt.Sprint(n), "--seed", "16", "-o", reg)
+	importTime, _ := timed("registry", "import", reg)
+	launchTime, _ := timed("wave", "launch", "w")
+	workerTime, worker := timed("worker", "--until-idle")
+	rss := float64(worker.SysUsage().(*syscall.Rusage).Maxrss) / 1024 // kB → MB
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var emails, letters, batches, pending int64
+	conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE channel = 'email' AND status = 'sent'),
+		count(*) FILTER (WHERE channel = 'letter' AND status = 'printed'), count(DISTINCT batch_id),
+		(SELECT count(*) FROM account WHERE state = 'pending') FROM notice`).Scan(&emails, &letters, &batches, &pending) //nolint:errcheck
+	conn.Close(ctx)
+	if pending != 0 || emails == 0 || letters == 0 {
+		b.Fatalf("the wave did not finish: %d emails, %d letters, %d accounts pending", emails, letters, pending)
+	}
+
+	bareSink, err := mailsink.Start(mailsink.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bareSink.Close()
+	start := time.Now()
+	if _, err := benchutil.BareEmails(bareSink.Addr(), emails, conns, key.MailKey(), nil); err != nil {
+		b.Fatal(err)
+	}
+	bareEmails := time.Since(start)
+	start = time.Now()
+	bareLettersRender(b, letters)
+	bareLetters := time.Since(start)
+
+	secs := func(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
+	bare := bareEmails + bareLetters
+	benchutil.Record(b, "wave-end-to-end", map[string]any{
+		"people": n, "emails": emails, "letters": letters, "letter_batches": batches, "smtp_connections": conns,
+		"import_s": secs(importTime), "launch_s": secs(launchTime), "worker_s": secs(workerTime),
+		"launch_to_every_notice_out_s": secs(launchTime + workerTime),
+		"bare_go_mail_s": secs(bareEmails), "bare_gofpdf_s": secs(bareLetters), "bare_total_s": secs(bare),
+		"ratio_launch_to_out_over_bare": float64(int((launchTime+workerTime).Seconds()/bare.Seconds()*100)) / 100,
+		"ratio_worker_over_bare":        float64(int(workerTime.Seconds()/bare.Seconds()*100)) / 100,
+		"target_ratio":                  1.25, "worker_peak_rss_mb": int(rss), "target_rss_mb": 1024,
+		"worker_cpu_profile": profile,
+	})
+}
+
+// bareLettersRender renders n letters with our renderer alone (gofpdf, the
+// same page), in batches of the pipeline's size, each discarded once made.
+func bareLettersRender(b *testing.B, n int64) {
+	ns := make([]*notify.Notice, 0, provisioning.LetterBatchSize)
+	for i := range n {
+		ns = append(ns, &notify.Notice{ID: i, Kind: notify.KindOpposition, FirstName: "Gaëlle", LastName: "Ñúñez",
+			Female: true, Code: "ABCD-EFGH-JKMN", Deadline: time.Now(), AddressLines: [4]string{"", "", "12 rue de l'Église", ""},
+			Postcode: fmt.Sprintf("75%03d", i%1000), City: "Paris"})
+		if len(ns) == provisioning.LetterBatchSize || i == n-1 {
+			if _, err := notify.RenderLetters(ns, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+			ns = ns[:0]
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -114,6 +115,13 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 		}
 	}
 	jobs.TuneGC()
+	if path := os.Getenv("ENS_CPU_PROFILE"); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, LetterWorkers: o.letterWorkers, Periodic: !o.untilIdle, Logger: a.log,
 		RetryBase: envDuration("ENS_RETRY_BASE", 10*time.Second)}
 	client, err := jobs.NewClient(deps, cfg)
@@ -136,6 +144,20 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 	}
 	err = a.untilIdle(ctx, deps, client, envDuration("ENS_DB_WAIT", 5*time.Minute))
 	return errors.Join(err, stop())
+}
+
+// startCPUProfile writes the process's CPU profile to path until the
+// returned function is called (ENS_CPU_PROFILE: where a wave's time goes).
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("ENS_CPU_PROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ENS_CPU_PROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // untilIdle waits until no job is due or awaiting retry, closes the windows
