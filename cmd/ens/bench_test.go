@@ -181,7 +181,7 @@ func BenchmarkWaveEndToEnd(b *testing.B) {
 		"people": n, "emails": emails, "letters": letters, "letter_batches": batches, "smtp_connections": conns,
 		"import_s": secs(importTime), "launch_s": secs(launchTime), "worker_s": secs(workerTime),
 		"launch_to_every_notice_out_s": secs(launchTime + workerTime),
-		"bare_go_mail_s": secs(bareEmails), "bare_gofpdf_s": secs(bareLetters), "bare_total_s": secs(bare),
+		"bare_go_mail_s":               secs(bareEmails), "bare_gofpdf_s": secs(bareLetters), "bare_total_s": secs(bare),
 		"ratio_launch_to_out_over_bare": float64(int((launchTime+workerTime).Seconds()/bare.Seconds()*100)) / 100,
 		"ratio_worker_over_bare":        float64(int(workerTime.Seconds()/bare.Seconds()*100)) / 100,
 		"target_ratio":                  1.25, "worker_peak_rss_mb": int(rss), "target_rss_mb": 1024,
