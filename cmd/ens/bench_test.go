@@ -31,10 +31,7 @@ const relayDelay = 20 * time.Millisecond
 // connections to the same relay: throughput scales with the processes, and
 // each keeps up with bare go-mail.
 func BenchmarkWorkerProcessesOverASlowRelay(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "ens")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
-		b.Fatalf("building ens: %v\n%s", err, out)
-	}
+	bin := buildEns(b)
 	const conns = 4
 	keyHex := strings.Repeat("ab", 32)
 	key, _ := optout.ParseKey(keyHex)
@@ -114,10 +111,7 @@ func BenchmarkWorkerProcessesOverASlowRelay(b *testing.B) {
 // letters in batches of the same size. The worker's CPU profile and peak
 // RSS are kept.
 func BenchmarkWaveEndToEnd(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "ens")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
-		b.Fatalf("building ens: %v\n%s", err, out)
-	}
+	bin := buildEns(b)
 	const conns = 4
 	keyHex := strings.Repeat("ab", 32)
 	key, _ := optout.ParseKey(keyHex)

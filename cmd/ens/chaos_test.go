@@ -97,8 +97,9 @@ func TestChaos(t *testing.T) {
 	}
 }
 
-// buildEns builds the ens binary the suite runs as real processes.
-func buildEns(t *testing.T) string {
+// buildEns builds the ens binary that suites and benchmarks run as real
+// processes.
+func buildEns(t testing.TB) string {
 	bin := filepath.Join(t.TempDir(), "ens")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
 		t.Fatalf("building ens: %v\n%s", err, out)
