@@ -54,7 +54,13 @@ func RenderLetters(ns []*Notice, renderedAt time.Time) (*LetterBatch, error) {
 	pdf.SetCreationDate(renderedAt.UTC())
 	pdf.SetModificationDate(renderedAt.UTC())
 	pdf.SetCatalogSort(true)
-	pdf.SetCompression(true)
+	// Pages uncompressed: gofpdf compresses each page with a zlib writer of
+	// its own (about 1.2 MB allocated and cleared per page, not poolable
+	// from outside), which took two thirds of a render's time and drove the
+	// worker's heap; without it 5,000 pages render 2.8 times faster with a
+	// twentieth of the allocation, and the file is 2.4 times larger (18 MB
+	// for 5,000 pages; the fonts stay compressed).
+	pdf.SetCompression(false)
 	pdf.SetTitle("Mon espace santé – courriers", true)
 	pdf.SetAutoPageBreak(false, 0)
 	addFonts(pdf)
