@@ -277,13 +277,9 @@ type recipient struct {
 
 // recipientsOf gives, for each account, whoever receives its letters.
 func recipientsOf(ctx context.Context, tx pgx.Tx, accountIDs []int64, now time.Time) (map[int64]recipient, error) {
-	rows, err := tx.Query(ctx, targetSelect+` WHERE a.id = ANY($1)`, accountIDs, Day(now))
+	ts, err := targetsOf(ctx, tx, accountIDs, now)
 	if err != nil {
-		return nil, fmt.Errorf("finding letter recipients: %w", err)
-	}
-	ts, err := pgx.CollectRows(rows, scanTarget)
-	if err != nil {
-		return nil, fmt.Errorf("finding letter recipients: %w", err)
+		return nil, err
 	}
 	out := make(map[int64]recipient, len(ts))
 	for _, t := range ts {
@@ -301,6 +297,20 @@ func recipientDepartments(ctx context.Context, tx pgx.Tx, accountIDs []int64, no
 		out[a] = r.department
 	}
 	return out, err
+}
+
+// targetsOf reads the accounts' holders and whoever receives their notices
+// now, as the registry has them.
+func targetsOf(ctx context.Context, tx pgx.Tx, accountIDs []int64, now time.Time) ([]Target, error) {
+	rows, err := tx.Query(ctx, targetSelect+` WHERE a.id = ANY($1)`, accountIDs, Day(now))
+	if err != nil {
+		return nil, fmt.Errorf("finding recipients: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, scanTarget)
+	if err != nil {
+		return nil, fmt.Errorf("finding recipients: %w", err)
+	}
+	return ts, nil
 }
 
 // Deliverable reports whether the target's postal address is complete

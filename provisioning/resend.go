@@ -80,10 +80,14 @@ func ResendCode(ctx context.Context, pool *pgxpool.Pool, req ResendRequest, emai
 			}
 			return fmt.Errorf("%w %d time(s), last on %s; again %s", ErrResendLimit, sent, last.In(Paris).Format(time.DateOnly), next)
 		}
-		t, err := recipientOf(ctx, tx, acc.ID, now)
+		ts, err := targetsOf(ctx, tx, []int64{acc.ID}, now)
 		if err != nil {
 			return err
 		}
+		if len(ts) != 1 {
+			return fmt.Errorf("finding the recipient of account %d: %w", acc.ID, ErrNotFound)
+		}
+		t := ts[0]
 		channel := ChannelLetter
 		switch {
 		case emailed && t.Email != "":
@@ -116,19 +120,4 @@ func ResendCode(ctx context.Context, pool *pgxpool.Pool, req ResendRequest, emai
 			AccountIDs: []int64{acc.ID}, Details: map[string]any{"channel": channel, "seq": out.Seq, "notice_id": out.NoticeID}})
 	})
 	return out, err
-}
-
-// recipientOf is whoever receives an account's notices now (the
-// representative of a minor or of an adult under tutelle), as the registry
-// has them.
-func recipientOf(ctx context.Context, tx pgx.Tx, accountID int64, now time.Time) (*Target, error) {
-	rows, err := tx.Query(ctx, targetSelect+` WHERE a.id = $1`, accountID, Day(now))
-	if err != nil {
-		return nil, fmt.Errorf("finding the account's recipient: %w", err)
-	}
-	t, err := pgx.CollectExactlyOneRow(rows, scanTarget)
-	if err != nil {
-		return nil, fmt.Errorf("finding the account's recipient: %w", err)
-	}
-	return &t, nil
 }
