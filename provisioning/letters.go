@@ -2,10 +2,13 @@ package provisioning
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -54,6 +57,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 	for {
 		n := 0
 		var f *LetterFile
+		committing := false
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			now := opts.Clock.Now()
 			// Pick the batch by the indexed department first; only then
@@ -121,11 +125,23 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			if err := notifyAccounts(ctx, tx, accs, ats, deadlines, hashes); err != nil {
 				return err
 			}
-			return AppendAudit(ctx, tx, now, Event{Actor: ActorSystem, Action: "notice.sent", WaveID: &waveID, AccountIDs: accs,
+			if err := AppendAudit(ctx, tx, now, Event{Actor: ActorSystem, Action: "notice.sent", WaveID: &waveID, AccountIDs: accs,
 				Details: map[string]any{"channel": ChannelLetter, "batch_id": batchID, "department": department,
-					"count": n, "printed_deadline": deadline.In(Paris).Format(time.DateOnly)}})
+					"count": n, "printed_deadline": deadline.In(Paris).Format(time.DateOnly)}}); err != nil {
+				return err
+			}
+			committing = true
+			return nil
 		})
 		if f != nil {
+			if err != nil && committing && !refusedByServer(err) {
+				// The commit was sent and its answer lost (connection cut,
+				// failover, context cancelled): the batch may be committed.
+				// Its staged files stay for the department's next render, or
+				// the recovery, to publish or remove as letter_batch says.
+				return total, fmt.Errorf("committing letter batch %s (its files are settled by the next render): %w",
+					filepath.Base(f.File), err)
+			}
 			if err != nil {
 				f.Discard()
 				return total, err
@@ -143,6 +159,14 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			return total, nil
 		}
 	}
+}
+
+// refusedByServer reports whether err is PostgreSQL's own answer that the
+// statement, or the commit, was refused — rather than a connection that
+// failed, or a server that went away, before the answer came.
+func refusedByServer(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && !DatabaseUnavailable(err)
 }
 
 // BatchFiles lists every file the committed letter batches name, PDFs and

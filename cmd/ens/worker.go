@@ -97,6 +97,9 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 	return deps, nil
 }
 
+// stopGrace is how long a stopping worker lets its running jobs end.
+const stopGrace = 30 * time.Second
+
 func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 	deps, err := a.workerDeps(ctx, o)
 	if err != nil {
@@ -128,13 +131,23 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := client.Start(ctx); err != nil {
+	// A signal stops the worker gracefully: its running jobs may end (a
+	// chunk's emails settled, a letter batch committed and published)
+	// within stopGrace; only then are they cancelled. Started with the
+	// signal's context, River would cancel them at once.
+	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("starting River client: %w", err)
 	}
 	stop := func() error {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
 		defer cancel()
-		return client.Stop(sctx)
+		if err := client.Stop(sctx); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		a.log.Warn("jobs still running after the grace period: cancelled", "grace", stopGrace)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return client.StopAndCancel(cctx)
 	}
 	a.log.Info("worker started", "until_idle", o.untilIdle, "smtp", deps.Mailer != nil)
 	if !o.untilIdle {
