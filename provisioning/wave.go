@@ -218,6 +218,13 @@ func LaunchWave(ctx context.Context, pool *pgxpool.Pool, spec WaveSpec, enqueue 
 			break
 		}
 	}
+	if res.Created > 0 {
+		// The notice chunks look accounts up by id: planned on statistics
+		// from before the launch, they scanned the whole table.
+		if _, err := pool.Exec(ctx, `SELECT ens_analyze_accounts()`); err != nil {
+			return res, fmt.Errorf("refreshing the accounts' statistics after the launch: %w", err)
+		}
+	}
 	res.Duration = time.Since(start)
 	return res, nil
 }

@@ -124,13 +124,17 @@ func BenchmarkWaveEndToEnd(b *testing.B) {
 	c := &cli{url: testdb.URL(b), dir: b.TempDir()}
 	profile := filepath.Join(benchutil.Root(), "var", "bench", "wave-end-to-end.cpu.pprof")
 	env := append(os.Environ(), "ENS_CODE_KEY="+keyHex, "SMTP_URL="+sink.URL(), fmt.Sprintf("ENS_SMTP_CONNECTIONS=%d", conns),
-		"ENS_POST_DELAY=0", "ENS_LETTERS_DIR="+filepath.Join(c.dir, "letters"), "ENS_CPU_PROFILE="+profile)
+		"ENS_POST_DELAY=0", "ENS_LETTERS_DIR="+filepath.Join(c.dir, "letters"), "ENS_CPU_PROFILE="+profile, "ENS_LOG_FORMAT=json")
 	timed := func(args ...string) (time.Duration, *os.ProcessState) {
 		cmd := exec.Command(bin, append([]string{"--database-url", c.url, "--var-dir", c.dir}, args...)...)
 		cmd.Env = env
 		start := time.Now()
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err := cmd.CombinedOutput()
+		if err != nil {
 			b.Fatalf("ens %v: %v\n%s", args, err, out)
+		}
+		if args[0] == "worker" { // its log: when each chunk and batch ended
+			os.WriteFile(strings.TrimSuffix(profile, ".cpu.pprof")+".worker.log", out, 0o600) //nolint:errcheck
 		}
 		return time.Since(start), cmd.ProcessState
 	}
@@ -138,14 +142,22 @@ func BenchmarkWaveEndToEnd(b *testing.B) {
 	timed("fixtures", "registry", "--count", fmt.Sprint(n), "--seed", "16", "-o", reg)
 	importTime, _ := timed("registry", "import", reg)
 	launchTime, _ := timed("wave", "launch", "w")
+	postmaster := postmasterOf(b, c.url)
+	cpu0, pg0, self0 := readCPU(b), serverCPU(b, postmaster), benchutil.SelfCPU()
 	workerTime, worker := timed("worker", "--until-idle")
-	rss := float64(worker.SysUsage().(*syscall.Rusage).Maxrss) / 1024 // kB → MB
+	workerBusy := readCPU(b).BusySince(cpu0)
+	// PostgreSQL's CPU (postmaster, backends) and this process's (the sink).
+	pgCPU, sinkCPU := serverCPU(b, postmaster)-pg0, benchutil.SelfCPU()-self0
+	usage := worker.SysUsage().(*syscall.Rusage)
+	rss := float64(usage.Maxrss) / 1024 // kB → MB
+	workerCPU := time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
 
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, c.url)
 	if err != nil {
 		b.Fatal(err)
 	}
+	topStatements(b, conn, strings.TrimSuffix(profile, ".cpu.pprof")+".statements.txt")
 	var emails, letters, batches, pending int64
 	conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE channel = 'email' AND status = 'sent'),
 		count(*) FILTER (WHERE channel = 'letter' AND status = 'printed'), count(DISTINCT batch_id),
@@ -160,14 +172,14 @@ func BenchmarkWaveEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer bareSink.Close()
-	start := time.Now()
+	start, cpu0, self0 := time.Now(), readCPU(b), benchutil.SelfCPU()
 	if _, err := benchutil.BareEmails(bareSink.Addr(), emails, conns, key.MailKey(), nil); err != nil {
 		b.Fatal(err)
 	}
-	bareEmails := time.Since(start)
-	start = time.Now()
+	bareEmails, bareEmailsBusy, bareEmailsCPU := time.Since(start), readCPU(b).BusySince(cpu0), benchutil.SelfCPU()-self0
+	start, cpu0 = time.Now(), readCPU(b)
 	bareLettersRender(b, letters)
-	bareLetters := time.Since(start)
+	bareLetters, bareLettersBusy := time.Since(start), readCPU(b).BusySince(cpu0)
 
 	secs := func(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
 	bare := bareEmails + bareLetters
@@ -179,9 +191,87 @@ func BenchmarkWaveEndToEnd(b *testing.B) {
 		"ratio_launch_to_out_over_bare": float64(int((launchTime+workerTime).Seconds()/bare.Seconds()*100)) / 100,
 		"ratio_worker_over_bare":        float64(int(workerTime.Seconds()/bare.Seconds()*100)) / 100,
 		"target_ratio":                  1.25, "worker_peak_rss_mb": int(rss), "target_rss_mb": 1024,
-		"worker_cpu_profile": profile,
+		"worker_cpu_profile": profile, "worker_cpu_s": secs(workerCPU),
+		"postgres_cpu_during_worker_s": secs(pgCPU), "sink_cpu_during_worker_s": secs(sinkCPU),
+		"bare_go_mail_and_sink_cpu_s": secs(bareEmailsCPU),
+		// The machine's CPU (all cores) busy during each phase: waiting,
+		// or the cores' limit.
+		"machine_busy_worker": round2(workerBusy), "machine_busy_bare_go_mail": round2(bareEmailsBusy),
+		"machine_busy_bare_gofpdf": round2(bareLettersBusy),
 	})
 }
+
+// topStatements writes the statements that took the database's time, when
+// pg_stat_statements is loaded (ENS_TEST_PG_OPTIONS="-c
+// shared_preload_libraries=pg_stat_statements"), to path.
+func topStatements(b *testing.B, conn *pgx.Conn, path string) {
+	ctx := context.Background()
+	owner, err := pgx.Connect(ctx, testdb.OwnerURL(conn.Config().ConnString()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer owner.Close(ctx)
+	if _, err := owner.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return // not loaded
+	}
+	rows, err := owner.Query(ctx, `SELECT round(total_exec_time::numeric / 1000, 1), calls, rows,
+			round((shared_blks_dirtied + shared_blks_written)::numeric), regexp_replace(left(query, 160), '\s+', ' ', 'g')
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25`)
+	if err != nil {
+		b.Logf("pg_stat_statements: %v", err)
+		return
+	}
+	var out strings.Builder
+	out.WriteString("seconds\tcalls\trows\tblocks dirtied+written\tquery\n")
+	for rows.Next() {
+		var secs, blocks float64
+		var calls, n int64
+		var q string
+		if err := rows.Scan(&secs, &calls, &n, &blocks, &q); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(&out, "%.1f\t%d\t%d\t%.0f\t%s\n", secs, calls, n, blocks, q)
+	}
+	os.WriteFile(path, []byte(out.String()), 0o600) //nolint:errcheck
+}
+
+// postmasterOf finds the PID of the PostgreSQL server behind url: the
+// parent of a backend.
+func postmasterOf(b *testing.B, url string) int {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var backend int
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
+		b.Fatal(err)
+	}
+	pm, err := benchutil.ParentPID(backend)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pm
+}
+
+func serverCPU(b *testing.B, pid int) time.Duration {
+	t, err := benchutil.ServerCPU(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return t
+}
+
+func readCPU(b *testing.B) benchutil.MachineCPU {
+	c, err := benchutil.ReadMachineCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func round2(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
 
 // bareLettersRender renders n letters with our renderer alone (gofpdf, the
 // same page), in batches of the pipeline's size, each discarded once made.
