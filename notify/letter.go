@@ -194,8 +194,8 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 		switch {
 		case n.Kind == KindCopy:
 			birth = "la date de naissance de la personne concernée"
-		case n.ForGuardian:
-			birth = "la date de naissance de l'enfant"
+		case n.ForGuardian: // a minor or an adult under tutelle: named, not "l'enfant"
+			birth = "la date de naissance de " + n.FirstName + " " + n.LastName
 		}
 		para("Pour vous opposer, munissez-vous de ce code et de " + birth + " :")
 		para("- sur internet : saisissez vous-même l'adresse " + OfficialSite + " dans votre navigateur ;")

@@ -111,7 +111,7 @@ func (n *Notice) recipientLine() string {
 	last := strings.ToUpper(n.LastName)
 	var prefixes []string
 	if n.ForGuardian {
-		prefixes = []string{"REPRÉSENTANT LÉGAL DE ", "POUR L'ENFANT ", "POUR "}
+		prefixes = []string{"REPRÉSENTANT LÉGAL DE ", "REPR. LÉGAL DE ", "POUR "} // a minor or an adult under tutelle
 	} else if n.Female {
 		prefixes = []string{"MME ", ""}
 	} else {

@@ -128,8 +128,8 @@ func TestGuardianLineKeepsTheChildsLastName(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ first, last, want string }{
 		{"Léa", "Martin", "REPRÉSENTANT LÉGAL DE Léa MARTIN"},
-		{"Marie-Christine", "Dupont", "POUR L'ENFANT Marie-Christine DUPONT"},
-		{"Marie-Christine Éléonore", "Dupont-Moretti", "POUR L'ENFANT M.-C. É. DUPONT-MORETTI"},
+		{"Marie-Christine", "Dupont", "REPR. LÉGAL DE Marie-Christine DUPONT"},
+		{"Marie-Christine Éléonore", "Dupont-Moretti", "REPR. LÉGAL DE M.-C. É. DUPONT-MORETTI"},
 		{"Marie-Christine", "de La Rochefoucauld-Montmorency", "M.-C. DE LA ROCHEFOUCAULD-MONTMORENCY"},
 	} {
 		n := sample()

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"mime"
+	"mime/quotedprintable"
 	"net/mail"
 	"os"
 	"os/exec"
@@ -75,6 +77,19 @@ func TestProtectedAdultsToldThroughTheirRepresentative(t *testing.T) {
 	}
 	if marcCode == "" || copyCode != marcCode || !strings.Contains(copySubject, "curatelle") {
 		t.Fatalf("the curator's copy: subject %q, code %q; Marc's code %q", copySubject, copyCode, marcCode)
+	}
+	// Jeanne's tutor is asked for Jeanne's birth date, by her name: she is
+	// not a child. (Before: "la date de naissance de l'enfant".)
+	var jeanne string
+	for _, raw := range sink.Messages() {
+		text, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
+		if strings.Contains(string(text), "représentant légal de Jeanne Martin") {
+			jeanne = strings.Join(strings.Fields(string(text)), " ")
+		}
+	}
+	if !strings.Contains(jeanne, "date de naissance de Jeanne Martin") || strings.Contains(jeanne, "enfant") {
+		_, asked, _ := strings.Cut(jeanne, "Il vous sera demandé")
+		t.Fatalf("the tutor's notice for Jeanne asks for: %.80q", asked)
 	}
 	// A curator without an email gets the copy by letter, with the code of
 	// the person, who got theirs by email.
