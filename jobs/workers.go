@@ -174,7 +174,7 @@ func (w *NotifyChunkWorker) Work(ctx context.Context, job *river.Job[NotifyChunk
 	}
 	err := pgx.BeginFunc(ctx, w.deps.Pool, func(tx pgx.Tx) error {
 		// Curators' copies follow their people's notices out.
-		if err := queueFollowUps(ctx, tx, w.client()); err != nil {
+		if _, err := queueFollowUps(ctx, tx, w.client()); err != nil {
 			return err
 		}
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
@@ -657,27 +657,24 @@ func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindows
 // whether it did.
 func SweepFollowUps(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx]) (bool, error) {
 	var queued bool
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		ready, err := provisioning.FollowUpsReady(ctx, tx)
-		if err != nil || !ready {
-			return err
-		}
-		queued = true
-		return queueFollowUps(ctx, tx, client)
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
+		queued, err = queueFollowUps(ctx, tx, client)
+		return err
 	})
 	return queued, err
 }
 
-// queueFollowUps queues the follow-up emails' job in tx when some are ready.
-func queueFollowUps(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx]) error {
+// queueFollowUps queues the follow-up emails' job in tx when some are
+// ready; it says whether it did.
+func queueFollowUps(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx]) (bool, error) {
 	ready, err := provisioning.FollowUpsReady(ctx, tx)
 	if err != nil || !ready {
-		return err
+		return false, err
 	}
 	if _, err := client.InsertTx(ctx, tx, SendExtensionsArgs{}, nil); err != nil {
-		return fmt.Errorf("queueing follow-up emails: %w", err)
+		return false, fmt.Errorf("queueing follow-up emails: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // SweepLetters queues a render for every wave and department that has

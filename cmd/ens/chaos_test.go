@@ -417,18 +417,16 @@ func (r *chaosRun) killServe() {
 	serve := start()
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	third := make(chan struct{}) // closed as the third of the holders is taken
 	for range 8 {
 		wg.Go(func() {
 			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
 				i := next.Add(1) - 1
 				if int(i) >= len(hs) {
 					return
+				}
+				if i == int64(len(hs))/3 {
+					close(third)
 				}
 				h := hs[i]
 				body := fmt.Sprintf(`{"code":%q,"birth_date":%q}`, r.h.key.Derive(h.id).String(), h.birth.Format(time.DateOnly))
@@ -450,15 +448,12 @@ func (r *chaosRun) killServe() {
 			}
 		})
 	}
-	for next.Load() < int64(len(hs))/3 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	<-third
 	serve.Process.Kill() //nolint:errcheck
 	serve.Wait()         //nolint:errcheck
 	serve = start()
 	r.faultEnd = time.Now()
 	wg.Wait()
-	close(stop)
 	serve.Process.Signal(syscall.SIGTERM) //nolint:errcheck
 	serve.Wait()                          //nolint:errcheck
 }
