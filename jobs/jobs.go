@@ -23,39 +23,6 @@ const (
 	QueueMaintenance = "maintenance"
 )
 
-// NotifyChunkArgs dispatches the notices of one chunk of a wave's accounts.
-type NotifyChunkArgs struct {
-	WaveID         int64 `json:"wave_id"`
-	FirstAccountID int64 `json:"first_account_id"`
-	LastAccountID  int64 `json:"last_account_id"`
-}
-
-// Kind is stable: stored jobs refer to it.
-func (NotifyChunkArgs) Kind() string { return "notify_chunk" }
-
-// InsertOpts puts notice chunks on their queue. A chunk is retried while
-// some recipient defers its email, until the notice gives up
-// (Deps.GiveUpAfter, 72 hours by default): with retries doubling from 10 s
-// to at most an hour, 100 attempts last about 92 hours. A failed relay
-// snoozes the chunk instead, which costs no attempt.
-func (NotifyChunkArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: chunkMaxAttempts}
-}
-
-const chunkMaxAttempts = 100
-
-// CloseWindowsArgs activates the accounts whose opposition window ended.
-type CloseWindowsArgs struct{}
-
-// Kind is stable: stored jobs refer to it.
-func (CloseWindowsArgs) Kind() string { return "close_windows" }
-
-// InsertOpts keeps one sweep queued at a time.
-func (CloseWindowsArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueMaintenance, UniqueOpts: river.UniqueOpts{ByArgs: true,
-		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled, rivertype.JobStateRetryable}}}
-}
-
 // DefaultNoticeWorkers is how many notice chunks a worker works at once: a
 // chunk waits on PostgreSQL and the SMTP server most of its time (on 2
 // cores, 4 sent a 100,000-person wave in 35.6 s, 8 in 22–27 s).

@@ -1,0 +1,78 @@
+package jobs
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ens-sante/ens/notify"
+	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// Deps are what the workers need.
+type Deps struct {
+	Pool       *pgxpool.Pool
+	Mailer     *notify.Mailer
+	Key        optout.Key
+	LettersDir string
+	PostDelay  time.Duration
+	// LetterRetention: a posted batch's PDF is deleted this long after its
+	// posting day (default provisioning.DefaultLetterRetention).
+	LetterRetention time.Duration
+	// SettleEvery: each accepted email is recorded at once, so a crash
+	// re-sends at most the messages in flight (same Message-ID, same code);
+	// the accounts' move to notified and the audit event follow in groups of
+	// this many, or when the chunk ends. Default DefaultSettleEvery.
+	SettleEvery int
+	// GiveUpAfter: a recipient's temporary refusals fall back to a letter
+	// once they have lasted this long (default
+	// provisioning.DefaultEmailGiveUpAfter). A failure of the relay itself
+	// never does: sending pauses until it is back.
+	GiveUpAfter time.Duration
+	// ChunkTimeout bounds a notice chunk (default DefaultChunkTimeout; the
+	// CLI raises it with a low ENS_SMTP_RATE), RenderTimeout a letter batch
+	// (default DefaultRenderTimeout); MaxLetterWait is how long a letter
+	// waits for its wave's other chunks (default DefaultMaxLetterWait).
+	ChunkTimeout, RenderTimeout, MaxLetterWait time.Duration
+	Clock                                      provisioning.Clock
+	Logger                                     *slog.Logger
+}
+
+// DefaultChunkTimeout bounds a notice chunk: 20 s waiting for a failed
+// relay, then 500 emails over a few connections, many times over.
+const DefaultChunkTimeout = time.Minute
+
+func (d *Deps) chunkTimeout() time.Duration {
+	if d.ChunkTimeout > 0 {
+		return d.ChunkTimeout
+	}
+	return DefaultChunkTimeout
+}
+
+// DefaultMaxLetterWait is how long a letter may wait for its wave's other
+// chunks before it is rendered anyway.
+const DefaultMaxLetterWait = time.Minute
+
+func (d *Deps) maxLetterWait() time.Duration {
+	if d.MaxLetterWait > 0 {
+		return d.MaxLetterWait
+	}
+	return DefaultMaxLetterWait
+}
+
+func (d *Deps) giveUpAfter() time.Duration {
+	if d.GiveUpAfter > 0 {
+		return d.GiveUpAfter
+	}
+	return provisioning.DefaultEmailGiveUpAfter
+}
+
+// codeHash is the lookup hash of an account's opposition code.
+func (d *Deps) codeHash(accountID int64) []byte {
+	return d.Key.LookupHash(d.Key.Derive(accountID))
+}
+
+// DefaultSettleEvery is Deps.SettleEvery's default.
+const DefaultSettleEvery = 100

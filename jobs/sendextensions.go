@@ -1,0 +1,52 @@
+package jobs
+
+import (
+	"context"
+
+	"github.com/riverqueue/river"
+
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// extensions of a window, and codes re-sent (ens code resend).
+type SendExtensionsArgs struct{}
+
+// Kind is stable: stored jobs refer to it.
+func (SendExtensionsArgs) Kind() string { return "send_extensions" }
+
+// InsertOpts: one at a time.
+func (SendExtensionsArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: chunkMaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// SendExtensionsWorker tells people their window was extended, and sends
+// again the codes operators re-sent.
+type SendExtensionsWorker struct {
+	river.WorkerDefaults[SendExtensionsArgs]
+	deps  *Deps
+	chunk *NotifyChunkWorker
+}
+
+// Work sends follow-up emails in batches; failures fall back to letters.
+func (w *SendExtensionsWorker) Work(ctx context.Context, job *river.Job[SendExtensionsArgs]) error {
+	d := w.deps
+	for {
+		targets, err := provisioning.PendingFollowUpEmails(ctx, d.Pool, 500, d.Clock.Now())
+		if err != nil || len(targets) == 0 {
+			return err
+		}
+		byWave := map[int64][]provisioning.Target{}
+		for _, t := range targets {
+			byWave[t.WaveID] = append(byWave[t.WaveID], t)
+		}
+		for waveID, ts := range byWave {
+			wave, err := provisioning.GetWaveByID(ctx, d.Pool, waveID)
+			if err != nil {
+				return err
+			}
+			if _, err := w.chunk.dispatch(ctx, wave, ts); err != nil {
+				return err
+			}
+		}
+	}
+}
