@@ -112,7 +112,6 @@ func BenchmarkWorkerProcessesOverASlowRelay(b *testing.B) {
 // peak RSS and log, the CPU that the worker, PostgreSQL and the sink used,
 // and how busy the machine was in each phase.
 func BenchmarkWaveEndToEnd(b *testing.B) {
-	bin := buildEns(b)
 	const conns = 4
 	keyHex := strings.Repeat("ab", 32)
 	key, _ := optout.ParseKey(keyHex)
@@ -122,36 +121,23 @@ func BenchmarkWaveEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer sink.Close()
-	c := &cli{url: testdb.URL(b), dir: b.TempDir()}
+	e := newBenchEns(b, keyHex)
+	c := e.c
 	profile := filepath.Join(benchutil.Root(), "var", "bench", "wave-end-to-end.cpu.pprof")
-	env := append(os.Environ(), "ENS_CODE_KEY="+keyHex, "SMTP_URL="+sink.URL(), fmt.Sprintf("ENS_SMTP_CONNECTIONS=%d", conns),
+	e.env = append(e.env, "SMTP_URL="+sink.URL(), fmt.Sprintf("ENS_SMTP_CONNECTIONS=%d", conns),
 		"ENS_POST_DELAY=0", "ENS_LETTERS_DIR="+filepath.Join(c.dir, "letters"), "ENS_CPU_PROFILE="+profile, "ENS_LOG_FORMAT=json")
-	timed := func(args ...string) (time.Duration, *os.ProcessState) {
-		cmd := exec.Command(bin, append([]string{"--database-url", c.url, "--var-dir", c.dir}, args...)...)
-		cmd.Env = env
-		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("ens %v: %v\n%s", args, err, out)
-		}
-		if args[0] == "worker" { // its log: when each chunk and batch ended
-			os.WriteFile(strings.TrimSuffix(profile, ".cpu.pprof")+".worker.log", out, 0o600) //nolint:errcheck
-		}
-		return time.Since(start), cmd.ProcessState
-	}
-	reg := filepath.Join(c.dir, "reg.csv")
-	timed("fixtures", "registry", "--count", fmt.Sprint(n), "--seed", "16", "-o", reg)
-	importTime, _ := timed("registry", "import", reg)
-	launchTime, _ := timed("wave", "launch", "w")
+	importTime := e.importRegistry(n)
+	launchTime, _, _ := e.run("wave", "launch", "w")
 	postmaster := postmasterOf(b, c.url)
 	cpu0, pg0, self0 := readCPU(b), serverCPU(b, postmaster), benchutil.SelfCPU()
-	workerTime, worker := timed("worker", "--until-idle")
+	workerTime, worker, workerLog := e.run("worker", "--until-idle")
+	// Its log: when each chunk and batch ended.
+	os.WriteFile(strings.TrimSuffix(profile, ".cpu.pprof")+".worker.log", workerLog, 0o600) //nolint:errcheck
 	workerBusy := readCPU(b).BusySince(cpu0)
 	// PostgreSQL's CPU (postmaster, backends) and this process's (the sink).
 	pgCPU, sinkCPU := serverCPU(b, postmaster)-pg0, benchutil.SelfCPU()-self0
-	usage := worker.SysUsage().(*syscall.Rusage)
-	rss := float64(usage.Maxrss) / 1024 // kB → MB
-	workerCPU := time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+	rss := float64(worker.SysUsage().(*syscall.Rusage).Maxrss) / 1024 // kB → MB
+	workerCPU := processCPU(worker)
 
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, c.url)
@@ -168,37 +154,25 @@ func BenchmarkWaveEndToEnd(b *testing.B) {
 		b.Fatalf("the wave did not finish: %d emails, %d letters, %d accounts pending", emails, letters, pending)
 	}
 
-	bareSink, err := mailsink.Start(mailsink.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bareSink.Close()
-	start, cpu0, self0 := time.Now(), readCPU(b), benchutil.SelfCPU()
-	if _, err := benchutil.BareEmails(bareSink.Addr(), emails, conns, key.MailKey(), nil); err != nil {
-		b.Fatal(err)
-	}
-	bareEmails, bareEmailsBusy, bareEmailsCPU := time.Since(start), readCPU(b).BusySince(cpu0), benchutil.SelfCPU()-self0
-	start, cpu0 = time.Now(), readCPU(b)
-	bareLettersRender(b, letters)
-	bareLetters, bareLettersBusy := time.Since(start), readCPU(b).BusySince(cpu0)
+	bt := runBareTools(b, emails, letters, conns, key)
 
 	secs := func(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
-	bare := bareEmails + bareLetters
+	bare := bt.emails + bt.letters
 	benchutil.Record(b, "wave-end-to-end", map[string]any{
 		"people": n, "emails": emails, "letters": letters, "letter_batches": batches, "smtp_connections": conns,
 		"import_s": secs(importTime), "launch_s": secs(launchTime), "worker_s": secs(workerTime),
 		"launch_to_every_notice_out_s": secs(launchTime + workerTime),
-		"bare_go_mail_s":               secs(bareEmails), "bare_gofpdf_s": secs(bareLetters), "bare_total_s": secs(bare),
+		"bare_go_mail_s":               secs(bt.emails), "bare_gofpdf_s": secs(bt.letters), "bare_total_s": secs(bare),
 		"ratio_launch_to_out_over_bare": round2((launchTime + workerTime).Seconds() / bare.Seconds()),
 		"ratio_worker_over_bare":        round2(workerTime.Seconds() / bare.Seconds()),
 		"target_ratio":                  1.25, "worker_peak_rss_mb": int(rss), "target_rss_mb": 1024,
 		"worker_cpu_profile": profile, "worker_cpu_s": secs(workerCPU),
 		"postgres_cpu_during_worker_s": secs(pgCPU), "sink_cpu_during_worker_s": secs(sinkCPU),
-		"bare_go_mail_and_sink_cpu_s": secs(bareEmailsCPU),
+		"bare_go_mail_and_sink_cpu_s": secs(bt.emailsCPU),
 		// The machine's CPU (all cores) busy during each phase: waiting,
 		// or the cores' limit.
-		"machine_busy_worker": round2(workerBusy), "machine_busy_bare_go_mail": round2(bareEmailsBusy),
-		"machine_busy_bare_gofpdf": round2(bareLettersBusy),
+		"machine_busy_worker": round2(workerBusy), "machine_busy_bare_go_mail": round2(bt.emailsBusy),
+		"machine_busy_bare_gofpdf": round2(bt.lettersBusy),
 	})
 }
 
@@ -277,6 +251,67 @@ func readCPU(b *testing.B) benchutil.MachineCPU {
 }
 
 func round2(f float64) float64 { return float64(int(f*100+0.5)) / 100 }
+
+// benchEns runs the real CLI on a private database of its own.
+type benchEns struct {
+	b   *testing.B
+	bin string
+	c   *cli
+	env []string // the CLI's environment: add to it before running
+}
+
+func newBenchEns(b *testing.B, keyHex string) *benchEns {
+	return &benchEns{b: b, bin: buildEns(b), c: &cli{url: testdb.URL(b), dir: b.TempDir()},
+		env: append(os.Environ(), "ENS_CODE_KEY="+keyHex)}
+}
+
+// run runs ens with args; it returns its wall time, its state and output.
+func (e *benchEns) run(args ...string) (time.Duration, *os.ProcessState, []byte) {
+	cmd := exec.Command(e.bin, append([]string{"--database-url", e.c.url, "--var-dir", e.c.dir}, args...)...)
+	cmd.Env = e.env
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		e.b.Fatalf("ens %v: %v\n%s", args, err, out)
+	}
+	return time.Since(start), cmd.ProcessState, out
+}
+
+// importRegistry imports a synthetic registry of n people (always the
+// same), and returns how long the import took.
+func (e *benchEns) importRegistry(n int64) time.Duration {
+	reg := filepath.Join(e.c.dir, "reg.csv")
+	e.run("fixtures", "registry", "--count", fmt.Sprint(n), "--seed", "16", "-o", reg)
+	took, _, _ := e.run("registry", "import", reg)
+	return took
+}
+
+// bareTools is the raw tools' run that an end-to-end figure is a ratio
+// against: bare go-mail sending as many emails to a fresh sink, then bare
+// gofpdf rendering as many letters.
+type bareTools struct {
+	emails, letters         time.Duration // wall time
+	emailsCPU, lettersCPU   time.Duration // this process's: go-mail with its sink; the renderer
+	emailsBusy, lettersBusy float64       // the machine's cores, busy
+}
+
+func runBareTools(b *testing.B, emails, letters int64, conns int, key optout.Key) bareTools {
+	sink, err := mailsink.Start(mailsink.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	var bt bareTools
+	start, cpu0, self0 := time.Now(), readCPU(b), benchutil.SelfCPU()
+	if _, err := benchutil.BareEmails(sink.Addr(), emails, conns, key.MailKey(), nil); err != nil {
+		b.Fatal(err)
+	}
+	bt.emails, bt.emailsBusy, bt.emailsCPU = time.Since(start), readCPU(b).BusySince(cpu0), benchutil.SelfCPU()-self0
+	start, cpu0, self0 = time.Now(), readCPU(b), benchutil.SelfCPU()
+	bareLettersRender(b, letters)
+	bt.letters, bt.lettersBusy, bt.lettersCPU = time.Since(start), readCPU(b).BusySince(cpu0), benchutil.SelfCPU()-self0
+	return bt
+}
 
 // bareLettersRender renders n letters with our renderer alone (gofpdf, the
 // same page), in batches of the pipeline's size, each discarded once made.

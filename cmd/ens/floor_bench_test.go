@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -15,9 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ens-sante/ens/fixtures/benchutil"
-	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify"
-	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/optout"
 )
 
@@ -34,26 +29,16 @@ import (
 // with no queue, no audit event and no letter batch. It compares their sum
 // with what the machine's cores offer in 1.25 × the bare time.
 func BenchmarkDurableRecordFloor(b *testing.B) {
-	bin := buildEns(b)
 	const conns = 4
 	keyHex := strings.Repeat("ab", 32)
 	key, _ := optout.ParseKey(keyHex)
 	n := benchutil.Size(1_000_000)
-	c := &cli{url: testdb.URL(b), dir: b.TempDir()}
-	ens := func(args ...string) *os.ProcessState {
-		cmd := exec.Command(bin, append([]string{"--database-url", c.url, "--var-dir", c.dir}, args...)...)
-		cmd.Env = append(os.Environ(), "ENS_CODE_KEY="+keyHex)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("ens %v: %v\n%s", args, err, out)
-		}
-		return cmd.ProcessState
-	}
-	reg := filepath.Join(c.dir, "reg.csv")
-	ens("fixtures", "registry", "--count", fmt.Sprint(n), "--seed", "16", "-o", reg)
-	ens("registry", "import", reg)
+	e := newBenchEns(b, keyHex)
+	c := e.c
+	e.importRegistry(n)
 	postmaster := postmasterOf(b, c.url)
 	pg0 := serverCPU(b, postmaster)
-	launch := ens("wave", "launch", "w")
+	_, launch, _ := e.run("wave", "launch", "w")
 	launchCPU := processCPU(launch) + serverCPU(b, postmaster) - pg0
 
 	ctx := context.Background()
@@ -127,30 +112,18 @@ func BenchmarkDurableRecordFloor(b *testing.B) {
 	}
 	renderCPU := benchutil.SelfCPU() - self0
 
-	sink, err := mailsink.Start(mailsink.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sink.Close()
-	start, self0 = time.Now(), benchutil.SelfCPU()
-	if _, err := benchutil.BareEmails(sink.Addr(), emails, conns, key.MailKey(), nil); err != nil {
-		b.Fatal(err)
-	}
-	bareEmails, bareEmailsCPU := time.Since(start), benchutil.SelfCPU()-self0
-	start, self0 = time.Now(), benchutil.SelfCPU()
-	bareLettersRender(b, letters)
-	bareLetters, bareLettersCPU := time.Since(start), benchutil.SelfCPU()-self0
+	bt := runBareTools(b, emails, letters, conns, key)
 
 	cores := runtime.NumCPU()
-	budget := time.Duration(float64(cores) * 1.25 * float64(bareEmails+bareLetters))
-	floor := launchCPU + renderCPU + recordPG + recordClient + bareEmailsCPU + bareLettersCPU
+	budget := time.Duration(float64(cores) * 1.25 * float64(bt.emails+bt.letters))
+	floor := launchCPU + renderCPU + recordPG + recordClient + bt.emailsCPU + bt.lettersCPU
 	secs := func(d time.Duration) float64 { return float64(d.Milliseconds()) / 1000 }
 	benchutil.Record(b, "durable-record-floor", map[string]any{
 		"people": n, "accounts": len(accounts), "emails": emails, "letters": letters, "smtp_connections": conns, "cores": cores,
 		"launch_cpu_s": secs(launchCPU), "email_render_cpu_s": secs(renderCPU),
 		"record_s": secs(record), "record_postgres_cpu_s": secs(recordPG), "record_client_cpu_s": secs(recordClient),
-		"bare_go_mail_s": secs(bareEmails), "bare_go_mail_and_sink_cpu_s": secs(bareEmailsCPU),
-		"bare_gofpdf_s": secs(bareLetters), "bare_gofpdf_cpu_s": secs(bareLettersCPU),
+		"bare_go_mail_s": secs(bt.emails), "bare_go_mail_and_sink_cpu_s": secs(bt.emailsCPU),
+		"bare_gofpdf_s": secs(bt.letters), "bare_gofpdf_cpu_s": secs(bt.lettersCPU),
 		// The cores' time in 1.25 × the bare run, and the CPU the floor
 		// needs in it: a pipeline doing nothing else would keep the
 		// machine this busy to meet the goal (above 1: out of reach).
