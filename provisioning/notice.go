@@ -416,11 +416,9 @@ func MarkEmailsAccepted(ctx context.Context, db DBTX, sent []Sent) error {
 	return nil
 }
 
-const markEmailSentSQL = `UPDATE notice n SET status = 'sent', sent_at = s.at,
-		deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE s.deadline END, attempts = n.attempts + 1, error = NULL,
-		recipient_hash = s.rcpt
-	FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bytea[]) AS s(id, at, deadline, rcpt)
-	WHERE n.id = s.id AND n.status = 'pending'`
+// markEmailSentSQL records accepted emails by their notices' keys, planned
+// so whatever the notice table's size (migration 023).
+const markEmailSentSQL = `SELECT ens_record_accepted_emails($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bytea[])`
 
 // MarkEmailsSent records accepted emails, their accounts and the audit
 // event in one transaction.
