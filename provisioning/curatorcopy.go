@@ -20,13 +20,9 @@ func createCuratorCopies(ctx context.Context, tx pgx.Tx, waveID int64, accounts 
 	if len(accounts) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, curatorTargets+` WHERE a.id = ANY($1) AND p.protection = 'curatelle' AND g.id IS NOT NULL`, accounts, Day(now))
+	curators, err := curatorTargetsOf(ctx, tx, accounts, now)
 	if err != nil {
-		return fmt.Errorf("finding curators: %w", err)
-	}
-	curators, err := pgx.CollectRows(rows, scanTarget)
-	if err != nil {
-		return fmt.Errorf("finding curators: %w", err)
+		return err
 	}
 	var ids []int64
 	var channels []string
@@ -48,6 +44,30 @@ func createCuratorCopies(ctx context.Context, tx pgx.Tx, waveID int64, accounts 
 		return fmt.Errorf("creating curators' copies: %w", err)
 	}
 	return nil
+}
+
+// curatorTargetsOf reads the curators of the accounts under curatelle among
+// accounts, as the recipients of their copies.
+func curatorTargetsOf(ctx context.Context, tx pgx.Tx, accounts []int64, now time.Time) ([]Target, error) {
+	rows, err := tx.Query(ctx, curatorTargets+` WHERE a.id = ANY($1) AND p.protection = 'curatelle' AND g.id IS NOT NULL`, accounts, Day(now))
+	if err != nil {
+		return nil, fmt.Errorf("finding curators: %w", err)
+	}
+	curators, err := pgx.CollectRows(rows, scanTarget)
+	if err != nil {
+		return nil, fmt.Errorf("finding curators: %w", err)
+	}
+	return curators, nil
+}
+
+// curatorsOf gives, for each account under curatelle, its curator as the
+// recipient of a copy's letter.
+func curatorsOf(ctx context.Context, tx pgx.Tx, accounts []int64, now time.Time) (map[int64]recipient, error) {
+	if len(accounts) == 0 {
+		return nil, nil
+	}
+	ts, err := curatorTargetsOf(ctx, tx, accounts, now)
+	return recipientsFrom(ts), err
 }
 
 // FollowUpsReady reports whether follow-up emails (PendingFollowUpEmails)

@@ -286,14 +286,16 @@ type recipient struct {
 // recipientsOf gives, for each account, whoever receives its letters.
 func recipientsOf(ctx context.Context, tx pgx.Tx, accountIDs []int64, now time.Time) (map[int64]recipient, error) {
 	ts, err := targetsOf(ctx, tx, accountIDs, now)
-	if err != nil {
-		return nil, err
-	}
+	return recipientsFrom(ts), err
+}
+
+// recipientsFrom gives each target's account its addressee.
+func recipientsFrom(ts []Target) map[int64]recipient {
 	out := make(map[int64]recipient, len(ts))
 	for _, t := range ts {
 		out[t.AccountID] = recipient{department: t.Department, deliverable: t.Deliverable()}
 	}
-	return out, nil
+	return out
 }
 
 // recipientDepartments gives, for each account, the department of whoever
@@ -527,27 +529,30 @@ func RecordTemporaryFailure(ctx context.Context, db DBTX, noticeID int64, reason
 // unreachable (never an addressless letter), and an opposition notice
 // reported failed after its account was activated gets no letter (its
 // window has closed: a letter would print a deadline the form refuses); it
-// is recorded and audited. It returns the letters created.
+// is recorded and audited. A curator's copy falls back to a letter to the
+// curator, filed with the curator's department; without the curator's
+// postal address it stays failed, and the person's account is untouched.
+// It returns the letters created.
 func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64, status, reason string, letters LetterFunc, clock Clock) (int, error) {
 	n := 0
 	groups := letterGroups{}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		now := clock.Now()
 		type failed struct {
-			account, wave int64
-			kind          string
-			state         State
+			id, account, wave int64
+			kind              string
+			state             State
 		}
 		rows, err := tx.Query(ctx, `UPDATE notice n SET status = $2, error = $3
 			FROM account a WHERE a.id = n.account_id AND n.id = ANY($1) AND n.channel = 'email'
 			  AND n.status IN ('pending', 'sent') AND a.state IN ('pending', 'notified', 'active')
-			RETURNING n.account_id, a.wave_id, n.kind, a.state`, noticeIDs, status, reason)
+			RETURNING n.id, n.account_id, a.wave_id, n.kind, a.state`, noticeIDs, status, reason)
 		if err != nil {
 			return fmt.Errorf("marking emails failed: %w", err)
 		}
 		fs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (failed, error) {
 			var f failed
-			err := row.Scan(&f.account, &f.wave, &f.kind, &f.state)
+			err := row.Scan(&f.id, &f.account, &f.wave, &f.kind, &f.state)
 			return f, err
 		})
 		if err != nil {
@@ -556,39 +561,52 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 		if len(fs) == 0 {
 			return nil
 		}
-		var accs, late, unreachable []int64
-		waveOf := map[int64]int64{}
+		// A curator's copy goes to the curator, and changes nothing for the
+		// person, who was told: without the curator's address it stays
+		// failed.
+		var own, copies failedNotices
+		var late, unreachable []int64
 		for _, f := range fs {
-			if f.state == StateActive && f.kind != NoticeInformation {
+			switch {
+			case f.state == StateActive && f.kind != NoticeInformation:
 				late = append(late, f.account)
-				continue
+			case f.kind == NoticeCopy:
+				copies.add(f.id, f.account, f.wave)
+			default:
+				own.add(f.id, f.account, f.wave)
 			}
-			accs = append(accs, f.account)
-			waveOf[f.account] = f.wave
 		}
-		recips, err := recipientsOf(ctx, tx, accs, now)
+		recips, err := recipientsOf(ctx, tx, own.accounts, now)
 		if err != nil {
 			return err
 		}
-		depts := map[int64]string{}
-		for _, a := range accs {
-			if r, ok := recips[a]; ok && r.deliverable {
-				depts[a] = r.department
-			} else {
-				unreachable = append(unreachable, a)
-			}
-		}
-		if err := createLetters(ctx, tx, noticeIDs, depts, waveOf, groups); err != nil {
+		curators, err := curatorsOf(ctx, tx, copies.accounts, now)
+		if err != nil {
 			return err
 		}
-		n = len(depts)
+		unreachable = own.letters(recips)
+		undelivered := copies.letters(curators)
+		for _, fn := range []failedNotices{own, copies} {
+			if err := createLetters(ctx, tx, fn.ids, fn.depts, fn.waveOf, groups); err != nil {
+				return err
+			}
+		}
+		n = len(own.depts) + len(copies.depts)
 		if err := markUnreachable(ctx, tx, unreachable, "email failed, no postal address", now); err != nil {
 			return err
 		}
 		var events []Event
-		if n > 0 {
+		if len(own.depts) > 0 {
 			events = append(events, Event{Actor: ActorSystem, Action: "notice.fallback_to_letter",
-				AccountIDs: keysOf(depts), Details: map[string]any{"status": status, "reason": reason}})
+				AccountIDs: keysOf(own.depts), Details: map[string]any{"status": status, "reason": reason}})
+		}
+		if len(copies.depts) > 0 {
+			events = append(events, Event{Actor: ActorSystem, Action: "notice.fallback_to_letter",
+				AccountIDs: keysOf(copies.depts), Details: map[string]any{"status": status, "reason": reason, "kind": NoticeCopy}})
+		}
+		if len(undelivered) > 0 {
+			events = append(events, Event{Actor: ActorSystem, Action: "notice.copy_failed", AccountIDs: undelivered,
+				Details: map[string]any{"status": status, "reason": reason, "letter": false}})
 		}
 		if len(late) > 0 {
 			events = append(events, Event{Actor: ActorSystem, Action: "notice.failed_after_activation", AccountIDs: late,
@@ -600,6 +618,36 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 		return 0, err
 	}
 	return n, queueLetters(ctx, pool, letters, groups)
+}
+
+// failedNotices are failed email notices that fall back to letters: their
+// accounts, and once their addressees are known, each letter's department.
+type failedNotices struct {
+	ids, accounts []int64
+	waveOf        map[int64]int64
+	depts         map[int64]string
+}
+
+func (f *failedNotices) add(id, account, wave int64) {
+	if f.waveOf == nil {
+		f.waveOf = map[int64]int64{}
+	}
+	f.ids, f.accounts = append(f.ids, id), append(f.accounts, account)
+	f.waveOf[account] = wave
+}
+
+// letters files each account's letter with its addressee's department, and
+// returns the accounts whose addressee has no deliverable postal address.
+func (f *failedNotices) letters(to map[int64]recipient) (undeliverable []int64) {
+	f.depts = map[int64]string{}
+	for _, a := range f.accounts {
+		if r, ok := to[a]; ok && r.deliverable {
+			f.depts[a] = r.department
+		} else {
+			undeliverable = append(undeliverable, a)
+		}
+	}
+	return undeliverable
 }
 
 func keysOf[V any](m map[int64]V) []int64 {

@@ -121,3 +121,80 @@ func TestProtectedAdultsToldThroughTheirRepresentative(t *testing.T) {
 		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// A curator's copy the relay refuses changes nothing for the person, who was
+// told: the copy goes by letter to the curator's address, filed with the
+// curator's department, or, without one, stays failed. (Before, the
+// fallback looked for the person's address: a person told by email without
+// a postal address became unreachable — never activated — because their
+// curator's copy bounced, and a curator's letter was filed with the
+// person's department.)
+func TestCuratorsRefusedCopyChangesNothingForThePerson(t *testing.T) {
+	sink := mailSink(t, mailsink.Options{})
+	sink.SetRule(func(rcpt string) error {
+		if strings.HasPrefix(rcpt, "refuse-") {
+			return mailsink.Permanent
+		}
+		return nil
+	})
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	reg := filepath.Join(c.dir, "curatelle.csv")
+	os.WriteFile(reg, []byte(`nir,last_name,first_name,birth_date,email,address_line4,postcode,city,guardian_nir,protection
+262041305510162,Roux,Lucie,1962-04-03,refuse-lucie@example.fr,7 rue de Rome,13001,Marseille,,
+158117505610273,Blanc,Yves,1958-11-12,yves@example.fr,6 rue de la Paix,75002,Paris,262041305510162,curatelle
+261067505610386,Petit,Anne,1961-06-15,refuse-anne@example.fr,,,,,
+157027505610473,Morel,Luc,1957-02-20,luc@example.fr,,,,261067505610386,curatelle
+`), 0o600)
+	if code, out, errs := c.run("registry", "import", reg); code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := c.run("wave", "launch", "w"); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, _, errs := c.run("worker", "--until-idle"); code != 0 {
+		t.Fatal(errs)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	state := func(nir string) string {
+		var s string
+		if err := conn.QueryRow(ctx, `SELECT a.state FROM account a JOIN person p ON p.id = a.person_id WHERE p.nir = $1`, nir).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if yves, luc := state("158117505610273"), state("157027505610473"); yves != "notified" || luc != "notified" {
+		t.Fatalf("after their curators' copies were refused: Yves %s, Luc %s; want both notified", yves, luc)
+	}
+	var dept, file string
+	if err := conn.QueryRow(ctx, `SELECT n.department, coalesce(b.file, '') FROM notice n JOIN account a ON a.id = n.account_id
+		JOIN person p ON p.id = a.person_id LEFT JOIN letter_batch b ON b.id = n.batch_id
+		WHERE p.nir = '158117505610273' AND n.kind = 'copy' AND n.channel = 'letter'`).Scan(&dept, &file); err != nil {
+		t.Fatalf("Yves's curator's letter: %v", err)
+	}
+	text, err := exec.Command("pdftotext", "-layout", file, "-").Output()
+	if err != nil {
+		t.Fatalf("Yves's curator's letter (department %s, file %q): %v", dept, file, err)
+	}
+	if flat := strings.Join(strings.Fields(string(text)), " "); dept != "13" || !strings.Contains(flat, "13001 MARSEILLE") ||
+		!strings.Contains(flat, "curateur ou curatrice de Yves Blanc") {
+		t.Fatalf("Yves's curator's letter, filed with department %s:\n%s", dept, text)
+	}
+	var lucLetters int
+	var lucCopy string
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE n.channel = 'letter'), coalesce(max(n.status) FILTER (WHERE n.channel = 'email'), '')
+		FROM notice n JOIN account a ON a.id = n.account_id JOIN person p ON p.id = a.person_id
+		WHERE p.nir = '157027505610473' AND n.kind = 'copy'`).Scan(&lucLetters, &lucCopy); err != nil {
+		t.Fatal(err)
+	}
+	if lucLetters != 0 || lucCopy != "failed" {
+		t.Fatalf("Luc's curator, with no postal address: %d letters, copy email %q; want none and failed", lucLetters, lucCopy)
+	}
+	if code, out, errs := c.run("reconcile", "w"); code != 0 {
+		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errs)
+	}
+}
