@@ -565,7 +565,7 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 		// person, who was told: without the curator's address it stays
 		// failed.
 		var own, copies failedNotices
-		var late, unreachable []int64
+		var late []int64
 		for _, f := range fs {
 			switch {
 			case f.state == StateActive && f.kind != NoticeInformation:
@@ -584,9 +584,12 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 		if err != nil {
 			return err
 		}
-		unreachable = own.letters(recips)
+		unreachable := own.letters(recips)
 		undelivered := copies.letters(curators)
 		for _, fn := range []failedNotices{own, copies} {
+			if len(fn.depts) == 0 {
+				continue
+			}
 			if err := createLetters(ctx, tx, fn.ids, fn.depts, fn.waveOf, groups); err != nil {
 				return err
 			}
