@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
@@ -107,11 +105,7 @@ func TestLostCodeSentAgainThroughTheChannelOnFile(t *testing.T) {
 		t.Fatal(errs)
 	}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := c.db()
 	letterText := func(kind string) string {
 		var file string
 		if err := conn.QueryRow(ctx, `SELECT b.file FROM letter_batch b JOIN notice n ON n.batch_id = b.id

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
@@ -103,13 +101,9 @@ func TestContinuousEnrolmentOverDailyImports(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := c.db()
 	var unenrolled, newborns, newbornsInformed, others, othersNotified int64
-	err = conn.QueryRow(ctx, `SELECT
+	err := conn.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM person p WHERE p.death_date IS NULL AND NOT EXISTS (SELECT 1 FROM account a WHERE a.person_id = p.id)),
 		count(*) FILTER (WHERE p.birth_date >= $2),
 		count(*) FILTER (WHERE p.birth_date >= $2 AND a.state = 'active' AND EXISTS (

@@ -87,6 +87,18 @@ func (c *cli) importFixture(count, seed string) {
 	}
 }
 
+// db connects to the CLI's database as the application role, until the
+// test ends.
+func (c *cli) db() *pgx.Conn {
+	c.t.Helper()
+	conn, err := pgx.Connect(context.Background(), c.url)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 func (c *cli) json(v any, args ...string) {
 	c.t.Helper()
 	code, out, errs := c.run(args...)

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 )
@@ -99,11 +97,7 @@ func TestProtectedAdultsToldThroughTheirRepresentative(t *testing.T) {
 			yvesCode = codeRe.FindString(string(raw))
 		}
 	}
-	conn, err := pgx.Connect(context.Background(), c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn := c.db()
 	var file string
 	if err := conn.QueryRow(context.Background(), `SELECT b.file FROM letter_batch b JOIN notice n ON n.batch_id = b.id
 		WHERE n.kind = 'copy' AND n.channel = 'letter'`).Scan(&file); err != nil {
@@ -155,11 +149,7 @@ func TestCuratorsRefusedCopyChangesNothingForThePerson(t *testing.T) {
 		t.Fatal(errs)
 	}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := c.db()
 	state := func(nir string) string {
 		var s string
 		if err := conn.QueryRow(ctx, `SELECT a.state FROM account a JOIN person p ON p.id = a.person_id WHERE p.nir = $1`, nir).Scan(&s); err != nil {

@@ -65,11 +65,7 @@ func TestApplicationRoleCannotRewriteTheAuditLog(t *testing.T) {
 	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
 	c.importFixture("50", "1")
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := c.db()
 	for _, q := range []string{
 		`ALTER TABLE audit_event DISABLE TRIGGER ALL`,
 		`SET session_replication_role = replica`,

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/provisioning"
 )
@@ -24,11 +22,7 @@ func TestWaveSpreadOverDaysFromAStartDate(t *testing.T) {
 		t.Fatalf("launch: %d %s %s", code, out, errs)
 	}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := c.db()
 	rows, err := conn.Query(ctx, `SELECT (scheduled_at AT TIME ZONE 'Europe/Paris')::date::text,
 		sum((args->>'last_account_id')::bigint - (args->>'first_account_id')::bigint + 1)
 		FROM river_job WHERE kind = 'notify_chunk' GROUP BY 1 ORDER BY 1`)

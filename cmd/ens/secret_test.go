@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/optout"
 )
@@ -28,11 +26,7 @@ func TestCodesAndNIRsOnStdin(t *testing.T) {
 		t.Fatal(errs)
 	}
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := c.db()
 	var id int64
 	var nir, birth string
 	if err := conn.QueryRow(ctx, `SELECT a.id, p.nir, p.birth_date::text FROM account a JOIN person p ON p.id = a.person_id
