@@ -176,6 +176,8 @@ func RecordReturns(ctx context.Context, pool *pgxpool.Pool, r io.Reader, actor s
 		case err != nil:
 			return fmt.Errorf("returns line %d: %w", line, err)
 		case outcome == "":
+		case outcome == copyReturned:
+			res.Returned++
 		default:
 			res.Returned++
 			switch outcome {
@@ -190,16 +192,22 @@ func RecordReturns(ctx context.Context, pool *pgxpool.Pool, r io.Reader, actor s
 	return res, err
 }
 
+// copyReturned is recordReturn's outcome for a curator's copy: it tells
+// that the curator's address is wrong, nothing about the person, who was
+// told by their own notice.
+const copyReturned State = "copy returned"
+
 // recordReturn marks one letter returned and its account unreachable when
 // no other channel of its round reached the person; it returns the
-// account's state afterwards, or "" when the return was already recorded.
+// account's state afterwards, copyReturned for a curator's copy (the
+// account untouched), or "" when the return was already recorded.
 func recordReturn(ctx context.Context, pool *pgxpool.Pool, noticeID int64, day time.Time, reason, actor string, clock Clock) (State, error) {
 	var state State
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var acc, waveID int64
-		var status string
-		err := tx.QueryRow(ctx, `SELECT n.account_id, a.wave_id, n.status, a.state FROM notice n JOIN account a ON a.id = n.account_id
-			WHERE n.id = $1 AND n.channel = 'letter' AND n.status IN ('printed', 'sent', 'returned') FOR UPDATE`, noticeID).Scan(&acc, &waveID, &status, &state)
+		var status, kind string
+		err := tx.QueryRow(ctx, `SELECT n.account_id, a.wave_id, n.status, n.kind, a.state FROM notice n JOIN account a ON a.id = n.account_id
+			WHERE n.id = $1 AND n.channel = 'letter' AND n.status IN ('printed', 'sent', 'returned') FOR UPDATE`, noticeID).Scan(&acc, &waveID, &status, &kind, &state)
 		if err != nil {
 			return notFound(err, "letter")
 		}
@@ -211,6 +219,11 @@ func recordReturn(ctx context.Context, pool *pgxpool.Pool, noticeID int64, day t
 		if _, err := tx.Exec(ctx, `UPDATE notice SET status = 'returned', returned_on = $2, error = left('returned: ' || $3, 200)
 			WHERE id = $1`, noticeID, day.Format(time.DateOnly), reason); err != nil {
 			return fmt.Errorf("recording a returned letter: %w", err)
+		}
+		if kind == NoticeCopy {
+			state = copyReturned
+			return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "letter.returned", WaveID: &waveID, AccountIDs: []int64{acc},
+				Details: map[string]any{"notice_id": noticeID, "returned_on": day.Format(time.DateOnly), "kind": NoticeCopy}})
 		}
 		// Another notice of the round that reached the person (an email
 		// accepted and not reported failed) keeps them reachable.

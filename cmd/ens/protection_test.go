@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -12,9 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
+	"github.com/ens-sante/ens/provisioning"
 )
 
 // An adult under tutelle is told through their representative, as a minor
@@ -183,6 +186,51 @@ func TestCuratorsRefusedCopyChangesNothingForThePerson(t *testing.T) {
 	}
 	if lucLetters != 0 || lucCopy != "failed" {
 		t.Fatalf("Luc's curator, with no postal address: %d letters, copy email %q; want none and failed", lucLetters, lucCopy)
+	}
+	if code, out, errs := c.run("reconcile", "w"); code != 0 {
+		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// A curator's copy La Poste brings back says the curator's address is wrong,
+// nothing about the person: told by their own letter, they stay notified and
+// are not counted unreachable. (Before, a returned copy made the person
+// unreachable — never activated — while their own letter was not yet
+// acknowledged posted, and, after activation, was counted as a person never
+// told.)
+func TestReturnedCuratorsCopyLeavesThePersonNotified(t *testing.T) {
+	mailSink(t, mailsink.Options{})
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	reg := filepath.Join(c.dir, "curatelle.csv")
+	os.WriteFile(reg, []byte(`nir,last_name,first_name,birth_date,email,address_line4,postcode,city,guardian_nir,protection
+270036912310575,Faure,Marie,1970-03-08,,8 rue de Lyon,69001,Lyon,,
+159067505610637,Garnier,Paul,1959-06-21,,9 rue de la Paix,75002,Paris,270036912310575,curatelle
+`), 0o600)
+	for _, args := range [][]string{{"registry", "import", reg}, {"wave", "launch", "w"}, {"worker", "--until-idle"}} {
+		if code, out, errs := c.run(args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+	ctx := context.Background()
+	conn := c.db()
+	var copyID int64
+	if err := conn.QueryRow(ctx, `SELECT id FROM notice WHERE kind = 'copy' AND channel = 'letter' AND status = 'printed'`).Scan(&copyID); err != nil {
+		t.Fatalf("the curator's printed copy: %v", err)
+	}
+	returns := filepath.Join(c.dir, "returns.csv")
+	today := time.Now().In(provisioning.Paris).Format(time.DateOnly)
+	os.WriteFile(returns, []byte(fmt.Sprintf("reference,returned_on,reason\nENS-%d,%s,destinataire inconnu\n", copyID, today)), 0o600)
+	var res struct {
+		Returned    int `json:"returned"`
+		Unreachable int `json:"unreachable"`
+	}
+	c.json(&res, "letters", "returned", returns, "--json", "--operator", "la-poste")
+	var state string
+	if err := conn.QueryRow(ctx, `SELECT a.state FROM account a JOIN person p ON p.id = a.person_id WHERE p.nir = '159067505610637'`).Scan(&state); err != nil {
+		t.Fatal(err)
+	}
+	if res.Returned != 1 || res.Unreachable != 0 || state != "notified" {
+		t.Fatalf("after the curator's copy came back: %+v, Paul %s; want 1 returned, nobody unreachable, Paul notified", res, state)
 	}
 	if code, out, errs := c.run("reconcile", "w"); code != 0 {
 		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errs)
