@@ -180,8 +180,12 @@ func (w *RenderLettersWorker) batchReady(ctx context.Context, args RenderLetters
 // look-ahead, so a waiting render keeps it running.
 const letterWait = time.Second
 
-// letterPoll is how often a waiting render looks at its wave's chunks.
-const letterPoll = 25 * time.Millisecond
+// letterPoll is how often a waiting render looks at its wave's chunks: a
+// render starts within this of the wave's last chunk. Each look searches
+// River's jobs by their arguments (1.6 ms on a 1,000,000-person wave's
+// 2,000 chunks); looking every 25 ms, three renders took 58 s of the
+// database's time during that wave.
+const letterPoll = 200 * time.Millisecond
 
 // chunksOutstanding reports whether a wave still has notice chunks to work.
 func chunksOutstanding(ctx context.Context, db provisioning.DBTX, waveID int64) (bool, error) {
