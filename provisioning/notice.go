@@ -285,6 +285,9 @@ type recipient struct {
 
 // recipientsOf gives, for each account, whoever receives its letters.
 func recipientsOf(ctx context.Context, tx pgx.Tx, accountIDs []int64, now time.Time) (map[int64]recipient, error) {
+	if len(accountIDs) == 0 {
+		return nil, nil
+	}
 	ts, err := targetsOf(ctx, tx, accountIDs, now)
 	return recipientsFrom(ts), err
 }

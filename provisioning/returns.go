@@ -220,17 +220,16 @@ func recordReturn(ctx context.Context, pool *pgxpool.Pool, noticeID int64, day t
 			WHERE id = $1`, noticeID, day.Format(time.DateOnly), reason); err != nil {
 			return fmt.Errorf("recording a returned letter: %w", err)
 		}
-		if kind == NoticeCopy {
-			state = copyReturned
-			return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "letter.returned", WaveID: &waveID, AccountIDs: []int64{acc},
-				Details: map[string]any{"notice_id": noticeID, "returned_on": day.Format(time.DateOnly), "kind": NoticeCopy}})
-		}
-		// Another notice of the round that reached the person (an email
-		// accepted and not reported failed) keeps them reachable.
-		var reached bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notice n JOIN account a ON a.id = n.account_id
-			WHERE n.account_id = $1 AND n.seq = a.notice_round AND n.kind = 'opposition' AND n.status = 'sent')`, acc).Scan(&reached); err != nil {
-			return fmt.Errorf("recording a returned letter: %w", err)
+		// A curator's copy says nothing about the person, told by their own
+		// notice; for the person's letter, another notice of the round that
+		// reached them (an email accepted and not reported failed) keeps
+		// them reachable.
+		reached := kind == NoticeCopy
+		if !reached {
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notice n JOIN account a ON a.id = n.account_id
+				WHERE n.account_id = $1 AND n.seq = a.notice_round AND n.kind = 'opposition' AND n.status = 'sent')`, acc).Scan(&reached); err != nil {
+				return fmt.Errorf("recording a returned letter: %w", err)
+			}
 		}
 		if !reached {
 			if err := markUnreachable(ctx, tx, []int64{acc}, "letter returned", now); err != nil {
@@ -240,8 +239,14 @@ func recordReturn(ctx context.Context, pool *pgxpool.Pool, noticeID int64, day t
 				state = StateUnreachable
 			}
 		}
-		return AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "letter.returned", WaveID: &waveID, AccountIDs: []int64{acc},
-			Details: map[string]any{"notice_id": noticeID, "returned_on": day.Format(time.DateOnly), "account_state": string(state)}})
+		if err := AppendAudit(ctx, tx, now, Event{Actor: actor, Action: "letter.returned", WaveID: &waveID, AccountIDs: []int64{acc},
+			Details: map[string]any{"notice_id": noticeID, "kind": kind, "returned_on": day.Format(time.DateOnly), "account_state": string(state)}}); err != nil {
+			return err
+		}
+		if kind == NoticeCopy {
+			state = copyReturned
+		}
+		return nil
 	})
 	return state, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -92,7 +93,7 @@ func BenchmarkDurableRecordFloor(b *testing.B) {
 			}
 		}
 		exec(`INSERT INTO notice (account_id, kind, channel) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])`,
-			ids, slicesOf(len(ids), "opposition"), channels)
+			ids, slices.Repeat([]string{"opposition"}, len(ids)), channels)
 		for j := 0; j < len(sent); j += conns {
 			exec(`UPDATE notice SET status = 'sent', sent_at = now(), deadline = now() + interval '42 days', attempts = attempts + 1
 				WHERE account_id = ANY($1) AND channel = 'email' AND status = 'pending'`, sent[j:min(j+conns, len(sent))])
@@ -136,12 +137,4 @@ func BenchmarkDurableRecordFloor(b *testing.B) {
 func processCPU(p *os.ProcessState) time.Duration {
 	u := p.SysUsage().(*syscall.Rusage)
 	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
-}
-
-func slicesOf(n int, s string) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = s
-	}
-	return out
 }
