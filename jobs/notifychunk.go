@@ -206,7 +206,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 				case r.Outcome == notify.Accepted && t.Kind != provisioning.NoticeOpposition && t.Kind != provisioning.NoticeInformation:
 					// A follow-up (extension, resend, curator's copy): the
 					// account is notified already.
-					s := wave.Accepted(t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
+					s := provisioning.Accepted(wave, t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
 					s.Deadline = wave.TargetDeadline(t, s.At)
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
 					failed = !keep(provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, []provisioning.Sent{s}, d.Clock))
@@ -214,7 +214,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					out.sent++
 					mu.Unlock()
 				case r.Outcome == notify.Accepted:
-					s := wave.Accepted(t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
+					s := provisioning.Accepted(wave, t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
 					s.CodeHash = codeHash
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
 					if !keep(w.marks.record(s)) {

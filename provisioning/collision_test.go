@@ -53,7 +53,7 @@ func TestCodeCollisionsAreHarmless(t *testing.T) {
 		if err := pool.QueryRow(ctx, `INSERT INTO notice (account_id, kind, channel, status, sent_at) VALUES ($1, 'opposition', 'email', 'pending', NULL) RETURNING id`, a.id).Scan(&notice); err != nil {
 			t.Fatal(err)
 		}
-		s := w.Accepted(notice, a.id, provisioning.NoticeOpposition, time.Now())
+		s := provisioning.Accepted(w, notice, a.id, provisioning.NoticeOpposition, time.Now())
 		s.CodeHash = hash
 		sent = append(sent, s)
 	}

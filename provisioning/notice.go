@@ -398,7 +398,7 @@ type Sent struct {
 type CodeHasher func(accountID int64) []byte
 
 // Accepted is the Sent for a notice of w of kind accepted at at.
-func (w *Wave) Accepted(noticeID, accountID int64, kind string, at time.Time) Sent {
+func Accepted(w *Wave, noticeID, accountID int64, kind string, at time.Time) Sent {
 	return Sent{NoticeID: noticeID, AccountID: accountID, At: at, Deadline: w.NoticeDeadline(kind, at)}
 }
 
@@ -484,7 +484,7 @@ func SettleLeftovers(ctx context.Context, pool *pgxpool.Pool, wave *Wave, first,
 		var at time.Time
 		var kind string
 		err := row.Scan(&noticeID, &accountID, &at, &kind)
-		s := wave.Accepted(noticeID, accountID, kind, at)
+		s := Accepted(wave, noticeID, accountID, kind, at)
 		if kind == NoticeOpposition {
 			s.CodeHash = codeHash(accountID)
 		}
