@@ -30,7 +30,7 @@ build: ## Build bin/ens
 # fuzzes each for FUZZTIME. FUZZ_HTTP drive the HTTP handlers on a real database (each
 # fuzzing process starts its own PostgreSQL, which takes longer than a brief run):
 # `make test` runs their seed corpus (go test does), `make fuzz` fuzzes them too.
-FUZZ_PURE := ./provisioning/:FuzzRegistryReader ./provisioning/:FuzzQuoteGuard ./notify/:FuzzParseReport ./optout/:FuzzParseCode
+FUZZ_PURE := ./provisioning/registry/:FuzzRegistryReader ./provisioning/registry/:FuzzQuoteGuard ./notify/:FuzzParseReport ./optout/:FuzzParseCode
 FUZZ_HTTP := ./optout/:FuzzAPI ./optout/:FuzzPublicRoutes ./jobs/ops/:FuzzOpsArea
 FUZZTIME ?= 3s
 
@@ -55,7 +55,7 @@ demo: deps build ## Run a whole wave end to end on a private database and a loca
 	./bin/ens demo
 
 bench: deps build ## Measure throughput against the raw tools on durable PostgreSQL settings; writes var/bench/*.json (not run in CI)
-	ENS_TEST_DURABLE=1 $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./provisioning/ ./provisioning/reconcile/ ./jobs/ ./optout/ ./cmd/ens/
+	ENS_TEST_DURABLE=1 $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./provisioning/wave/ ./provisioning/reconcile/ ./jobs/ ./optout/ ./cmd/ens/
 
 # The fault suite (cmd/ens/chaos_test.go): each fault in turn on real processes; make test
 # runs it short (one run of each, three kills, 1,500 people).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // BounceCounts is what a reading of the bounce mailbox found, one count per
@@ -70,7 +71,7 @@ func IngestBounces(ctx context.Context, pool *pgxpool.Pool, reader *notify.Bounc
 		switch outcome {
 		case notify.BouncePermanent:
 			c.Permanent++
-			n, err := provisioning.FallBackToLetter(ctx, pool, []int64{b.NoticeID}, "bounced", "delivery status notification "+status, letters, clock)
+			n, err := notice.FallBackToLetter(ctx, pool, []int64{b.NoticeID}, "bounced", "delivery status notification "+status, letters, clock)
 			if err != nil {
 				return fmt.Errorf("switching notice %d to a letter: %w", b.NoticeID, err)
 			}
@@ -88,7 +89,7 @@ func IngestBounces(ctx context.Context, pool *pgxpool.Pool, reader *notify.Bounc
 // believe picks the report's group about the notice's own recipient: ok is
 // false when no group names the address the notice went to.
 func believe(ctx context.Context, pool *pgxpool.Pool, b *notify.Bounce) (notify.BounceOutcome, string, bool, error) {
-	hashes, err := provisioning.EmailRecipientHashes(ctx, pool, []int64{b.NoticeID})
+	hashes, err := notice.EmailRecipientHashes(ctx, pool, []int64{b.NoticeID})
 	if err != nil {
 		return "", "", false, err
 	}

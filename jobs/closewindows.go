@@ -10,6 +10,8 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 // CloseWindowsArgs activates the accounts whose opposition window ended.
@@ -34,14 +36,14 @@ type CloseWindowsWorker struct {
 
 // Work runs one sweep: ended windows closed, stray letters queued.
 func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindowsArgs]) error {
-	n, err := provisioning.CloseWindows(ctx, w.deps.Pool, w.deps.Clock, 0)
+	n, err := window.Close(ctx, w.deps.Pool, w.deps.Clock, 0)
 	if n > 0 {
 		w.deps.Logger.Info("windows closed", "activated", n)
 	}
 	if err != nil {
 		return err
 	}
-	if withheld, err := provisioning.WithheldActivations(ctx, w.deps.Pool, w.deps.Clock.Now()); err != nil {
+	if withheld, err := window.WithheldActivations(ctx, w.deps.Pool, w.deps.Clock.Now()); err != nil {
 		return err
 	} else if withheld > 0 {
 		w.deps.Logger.Warn("windows ended but accounts not activated: no proof their person was informed (letter not posted) or no code",
@@ -76,7 +78,7 @@ func SweepFollowUps(ctx context.Context, pool *pgxpool.Pool, client *river.Clien
 // queueFollowUps queues the follow-up emails' job in tx when some are
 // ready; it says whether it did.
 func queueFollowUps(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx]) (bool, error) {
-	ready, err := provisioning.FollowUpsReady(ctx, tx)
+	ready, err := notice.FollowUpsReady(ctx, tx)
 	if err != nil || !ready {
 		return false, err
 	}
@@ -89,7 +91,7 @@ func queueFollowUps(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx]
 // SweepLetters queues a render for every wave and department that has
 // pending letters; it returns how many groups it found.
 func SweepLetters(ctx context.Context, pool *pgxpool.Pool, letters provisioning.LetterFunc) (int, error) {
-	groups, err := provisioning.PendingLetterGroups(ctx, pool)
+	groups, err := notice.PendingLetterGroups(ctx, pool)
 	if err != nil || len(groups) == 0 {
 		return 0, err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // Deps are what the workers need.
@@ -66,7 +67,7 @@ func (d *Deps) giveUpAfter() time.Duration {
 	if d.GiveUpAfter > 0 {
 		return d.GiveUpAfter
 	}
-	return provisioning.DefaultEmailGiveUpAfter
+	return notice.DefaultEmailGiveUpAfter
 }
 
 // codeHash is the lookup hash of an account's opposition code.

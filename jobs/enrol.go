@@ -8,7 +8,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // EnrolArgs runs continuous enrolment once: daily on the leader, and after
@@ -35,8 +35,8 @@ type EnrolWorker struct {
 
 // Work runs one enrolment.
 func (w *EnrolWorker) Work(ctx context.Context, _ *river.Job[EnrolArgs]) error {
-	res, err := provisioning.Enrol(ctx, w.deps.Pool, Enqueuer(w.client()), provisioning.LaunchOptions{Clock: w.deps.Clock})
-	if errors.Is(err, provisioning.ErrEnrolmentOff) {
+	res, err := wave.Enrol(ctx, w.deps.Pool, Enqueuer(w.client()), wave.LaunchOptions{Clock: w.deps.Clock})
+	if errors.Is(err, wave.ErrEnrolmentOff) {
 		return nil
 	}
 	if err == nil && res.Created > 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // Queue names. Notices have their own queue so that a slow SMTP server never
@@ -132,5 +133,5 @@ func Enqueuer(client *river.Client[pgx.Tx]) provisioning.EnqueueFunc {
 func RetryWave(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], name, actor string, clock provisioning.Clock) (int64, error) {
 	states := []string{string(rivertype.JobStateAvailable), string(rivertype.JobStatePending), string(rivertype.JobStateScheduled),
 		string(rivertype.JobStateRunning), string(rivertype.JobStateRetryable)}
-	return provisioning.RetryWave(ctx, pool, name, actor, NotifyChunkArgs{}.Kind(), states, Enqueuer(client), clock)
+	return wave.Retry(ctx, pool, name, actor, NotifyChunkArgs{}.Kind(), states, Enqueuer(client), clock)
 }

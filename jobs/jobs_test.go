@@ -26,6 +26,7 @@ import (
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
@@ -65,8 +66,8 @@ func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int, emai
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := provisioning.LaunchWave(ctx, pool, provisioning.WaveSpec{Name: "w1", Actor: "test"}, jobs.Enqueuer(ins),
-		provisioning.LaunchOptions{ChunkSize: chunk})
+	res, err := wave.Launch(ctx, pool, provisioning.WaveSpec{Name: "w1", Actor: "test"}, jobs.Enqueuer(ins),
+		wave.LaunchOptions{ChunkSize: chunk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,11 +507,11 @@ func TestExtensionTellsPeopleTheirNewDeadline(t *testing.T) {
 	ctx := context.Background()
 	before := e.sink.Count()
 	until := time.Now().AddDate(0, 3, 0)
-	n, err := provisioning.ExtendWave(ctx, e.pool, "w1", until, "olga", nil)
+	n, err := wave.Extend(ctx, e.pool, "w1", until, "olga", nil)
 	if err != nil || n == 0 {
 		t.Fatalf("extend: %d %v", n, err)
 	}
-	if _, err := provisioning.ExtendWave(ctx, e.pool, "w1", until.AddDate(0, 0, -1), "olga", nil); err == nil {
+	if _, err := wave.Extend(ctx, e.pool, "w1", until.AddDate(0, 0, -1), "olga", nil); err == nil {
 		t.Fatal("an extension that shortens the window was accepted")
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // stagedMaxAge is how old a staged letter file must be before the recovery
@@ -54,7 +55,7 @@ func settleStaged(ctx context.Context, db provisioning.DBTX, dir string, match f
 	if err != nil || len(staged) == 0 {
 		return 0, 0, err
 	}
-	committed, err := provisioning.BatchFiles(ctx, db)
+	committed, err := notice.BatchFiles(ctx, db)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -88,7 +89,7 @@ func settleStaged(ctx context.Context, db provisioning.DBTX, dir string, match f
 // retention ago (they hold codes); the manifests, rows and SHA-256 stay. It
 // runs with each window sweep.
 func DeleteExpiredLetterFiles(ctx context.Context, pool *pgxpool.Pool, retention time.Duration, clock provisioning.Clock, log *slog.Logger) (int, error) {
-	files, err := provisioning.ExpiredLetterFiles(ctx, pool, retention, clock.Now())
+	files, err := notice.ExpiredLetterFiles(ctx, pool, retention, clock.Now())
 	if err != nil || len(files) == 0 {
 		return 0, err
 	}
@@ -100,7 +101,7 @@ func DeleteExpiredLetterFiles(ctx context.Context, pool *pgxpool.Pool, retention
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	if err := provisioning.RecordLetterFilesDeleted(ctx, pool, ids, clock); err != nil {
+	if err := notice.RecordLetterFilesDeleted(ctx, pool, ids, clock); err != nil {
 		return 0, err
 	}
 	log.Info("letter files deleted after their retention", "batches", len(ids))

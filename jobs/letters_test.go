@@ -22,6 +22,7 @@ import (
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // Letters rendered just before a clock change print the deadline of the
@@ -92,7 +93,7 @@ func TestFailedCommitLeavesNoLetterFile(t *testing.T) {
 // committed batches name, published, and nothing else.
 func filesAreTheBatches(t *testing.T, e *env) {
 	t.Helper()
-	committed, err := provisioning.BatchFiles(context.Background(), e.pool)
+	committed, err := notice.BatchFiles(context.Background(), e.pool)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // marker records accepted emails for every sender of a worker process. Each
@@ -33,12 +34,12 @@ func newMarker(db provisioning.DBTX) *marker {
 }
 
 type markReq struct {
-	sent   provisioning.Sent
+	sent   notice.Sent
 	result chan error
 }
 
 // record returns once s is recorded.
-func (m *marker) record(s provisioning.Sent) error {
+func (m *marker) record(s notice.Sent) error {
 	r := markReq{sent: s, result: make(chan error, 1)}
 	m.mu.Lock()
 	m.queue = append(m.queue, r)
@@ -69,11 +70,11 @@ func (m *marker) record(s provisioning.Sent) error {
 		batch := m.queue
 		m.queue = nil
 		m.mu.Unlock()
-		sent := make([]provisioning.Sent, len(batch))
+		sent := make([]notice.Sent, len(batch))
 		for i, q := range batch {
 			sent[i] = q.sent
 		}
-		err := provisioning.MarkEmailsAccepted(context.Background(), m.db, sent)
+		err := notice.MarkEmailsAccepted(context.Background(), m.db, sent)
 		for _, q := range batch {
 			q.result <- err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // NotifyChunkArgs dispatches the notices of one chunk of a wave's accounts.
@@ -81,7 +82,7 @@ func (w *NotifyChunkWorker) work(ctx context.Context, job *river.Job[NotifyChunk
 	}
 	// A crashed run may have left accepted emails unsettled: this job owns
 	// these accounts, so it settles them before anything else.
-	if n, err := provisioning.SettleLeftovers(ctx, d.Pool, wave, a.FirstAccountID, a.LastAccountID, d.codeHash, d.Clock); err != nil {
+	if n, err := notice.SettleLeftovers(ctx, d.Pool, wave, a.FirstAccountID, a.LastAccountID, d.codeHash, d.Clock); err != nil {
 		return err
 	} else if n > 0 {
 		d.Logger.Info("settled emails accepted before a crash", "wave_id", a.WaveID, "emails", n)
@@ -89,7 +90,7 @@ func (w *NotifyChunkWorker) work(ctx context.Context, job *river.Job[NotifyChunk
 	if wave.Paused() {
 		return river.JobSnooze(pausedSnooze) // the operator paused the wave: no attempt spent
 	}
-	targets, err := provisioning.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID, w.letters, d.Clock)
+	targets, err := notice.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID, w.letters, d.Clock)
 	if err != nil {
 		return fmt.Errorf("preparing chunk: %w", err)
 	}
@@ -125,7 +126,7 @@ func (w *NotifyChunkWorker) dispatch(ctx context.Context, wave *provisioning.Wav
 		if len(ids) == 0 {
 			continue
 		}
-		if _, err := provisioning.FallBackToLetter(ctx, d.Pool, ids, "failed", reason, w.letters, d.Clock); err != nil {
+		if _, err := notice.FallBackToLetter(ctx, d.Pool, ids, "failed", reason, w.letters, d.Clock); err != nil {
 			return res, err
 		}
 	}
@@ -183,14 +184,14 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 		}
 		return err == nil
 	}
-	settle := func(sent []provisioning.Sent) bool {
-		return keep(provisioning.SettleAccepted(context.WithoutCancel(ctx), d.Pool, wave, sent, d.Clock))
+	settle := func(sent []notice.Sent) bool {
+		return keep(notice.SettleAccepted(context.WithoutCancel(ctx), d.Pool, wave, sent, d.Clock))
 	}
 	work := make(chan *provisioning.Target)
 	var wg sync.WaitGroup
 	for range max(1, d.Mailer.Connections()) {
 		wg.Go(func() {
-			var accepted []provisioning.Sent
+			var accepted []notice.Sent
 			failed := false // the database refused a record: send nothing more
 			for t := range work {
 				if failed {
@@ -206,15 +207,15 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 				case r.Outcome == notify.Accepted && t.Kind != provisioning.NoticeOpposition && t.Kind != provisioning.NoticeInformation:
 					// A follow-up (extension, resend, curator's copy): the
 					// account is notified already.
-					s := provisioning.Accepted(wave, t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
+					s := notice.Accepted(wave, t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
 					s.Deadline = wave.TargetDeadline(t, s.At)
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
-					failed = !keep(provisioning.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, []provisioning.Sent{s}, d.Clock))
+					failed = !keep(notice.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, []notice.Sent{s}, d.Clock))
 					mu.Lock()
 					out.sent++
 					mu.Unlock()
 				case r.Outcome == notify.Accepted:
-					s := provisioning.Accepted(wave, t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
+					s := notice.Accepted(wave, t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
 					s.CodeHash = codeHash
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
 					if !keep(w.marks.record(s)) {
@@ -238,7 +239,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					out.exhausted = append(out.exhausted, t.NoticeID)
 					mu.Unlock()
 				default:
-					failed = !keep(provisioning.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason, d.Clock.Now()))
+					failed = !keep(notice.RecordTemporaryFailure(context.WithoutCancel(ctx), d.Pool, t.NoticeID, r.Reason, d.Clock.Now()))
 					mu.Lock()
 					out.temporary++
 					out.lastReason = r.Reason

@@ -5,7 +5,7 @@ import (
 
 	"github.com/riverqueue/river"
 
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/archive"
 )
 
 // PurgeArchiveArgs purges archives past their retention.
@@ -26,7 +26,7 @@ type PurgeArchiveWorker struct {
 
 // Work runs one purge.
 func (w *PurgeArchiveWorker) Work(ctx context.Context, _ *river.Job[PurgeArchiveArgs]) error {
-	res, err := provisioning.Purge(ctx, w.deps.Pool, w.deps.Key.NIRKey(), false, w.deps.Clock)
+	res, err := archive.Purge(ctx, w.deps.Pool, w.deps.Key.NIRKey(), false, w.deps.Clock)
 	if err == nil {
 		w.deps.Logger.Info("archive purged", "due", res.Due, "purged", res.Purged)
 	}

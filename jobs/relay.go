@@ -7,6 +7,7 @@ import (
 
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // RelayRecorder returns what a mailer calls when its relay fails, is probed
@@ -25,7 +26,7 @@ func RelayRecorder(db provisioning.DBTX, worker string, log *slog.Logger) func(n
 		wasDown = !st.Up
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := provisioning.RecordRelayState(ctx, db, worker, st.Up, st.Since, st.Reason); err != nil {
+		if err := notice.RecordRelayState(ctx, db, worker, st.Up, st.Since, st.Reason); err != nil {
 			log.Error("recording the SMTP relay's state", "error", err)
 		}
 	}

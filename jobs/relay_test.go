@@ -13,7 +13,8 @@ import (
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/notify/mailsink"
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // A relay that goes down mid-wave and comes back: nobody is moved to a
@@ -41,8 +42,8 @@ func TestRelayOutagePausesWithoutLetters(t *testing.T) {
 	}
 	defer m.Close()
 	e.deps.Mailer = m
-	relayShown := func() provisioning.RelayStatus {
-		st, err := provisioning.GetWaveStatus(ctx, e.pool, "w1", provisioning.StatusOptions{})
+	relayShown := func() notice.RelayStatus {
+		st, err := wave.GetStatus(ctx, e.pool, "w1", wave.StatusOptions{})
 		if err != nil || len(st.Relays) != 1 {
 			t.Fatalf("wave status: %v, relays %+v", err, st)
 		}

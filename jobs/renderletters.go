@@ -13,6 +13,7 @@ import (
 
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // RenderLettersArgs renders the pending letters of one wave and department.
@@ -102,8 +103,8 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 	if err := settleDepartmentFiles(ctx, d.Pool, waveDir, dept, d.Logger); err != nil {
 		return err
 	}
-	n, err := provisioning.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
-		func(batchID int64, ts []provisioning.Target) (*provisioning.LetterFile, error) {
+	n, err := notice.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
+		func(batchID int64, ts []provisioning.Target) (*notice.LetterFile, error) {
 			ns := make([]*notify.Notice, len(ts))
 			hashes := map[int64][]byte{}
 			for i := range ts {
@@ -126,9 +127,9 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 			for _, r := range b.Manifest {
 				pages[r.NoticeID] = r.Page
 			}
-			return &provisioning.LetterFile{File: st.PDF, Manifest: st.Manifest, SHA256: b.SHA256, Pages: pages, CodeHashes: hashes,
+			return &notice.LetterFile{File: st.PDF, Manifest: st.Manifest, SHA256: b.SHA256, Pages: pages, CodeHashes: hashes,
 				Publish: st.Publish, Discard: st.Discard}, nil
-		}, provisioning.LetterOptions{PostDelay: d.PostDelay, Clock: d.Clock})
+		}, notice.LetterOptions{PostDelay: d.PostDelay, Clock: d.Clock})
 	if err != nil {
 		return err
 	}
@@ -148,8 +149,8 @@ func (w *RenderLettersWorker) batchReady(ctx context.Context, args RenderLetters
 	if err != nil || !busy {
 		return err == nil, err
 	}
-	pending, oldest, err := provisioning.PendingLetters(ctx, pool, args.WaveID, args.Department)
-	if err != nil || pending >= provisioning.LetterBatchSize {
+	pending, oldest, err := notice.PendingLetters(ctx, pool, args.WaveID, args.Department)
+	if err != nil || pending >= notice.LetterBatchSize {
 		return err == nil, err
 	}
 	// A chunk stuck under a dead worker, or failing, holds nobody's letter

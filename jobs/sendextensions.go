@@ -6,6 +6,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // extensions of a window, and codes re-sent (ens code resend).
@@ -31,7 +32,7 @@ type SendExtensionsWorker struct {
 func (w *SendExtensionsWorker) Work(ctx context.Context, job *river.Job[SendExtensionsArgs]) error {
 	d := w.deps
 	for {
-		targets, err := provisioning.PendingFollowUpEmails(ctx, d.Pool, 500, d.Clock.Now())
+		targets, err := notice.PendingFollowUpEmails(ctx, d.Pool, 500, d.Clock.Now())
 		if err != nil || len(targets) == 0 {
 			return err
 		}

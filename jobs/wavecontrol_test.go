@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/ens-sante/ens/jobs"
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // A paused wave sends nothing until it is resumed; a cancelled one cancels
@@ -18,7 +18,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 	t.Parallel()
 	e := setup(t, 120, nil)
 	ctx := context.Background()
-	if err := provisioning.PauseWave(ctx, e.pool, "w1", "olga", nil); err != nil {
+	if err := wave.Pause(ctx, e.pool, "w1", "olga", nil); err != nil {
 		t.Fatal(err)
 	}
 	c := e.client(t)
@@ -34,7 +34,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 	if sent := e.sink.Count(); sent != 0 {
 		t.Fatalf("%d emails left a paused wave", sent)
 	}
-	if err := provisioning.ResumeWave(ctx, e.pool, "w1", "olga", nil); err != nil {
+	if err := wave.Resume(ctx, e.pool, "w1", "olga", nil); err != nil {
 		t.Fatal(err)
 	}
 	e.pool.Exec(ctx, `UPDATE river_job SET scheduled_at = now() WHERE state = 'scheduled'`) //nolint:errcheck
@@ -71,7 +71,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 	done()
 	notified := e2.count(t, `SELECT count(*) FROM account WHERE state = 'notified'`) // newborns, active from the start, are still informed
 	pendingBefore := e2.count(t, `SELECT count(*) FROM account WHERE state = 'pending'`)
-	cancelled, err := provisioning.CancelWave(ctx, e2.pool, "w1", "olga", nil)
+	cancelled, err := wave.Cancel(ctx, e2.pool, "w1", "olga", nil)
 	if err != nil || cancelled != int64(pendingBefore) || pendingBefore == 0 {
 		t.Fatalf("cancel: %d of %d pending (%v)", cancelled, pendingBefore, err)
 	}
@@ -79,7 +79,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 	if n := e2.count(t, `SELECT count(*) FROM account WHERE state = 'notified'`); n != notified {
 		t.Fatalf("%d told after the cancel, %d before: they keep their window and nobody else is told", n, notified)
 	}
-	if err := provisioning.ResumeWave(ctx, e2.pool, "w1", "olga", nil); err == nil {
+	if err := wave.Resume(ctx, e2.pool, "w1", "olga", nil); err == nil {
 		t.Fatal("a cancelled wave resumed")
 	}
 	if n := e.count(t, `SELECT count(*) FROM audit_event WHERE action IN ('wave.paused', 'wave.resumed', 'wave.retried')`); n != 3 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 // agentRequest is what a call-centre agent's tool sends: the code and birth
@@ -46,7 +47,7 @@ func (h *Handler) agentOppose(w http.ResponseWriter, r *http.Request, agent stri
 		}
 		postmark = &d
 	}
-	var res *provisioning.OpposeResult
+	var res *window.OpposeResult
 	var err error
 	switch {
 	case (in.Code == "") == (in.NIR == ""):
@@ -66,7 +67,7 @@ func (h *Handler) agentOppose(w http.ResponseWriter, r *http.Request, agent stri
 
 // opposeByNIR records the opposition of a person who lost the code, after
 // an agent checked their identity; the attempt counts against the agent.
-func (h *Handler) opposeByNIR(r *http.Request, in agentRequest, agent string, postmark *time.Time) (*provisioning.OpposeResult, error) {
+func (h *Handler) opposeByNIR(r *http.Request, in agentRequest, agent string, postmark *time.Time) (*window.OpposeResult, error) {
 	if in.IdentityCheckedBy == "" {
 		return nil, errors.Join(errBadRequest, errors.New("identity_checked_by is required without the code"))
 	}
@@ -86,7 +87,7 @@ func (h *Handler) opposeByNIR(r *http.Request, in agentRequest, agent string, po
 	if wait > 0 {
 		return nil, &TooManyError{RetryAfter: wait}
 	}
-	res, err := provisioning.OpposeByAgent(r.Context(), h.svc.Pool, provisioning.AgentOpposition{NIR: nir, BirthDate: birth,
+	res, err := window.OpposeByAgent(r.Context(), h.svc.Pool, window.AgentOpposition{NIR: nir, BirthDate: birth,
 		Operator: agent, IdentityCheckedBy: in.IdentityCheckedBy, PostmarkedOn: postmark}, h.svc.Clock)
 	h.svc.settle(r.Context(), keys, err)
 	return res, err

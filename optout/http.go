@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/audit"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 //go:embed web/*
@@ -104,13 +106,13 @@ func outcomeOf(err error) outcome {
 		return outcome{http.StatusBadRequest, "malformed", "Le code d'opposition compte 12 caractères (chiffres et lettres).", "code"}
 	case errors.Is(err, ErrBirthDate):
 		return outcome{http.StatusBadRequest, "birth_date_invalid", "La date de naissance doit être au format JJ/MM/AAAA.", "birth_date"}
-	case errors.Is(err, provisioning.ErrNoMatch):
+	case errors.Is(err, window.ErrNoMatch):
 		return outcome{http.StatusNotFound, "no_match", "Le code ou la date de naissance est incorrect.", "code"}
-	case errors.Is(err, provisioning.ErrWindowClosed):
+	case errors.Is(err, window.ErrWindowClosed):
 		return outcome{http.StatusGone, "window_closed", "Le délai d'opposition est terminé : ce code ne peut plus être utilisé. Vous pouvez fermer le profil à tout moment depuis Mon espace santé.", ""}
-	case errors.Is(err, provisioning.ErrAlreadyActive):
+	case errors.Is(err, window.ErrAlreadyActive):
 		return outcome{http.StatusConflict, "already_active", "Ce profil est déjà activé. Vous pouvez le fermer à tout moment depuis Mon espace santé.", ""}
-	case errors.Is(err, provisioning.ErrActivatedBeforeArrival):
+	case errors.Is(err, window.ErrActivatedBeforeArrival):
 		return outcome{http.StatusConflict, "activated_before_arrival", "Le profil a été activé avant l'arrivée de ce courrier, posté dans les délais : seule une fermeture à la demande de la personne peut l'honorer.", ""}
 	case errors.Is(err, provisioning.ErrState):
 		return outcome{http.StatusConflict, "state", "Cette demande ne correspond pas à l'état du profil.", ""}
@@ -156,7 +158,7 @@ func (h *Handler) request(r *http.Request, channel string) (Request, error) {
 		return Request{}, errors.Join(errBadRequest, err)
 	}
 	return Request{Code: r.PostForm.Get("code"), BirthDate: r.PostForm.Get("birth_date"), Client: h.svc.ClientAddr(r),
-		Channel: channel, Actor: provisioning.ActorPublic}, nil
+		Channel: channel, Actor: audit.ActorPublic}, nil
 }
 
 func (h *Handler) formError(w http.ResponseWriter, req Request, err error) {
@@ -246,7 +248,7 @@ func (h *Handler) receiptPDF(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	rec, err := provisioning.ReceiptByReference(r.Context(), h.svc.Pool, ref)
+	rec, err := window.ReceiptByReference(r.Context(), h.svc.Pool, ref)
 	if errors.Is(err, provisioning.ErrNotFound) {
 		http.NotFound(w, r)
 		return
@@ -273,9 +275,9 @@ type apiRequest struct {
 }
 
 type apiResponse struct {
-	Status  string                `json:"status"`
-	Message string                `json:"message,omitempty"`
-	Receipt *provisioning.Receipt `json:"receipt,omitempty"`
+	Status  string          `json:"status"`
+	Message string          `json:"message,omitempty"`
+	Receipt *window.Receipt `json:"receipt,omitempty"`
 }
 
 // decodeJSON reads a request's JSON body into v, strictly (unknown fields
@@ -300,7 +302,7 @@ func (h *Handler) apiOppose(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.svc.Oppose(r.Context(), Request{Code: in.Code, BirthDate: in.BirthDate, Client: h.svc.ClientAddr(r),
-		Channel: ChannelAPI, Actor: provisioning.ActorPublic})
+		Channel: ChannelAPI, Actor: audit.ActorPublic})
 	if err != nil {
 		h.apiError(w, err)
 		return
@@ -310,7 +312,7 @@ func (h *Handler) apiOppose(w http.ResponseWriter, r *http.Request) {
 
 // writeOpposed answers an API request that recorded (or found) an
 // opposition with its receipt.
-func (h *Handler) writeOpposed(w http.ResponseWriter, res *provisioning.OpposeResult) {
+func (h *Handler) writeOpposed(w http.ResponseWriter, res *window.OpposeResult) {
 	out := apiResponse{Status: "opposed", Receipt: res.Receipt}
 	if res.AlreadyOpposed {
 		out.Status, out.Message = "already_opposed", "Une opposition était déjà enregistrée ; rien n'a changé."
@@ -326,14 +328,14 @@ func (h *Handler) apiActivate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	act, err := h.svc.Activate(r.Context(), Request{Code: in.Code, BirthDate: in.BirthDate, Client: h.svc.ClientAddr(r),
-		Channel: ChannelAPI, Actor: provisioning.ActorPublic})
+		Channel: ChannelAPI, Actor: audit.ActorPublic})
 	if err != nil {
 		h.apiError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Status     string                   `json:"status"`
-		Activation *provisioning.Activation `json:"activation"`
+		Status     string             `json:"status"`
+		Activation *window.Activation `json:"activation"`
 	}{"activated", act})
 }
 

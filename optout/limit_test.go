@@ -17,6 +17,7 @@ import (
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 // Behind the TLS proxy every request comes from the proxy's address: the
@@ -142,7 +143,7 @@ func TestVictimOfAnAttackOpposesThroughTheCallCentre(t *testing.T) {
 	var nir string
 	pool.QueryRow(ctx, `SELECT p.nir FROM person p JOIN account a ON a.person_id = p.id WHERE a.id = $1`, victim.id).Scan(&nir)
 	birth, _ := time.Parse(time.DateOnly, victim.birth)
-	res, err := provisioning.OpposeByAgent(ctx, pool, provisioning.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth,
+	res, err := window.OpposeByAgent(ctx, pool, window.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth,
 		Operator: "olga", IdentityCheckedBy: "marc"}, nil)
 	if err != nil || res.Receipt == nil || res.AlreadyOpposed {
 		t.Fatalf("the call centre's opposition: %+v %v", res, err)
@@ -153,8 +154,8 @@ func TestVictimOfAnAttackOpposesThroughTheCallCentre(t *testing.T) {
 		t.Fatalf("audited identity check by %q", checkedBy)
 	}
 	// A wrong birth date answers as a wrong pair does.
-	if _, err := provisioning.OpposeByAgent(ctx, pool, provisioning.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth.AddDate(0, 0, 1),
-		Operator: "olga", IdentityCheckedBy: "marc"}, nil); !errors.Is(err, provisioning.ErrNoMatch) {
+	if _, err := window.OpposeByAgent(ctx, pool, window.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth.AddDate(0, 0, 1),
+		Operator: "olga", IdentityCheckedBy: "marc"}, nil); !errors.Is(err, window.ErrNoMatch) {
 		t.Fatalf("a wrong birth date: %v", err)
 	}
 }
@@ -174,11 +175,11 @@ func TestMailedOppositionCountsByItsPostmark(t *testing.T) {
 	late := time.Now().AddDate(0, 0, -1)
 	inTime := time.Now().AddDate(0, 0, -3)
 	req := optout.Request{Code: h.code.String(), BirthDate: h.birth, Client: "agent:olga", Channel: optout.ChannelAgent, Actor: "olga"}
-	if _, err := svc.Oppose(context.Background(), req); !errors.Is(err, provisioning.ErrWindowClosed) {
+	if _, err := svc.Oppose(context.Background(), req); !errors.Is(err, window.ErrWindowClosed) {
 		t.Fatalf("without a postmark, after the deadline: %v", err)
 	}
 	req.PostmarkedOn = &late
-	if _, err := svc.Oppose(context.Background(), req); !errors.Is(err, provisioning.ErrWindowClosed) {
+	if _, err := svc.Oppose(context.Background(), req); !errors.Is(err, window.ErrWindowClosed) {
 		t.Fatalf("posted after the deadline: %v", err)
 	}
 	req.PostmarkedOn = &inTime

@@ -6,6 +6,7 @@ import (
 	"github.com/jung-kurt/gofpdf"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 // channelNames name on a receipt the channel an opposition came by, as
@@ -15,7 +16,7 @@ var channelNames = map[string]string{ChannelWeb: "site internet", ChannelAPI: "s
 
 // ReceiptPDF renders the proof of an opposition; the same receipt always
 // gives the same bytes.
-func ReceiptPDF(r *provisioning.Receipt) ([]byte, error) {
+func ReceiptPDF(r *window.Receipt) ([]byte, error) {
 	pdf := gofpdf.New("P", "mm", "A4", "")
 	pdf.SetCreationDate(r.At.UTC())
 	pdf.SetModificationDate(r.At.UTC())

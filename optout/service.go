@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 // Channels an opposition arrives by.
@@ -100,7 +101,7 @@ func (s *Service) check(ctx context.Context, r Request) ([]byte, time.Time, erro
 	case err != nil:
 		return nil, time.Time{}, err // malformed: the attempt counted
 	case !g.Matched:
-		return nil, time.Time{}, provisioning.ErrNoMatch // a guess that missed: it counted
+		return nil, time.Time{}, window.ErrNoMatch // a guess that missed: it counted
 	}
 	return h, birth, nil
 }
@@ -109,7 +110,7 @@ func (s *Service) check(ctx context.Context, r Request) ([]byte, time.Time, erro
 // missed: a wrong pair counts, anything else (a success, a closed window)
 // does not.
 func (s *Service) settle(ctx context.Context, keys []string, err error) {
-	if !errors.Is(err, provisioning.ErrNoMatch) {
+	if !errors.Is(err, window.ErrNoMatch) {
 		if rerr := s.Limiter.Refund(context.WithoutCancel(ctx), keys...); rerr != nil {
 			s.Log.Error("opposition rate limits", "error", rerr)
 		}
@@ -118,32 +119,32 @@ func (s *Service) settle(ctx context.Context, keys []string, err error) {
 
 // Lookup is step one: whose account is it (first name masked), and is it
 // already opposed?
-func (s *Service) Lookup(ctx context.Context, r Request) (*provisioning.Holder, error) {
+func (s *Service) Lookup(ctx context.Context, r Request) (*window.Holder, error) {
 	h, birth, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	holder, err := provisioning.FindHolder(ctx, s.Pool, h, birth)
+	holder, err := window.FindHolder(ctx, s.Pool, h, birth)
 	if err == nil && holder.State != provisioning.StateNotified && holder.State != provisioning.StateOpposed &&
 		holder.State != provisioning.StateActive {
-		err = provisioning.ErrNoMatch
+		err = window.ErrNoMatch
 	}
 	// An opposed account is answered as opposed, window open or not: the
 	// form, the API and the CLI all say "opposition already recorded".
 	if err == nil && holder.State != provisioning.StateOpposed &&
 		(holder.Deadline == nil || holder.Deadline.Before(s.Clock.Now()) || holder.State == provisioning.StateActive) {
-		err = provisioning.ErrWindowClosed
+		err = window.ErrWindowClosed
 	}
 	return holder, err
 }
 
 // Oppose is step two: record the opposition.
-func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeResult, error) {
+func (s *Service) Oppose(ctx context.Context, r Request) (*window.OpposeResult, error) {
 	h, birth, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	res, err := provisioning.OpposePostmarked(ctx, s.Pool, h, birth, r.PostmarkedOn, r.Channel, r.Actor, s.Clock)
+	res, err := window.OpposePostmarked(ctx, s.Pool, h, birth, r.PostmarkedOn, r.Channel, r.Actor, s.Clock)
 	if err == nil {
 		s.Log.Info("opposition recorded", "channel", r.Channel, "reference", res.Receipt.Reference, "already", res.AlreadyOpposed)
 	}
@@ -152,12 +153,12 @@ func (s *Service) Oppose(ctx context.Context, r Request) (*provisioning.OpposeRe
 
 // Activate activates the holder's account now, within the window, at their
 // request: counted against the same limits as an opposition.
-func (s *Service) Activate(ctx context.Context, r Request) (*provisioning.Activation, error) {
+func (s *Service) Activate(ctx context.Context, r Request) (*window.Activation, error) {
 	h, birth, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	act, err := provisioning.ActivateEarly(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
+	act, err := window.ActivateEarly(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
 	if err == nil {
 		s.Log.Info("account activated by its holder", "channel", r.Channel)
 	}
@@ -165,11 +166,11 @@ func (s *Service) Activate(ctx context.Context, r Request) (*provisioning.Activa
 }
 
 // Undo withdraws an opposition within the window.
-func (s *Service) Undo(ctx context.Context, r Request) (*provisioning.Receipt, error) {
+func (s *Service) Undo(ctx context.Context, r Request) (*window.Receipt, error) {
 	h, birth, err := s.check(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := provisioning.UndoOpposition(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
+	rec, err := window.UndoOpposition(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
 	return rec, err
 }

@@ -22,6 +22,9 @@ import (
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/archive"
+	"github.com/ens-sante/ens/provisioning/wave"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
@@ -222,14 +225,14 @@ func TestOppositionRacingTheClosingHasOneWinner(t *testing.T) {
 		})
 		if i%25 == 0 {
 			wg.Go(func() {
-				if _, err := provisioning.CloseWindows(ctx, pool, after, 10); err != nil {
+				if _, err := window.Close(ctx, pool, after, 10); err != nil {
 					t.Error(err)
 				}
 			})
 		}
 	}
 	wg.Wait()
-	provisioning.CloseWindows(ctx, pool, after, 0)
+	window.Close(ctx, pool, after, 0)
 	rows, _ := pool.Query(ctx, `SELECT a.id, a.state, EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id AND o.undone_at IS NULL)
 		FROM account a WHERE a.state IN ('opposed', 'active', 'notified')`)
 	defer rows.Close()
@@ -316,14 +319,14 @@ func TestOpposedAccountAnsweredAlikeAndReinstatementWithdraws(t *testing.T) {
 	}
 	var nir string
 	pool.QueryRow(ctx, `SELECT p.nir FROM person p JOIN account a ON a.person_id = p.id WHERE a.id = $1`, h.id).Scan(&nir)
-	if _, err := provisioning.Reinstate(ctx, pool, provisioning.NIR(nir), "agent-olga", nil); err != nil {
+	if _, err := archive.Reinstate(ctx, pool, provisioning.NIR(nir), "agent-olga", nil); err != nil {
 		t.Fatal(err)
 	}
-	r, err := provisioning.ReceiptByReference(ctx, pool, ref)
+	r, err := window.ReceiptByReference(ctx, pool, ref)
 	if err != nil || !r.Undone {
 		t.Fatalf("the receipt after reinstatement: %+v %v", r, err)
 	}
-	rep, err := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
+	rep, err := wave.BuildReport(ctx, pool, "w", wave.StatusOptions{})
 	if err != nil || rep.Oppositions.Standing != 0 || rep.Accounts[provisioning.StateOpposed] != 0 {
 		t.Fatalf("report after reinstatement: standing %d, opposed %d (%v)", rep.Oppositions.Standing, rep.Accounts[provisioning.StateOpposed], err)
 	}
@@ -334,7 +337,7 @@ func TestOpposedAccountAnsweredAlikeAndReinstatementWithdraws(t *testing.T) {
 func TestReceiptNamesTheRealChannel(t *testing.T) {
 	t.Parallel()
 	for channel, want := range map[string]string{optout.ChannelAPI: "API publique", optout.ChannelWeb: "site internet", optout.ChannelAgent: "agent"} {
-		pdf, err := optout.ReceiptPDF(&provisioning.Receipt{Reference: "OPP-AAAAA-BBBBB", At: time.Now(), Channel: channel, FirstMasked: "Z**", Deadline: time.Now()})
+		pdf, err := optout.ReceiptPDF(&window.Receipt{Reference: "OPP-AAAAA-BBBBB", At: time.Now(), Channel: channel, FirstMasked: "Z**", Deadline: time.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -391,7 +394,7 @@ func TestEarlyActivationByTheHolder(t *testing.T) {
 	}
 	var audited int
 	pool.QueryRow(ctx, `SELECT count(*) FROM audit_event WHERE action = 'account.activated_by_holder' AND $1 = ANY(account_ids)`, hs[0].id).Scan(&audited) //nolint:errcheck
-	rep, err := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
+	rep, err := wave.BuildReport(ctx, pool, "w", wave.StatusOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

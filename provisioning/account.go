@@ -2,11 +2,10 @@ package provisioning
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // State is the state of an account (SPEC §3). The schema holds the same list
@@ -81,48 +80,66 @@ type ArchiveInfo struct {
 	PurgeDue    *time.Time     `json:"purge_due,omitempty"`
 }
 
-type deathOutcome struct{ cancelled, closed int64 }
+// DeletionReason says why an account was deleted.
+type DeletionReason string
 
-// applyDeaths cancels the accounts (and their unsent notices) of people now
-// known to be dead, and closes and archives their active accounts.
-func applyDeaths(ctx context.Context, tx pgx.Tx, now time.Time) (deathOutcome, error) {
-	var out deathOutcome
-	var ids []int64
-	err := tx.QueryRow(ctx, `WITH c AS (
-		UPDATE account a SET state = 'cancelled', cancelled_at = $1, unreachable_reason = NULL, unreachable_at = NULL
-		FROM person p, registry_stage s
-		WHERE p.id = a.person_id AND s.nir = p.nir AND s.reason IS NULL AND s.death_date IS NOT NULL
-		  AND a.state IN ('pending', 'notified', 'unreachable')
-		RETURNING a.id)
-		SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM c`, now).Scan(&ids)
-	if err != nil {
-		return out, fmt.Errorf("cancelling accounts of deceased people: %w", err)
-	}
-	if len(ids) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE notice SET status = 'cancelled' WHERE account_id = ANY($1) AND status = 'pending'`, ids); err != nil {
-			return out, fmt.Errorf("cancelling notices of deceased people: %w", err)
-		}
-		if err := AppendAudit(ctx, tx, now, Event{Actor: ActorSystem, Action: "account.cancelled", AccountIDs: ids,
-			Details: map[string]any{"reason": "deceased"}}); err != nil {
-			return out, err
-		}
-	}
-	out.cancelled = int64(len(ids))
-	var active []int64
-	err = tx.QueryRow(ctx, `SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}')
-		FROM account a JOIN person p ON p.id = a.person_id JOIN registry_stage s ON s.nir = p.nir
-		WHERE s.reason IS NULL AND s.death_date IS NOT NULL AND a.state = 'active'`).Scan(&active)
-	if err != nil {
-		return out, fmt.Errorf("finding active accounts of deceased people: %w", err)
-	}
-	if len(active) > 0 {
-		n, err := closeAndArchive(ctx, tx, active, ReasonDeceased, ActorSystem, now, false)
-		if err != nil {
-			return out, err
-		}
-		out.closed = n
-	}
-	return out, nil
+// RetentionYears is how long an archive is kept before it is purged.
+const RetentionYears = 10
+
+// ErrState: the account is not in a state that allows the operation.
+var ErrState = errors.New("account is not in a state that allows this")
+
+// RetainUntil is the end of retention for data deleted at deletedAt: the same
+// moment ten calendar years later, in Paris.
+func RetainUntil(deletedAt time.Time) time.Time {
+	return deletedAt.In(Paris).AddDate(RetentionYears, 0, 0)
 }
 
-func jsonOf(v any) ([]byte, error) { return json.Marshal(v) }
+// PurgeDue is when an express deletion made at deletedAt is purged: within
+// three months, counted with two days' margin for the daily purge.
+func PurgeDue(deletedAt time.Time) time.Time {
+	return deletedAt.In(Paris).AddDate(0, 3, -2)
+}
+
+const accountColumns = `a.id, a.wave_id, w.name, a.state, a.created_at, a.notified_at, a.deadline, a.opposed_at,
+	a.activated_at, a.closed_at, a.cancelled_at, x.reason, x.deleted_at, x.retain_until, x.express`
+
+func AccountByNIR(ctx context.Context, db DBTX, nir NIR, lock bool) (*Account, error) {
+	q := `SELECT ` + accountColumns + ` FROM account a JOIN wave w ON w.id = a.wave_id JOIN person p ON p.id = a.person_id
+		LEFT JOIN archive x ON x.account_id = a.id WHERE p.nir = $1`
+	if lock {
+		q += ` FOR UPDATE OF a`
+	}
+	var a Account
+	var reason *string
+	var deleted, retain *time.Time
+	var express *bool
+	err := db.QueryRow(ctx, q, string(nir)).Scan(&a.ID, &a.WaveID, &a.Wave, &a.State, &a.CreatedAt, &a.NotifiedAt,
+		&a.Deadline, &a.OpposedAt, &a.ActivatedAt, &a.ClosedAt, &a.CancelledAt, &reason, &deleted, &retain, &express)
+	if err != nil {
+		return nil, NotFound(err, "account of "+nir.Masked())
+	}
+	if reason != nil {
+		a.Archive = &ArchiveInfo{Reason: DeletionReason(*reason), DeletedAt: *deleted}
+		if *express {
+			a.Archive.PurgeDue = retain
+		} else {
+			a.Archive.RetainUntil = retain
+		}
+	}
+	a.NIRMasked = nir.Masked()
+	return &a, nil
+}
+
+// GetAccount reads the account of one person.
+func GetAccount(ctx context.Context, db DBTX, nir NIR) (*Account, error) {
+	return AccountByNIR(ctx, db, nir, false)
+}
+
+// NIRHash is the keyed hash kept after a purge, so that a re-registration of
+// the same person is recognised without keeping the number.
+func NIRHash(key []byte, nir string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("ens-nir-v1:" + nir))
+	return m.Sum(nil)
+}

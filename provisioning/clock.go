@@ -2,7 +2,7 @@ package provisioning
 
 import (
 	"time"
-	_ "time/tzdata" // Europe/Paris must resolve on a machine without tzdata
+	_ "time/tzdata"
 )
 
 // Paris is the time zone deadlines and calendar days are reckoned in.

@@ -131,12 +131,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (*MigrateResult, error) {
 	return res, nil
 }
 
-// storable reports whether s can be a stored text value: PostgreSQL holds
+// Storable reports whether s can be a stored text value: PostgreSQL holds
 // UTF-8 without NUL, and a key from a URL or a form that is not one matches
 // nothing (sending it would be refused as an error, a 500 to the client).
-func storable(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+func Storable(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
-func notFound(err error, what string) error {
+func NotFound(err error, what string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s: %w", what, ErrNotFound)
 	}

@@ -14,6 +14,9 @@ import (
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/archive"
+	"github.com/ens-sante/ens/provisioning/audit"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // nirInput reads a NIR from the arguments or stdin (secretInput).
@@ -92,18 +95,18 @@ func (a *app) accountCommand() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return provisioning.Reinstate(cmd.Context(), pool, nir, op, a.clock)
+		return archive.Reinstate(cmd.Context(), pool, nir, op, a.clock)
 	})
 	del := act("delete", "Close an active account and archive its data for ten years", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
 		r := provisioning.DeletionReason(reason)
-		if r != provisioning.ReasonRequest && r != provisioning.ReasonDeceased && r != provisioning.ReasonFraud {
+		if r != archive.ReasonRequest && r != archive.ReasonDeceased && r != archive.ReasonFraud {
 			return nil, usageError(errors.New("--reason must be request, deceased or fraud"))
 		}
 		pool, err := a.db(cmd.Context(), 2)
 		if err != nil {
 			return nil, err
 		}
-		return provisioning.DeleteAccount(cmd.Context(), pool, nir, r, express, op, a.clock)
+		return archive.Delete(cmd.Context(), pool, nir, r, express, op, a.clock)
 	})
 	del.Flags().StringVar(&reason, "reason", "request", "request, deceased or fraud")
 	del.Flags().BoolVar(&express, "express", false, "the holder asks for express deletion: purged within three months instead of kept ten years")
@@ -112,7 +115,7 @@ func (a *app) accountCommand() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return provisioning.ReopenAccount(cmd.Context(), pool, nir, op, a.clock)
+		return archive.Reopen(cmd.Context(), pool, nir, op, a.clock)
 	})
 	cmd.AddCommand(show, reinstate, del, reopen)
 	return cmd
@@ -152,7 +155,7 @@ func (a *app) waveExtendCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := provisioning.ExtendWave(cmd.Context(), pool, args[0], day, operator(), a.clock)
+			n, err := wave.Extend(cmd.Context(), pool, args[0], day, operator(), a.clock)
 			if errors.Is(err, provisioning.ErrState) {
 				return usageError(err)
 			}
@@ -194,7 +197,7 @@ func (a *app) archiveCommand() *cobra.Command {
 			if err := pool.QueryRow(cmd.Context(), `SELECT count(*) FROM archive WHERE retain_until <= now()`).Scan(&due); err != nil {
 				return err
 			}
-			res, err := provisioning.PurgeWithProgress(cmd.Context(), pool, key.NIRKey(), dry, a.clock, a.progress("archive purge", due))
+			res, err := archive.PurgeWithProgress(cmd.Context(), pool, key.NIRKey(), dry, a.clock, a.progress("archive purge", due))
 			if err != nil {
 				return err
 			}
@@ -220,7 +223,7 @@ func (a *app) archiveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rows, err := provisioning.ArchiveCounts(cmd.Context(), pool)
+			rows, err := archive.Counts(cmd.Context(), pool)
 			if err != nil {
 				return err
 			}
@@ -244,13 +247,13 @@ func (a *app) auditCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var anchors []provisioning.Anchor
+			var anchors []audit.Anchor
 			if anchorFile != "" {
 				f, err := os.Open(anchorFile)
 				if err != nil {
 					return fmt.Errorf("reading the anchors file: %w", err)
 				}
-				anchors, err = provisioning.ReadAnchors(f)
+				anchors, err = audit.ReadAnchors(f)
 				f.Close()
 				if err != nil {
 					return usageError(err)
@@ -260,7 +263,7 @@ func (a *app) auditCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := provisioning.VerifyAuditAnchored(cmd.Context(), pool, anchors, key)
+			res, err := audit.VerifyAnchored(cmd.Context(), pool, anchors, key)
 			if err != nil {
 				return err
 			}
@@ -297,7 +300,7 @@ func (a *app) auditCommand() *cobra.Command {
 			if key == nil {
 				a.log.Warn("ENS_AUDIT_KEY is not set: the anchor is not signed")
 			}
-			anc, err := provisioning.AuditAnchor(cmd.Context(), pool, key, a.clock.Now())
+			anc, err := audit.TakeAnchor(cmd.Context(), pool, key, a.clock.Now())
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/audit"
 )
 
 // exitError carries a process exit code (2: refused input or usage).
@@ -95,14 +96,14 @@ func (a *app) setup() error {
 	if err != nil {
 		return err
 	}
-	provisioning.SetAuditKey(key)
+	audit.SetKey(key)
 	return nil
 }
 
 // warnUnkeyed says once, at the start of a long-running command, that the
 // audit chain is not keyed.
 func (a *app) warnUnkeyed() {
-	if !provisioning.AuditKeyed() {
+	if !audit.Keyed() {
 		a.log.Warn("ENS_AUDIT_KEY is not set: the audit log is chained without a key, and whoever owns the tables could rewrite it unseen")
 	}
 }

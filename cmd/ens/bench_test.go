@@ -19,7 +19,7 @@ import (
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/optout"
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // relayDelay is what a real relay across a network takes per message.
@@ -316,12 +316,12 @@ func runBareTools(b *testing.B, emails, letters int64, conns int, key optout.Key
 // bareLettersRender renders n letters with our renderer alone (gofpdf, the
 // same page), in batches of the pipeline's size, each discarded once made.
 func bareLettersRender(b *testing.B, n int64) {
-	ns := make([]*notify.Notice, 0, provisioning.LetterBatchSize)
+	ns := make([]*notify.Notice, 0, notice.LetterBatchSize)
 	for i := range n {
 		ns = append(ns, &notify.Notice{ID: i, Kind: notify.KindOpposition, FirstName: "Gaëlle", LastName: "Ñúñez",
 			Female: true, Code: "ABCD-EFGH-JKMN", Deadline: time.Now(), AddressLines: [4]string{"", "", "12 rue de l'Église", ""},
 			Postcode: fmt.Sprintf("75%03d", i%1000), City: "Paris"})
-		if len(ns) == provisioning.LetterBatchSize || i == n-1 {
+		if len(ns) == notice.LetterBatchSize || i == n-1 {
 			if _, err := notify.RenderLetters(ns, time.Now()); err != nil {
 				b.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 func (a *app) codeCommand() *cobra.Command {
@@ -46,10 +47,10 @@ func (a *app) codeCommand() *cobra.Command {
 			if err != nil {
 				postDelay = 0
 			}
-			req := provisioning.ResendRequest{NIR: nir, Operator: op,
-				LetterDelay: time.Duration(postDelay) + envDays("ENS_DELIVERY_DELAY", provisioning.DefaultDeliveryDelay)}
-			res, err := provisioning.ResendCode(cmd.Context(), pool, req, emails, jobs.LetterQueuer(client), a.clock)
-			if errors.Is(err, provisioning.ErrState) || errors.Is(err, provisioning.ErrResendLimit) {
+			req := notice.ResendRequest{NIR: nir, Operator: op,
+				LetterDelay: time.Duration(postDelay) + envDays("ENS_DELIVERY_DELAY", notice.DefaultDeliveryDelay)}
+			res, err := notice.ResendCode(cmd.Context(), pool, req, emails, jobs.LetterQueuer(client), a.clock)
+			if errors.Is(err, provisioning.ErrState) || errors.Is(err, notice.ErrResendLimit) {
 				return usageError(err)
 			}
 			if err != nil {
@@ -64,7 +65,7 @@ func (a *app) codeCommand() *cobra.Command {
 				how = "by letter, to the postal address on file"
 			}
 			fmt.Fprintf(a.stdout, "code of %s re-sent %s (notice %s, resend %d of %d); deadline unchanged: %s\n",
-				nir.Masked(), how, res.Reference, res.Seq, provisioning.MaxResends, res.Deadline.In(provisioning.Paris).Format("2006-01-02 15:04"))
+				nir.Masked(), how, res.Reference, res.Seq, notice.MaxResends, res.Deadline.In(provisioning.Paris).Format("2006-01-02 15:04"))
 			return nil
 		},
 	}

@@ -13,9 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/fixtures"
@@ -23,6 +22,8 @@ import (
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/audit"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 type demoOptions struct {
@@ -191,7 +192,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 // demoAcks writes the printer's acknowledgements file for every batch of
 // the wave, posted today.
 func (a *app) demoAcks(ctx context.Context, pool *pgxpool.Pool, wave, dir string) (string, error) {
-	bs, err := provisioning.ListLetterBatches(ctx, pool, provisioning.BatchFilter{Wave: wave}, a.clock.Now())
+	bs, err := notice.ListLetterBatches(ctx, pool, notice.BatchFilter{Wave: wave}, a.clock.Now())
 	if err != nil {
 		return "", err
 	}
@@ -278,7 +279,7 @@ func (a *app) demoKey() error {
 	if err != nil {
 		return err
 	}
-	provisioning.SetAuditKey(key)
+	audit.SetKey(key)
 	return nil
 }
 

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 func (a *app) enrolCommand() *cobra.Command {
@@ -26,7 +26,7 @@ func (a *app) enrolCommand() *cobra.Command {
 				return err
 			}
 			if enable || disable {
-				changed, err := provisioning.SetEnrolment(cmd.Context(), pool, enable, operator(), a.clock)
+				changed, err := wave.SetEnrolment(cmd.Context(), pool, enable, operator(), a.clock)
 				if err != nil {
 					return err
 				}
@@ -42,8 +42,8 @@ func (a *app) enrolCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := provisioning.Enrol(cmd.Context(), pool, jobs.Enqueuer(client), provisioning.LaunchOptions{Clock: a.clock})
-			if errors.Is(err, provisioning.ErrEnrolmentOff) {
+			res, err := wave.Enrol(cmd.Context(), pool, jobs.Enqueuer(client), wave.LaunchOptions{Clock: a.clock})
+			if errors.Is(err, wave.ErrEnrolmentOff) {
 				return usageError(err)
 			}
 			if err != nil {

@@ -14,16 +14,18 @@ import (
 
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // postingOptions reads the delivery delay, and the operator from --operator
 // or ENS_OPERATOR.
-func postingOptions(op string, clock provisioning.Clock) provisioning.PostingOptions {
+func postingOptions(op string, clock provisioning.Clock) notice.PostingOptions {
 	if op == "" {
 		op = operator()
 	}
-	return provisioning.PostingOptions{Operator: op, Clock: clock,
-		DeliveryDelay: envDays("ENS_DELIVERY_DELAY", provisioning.DefaultDeliveryDelay)}
+	return notice.PostingOptions{Operator: op, Clock: clock,
+		DeliveryDelay: envDays("ENS_DELIVERY_DELAY", notice.DefaultDeliveryDelay)}
 }
 
 // envDays reads a delay written 3d, 72h or any Go duration.
@@ -37,8 +39,8 @@ func envDays(name string, def time.Duration) time.Duration {
 }
 
 // statusOptions: wave status and reports read now, with ENS_POSTING_SLA.
-func (a *app) statusOptions() provisioning.StatusOptions {
-	return provisioning.StatusOptions{At: a.clock.Now(), PostingSLA: envDays("ENS_POSTING_SLA", provisioning.DefaultPostingSLA)}
+func (a *app) statusOptions() wave.StatusOptions {
+	return wave.StatusOptions{At: a.clock.Now(), PostingSLA: envDays("ENS_POSTING_SLA", notice.DefaultPostingSLA)}
 }
 
 func (a *app) lettersCommand() *cobra.Command {
@@ -55,14 +57,14 @@ func (a *app) lettersCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			bs, err := provisioning.ListLetterBatches(cmd.Context(), pool, provisioning.BatchFilter{Wave: wave, State: state,
-				SLA: envDays("ENS_POSTING_SLA", provisioning.DefaultPostingSLA)}, a.clock.Now())
+			bs, err := notice.ListLetterBatches(cmd.Context(), pool, notice.BatchFilter{Wave: wave, State: state,
+				SLA: envDays("ENS_POSTING_SLA", notice.DefaultPostingSLA)}, a.clock.Now())
 			if err != nil {
 				return usageError(err)
 			}
 			if asJSON {
 				if bs == nil {
-					bs = []provisioning.LetterBatch{}
+					bs = []notice.LetterBatch{}
 				}
 				return a.printJSON(bs)
 			}
@@ -97,8 +99,8 @@ func (a *app) lettersCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := provisioning.AcknowledgePosting(cmd.Context(), pool, args[0], day, sha, postingOptions(op, a.clock))
-			if errors.Is(err, provisioning.ErrPostingDate) || errors.Is(err, provisioning.ErrNotFound) {
+			p, err := notice.AcknowledgePosting(cmd.Context(), pool, args[0], day, sha, postingOptions(op, a.clock))
+			if errors.Is(err, notice.ErrPostingDate) || errors.Is(err, provisioning.ErrNotFound) {
 				return usageError(err)
 			}
 			if err != nil {
@@ -121,9 +123,9 @@ func (a *app) lettersCommand() *cobra.Command {
 	posted.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 
 	acks := a.letterFileCommand("acks FILE", "Record a printer's file of posting acknowledgements (CSV: batch,posted_on[,sha256]); audited",
-		&op, &asJSON, func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []provisioning.FileLineError, error) {
+		&op, &asJSON, func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []notice.FileLineError, error) {
 			opts := postingOptions(actor, a.clock)
-			res, err := provisioning.AcknowledgeFile(ctx, pool, f, opts)
+			res, err := notice.AcknowledgeFile(ctx, pool, f, opts)
 			if err != nil {
 				return nil, "", nil, err
 			}
@@ -131,8 +133,8 @@ func (a *app) lettersCommand() *cobra.Command {
 				res.Lines, res.Batches, res.Letters, res.Already, len(res.Rejected)), res.Rejected, nil
 		})
 	returned := a.letterFileCommand("returned FILE", "Record letters La Poste brought back (CSV: reference,returned_on[,reason]): their people become unreachable; audited",
-		&op, &asJSON, func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []provisioning.FileLineError, error) {
-			res, err := provisioning.RecordReturns(ctx, pool, f, actor, a.clock)
+		&op, &asJSON, func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []notice.FileLineError, error) {
+			res, err := notice.RecordReturns(ctx, pool, f, actor, a.clock)
 			if err != nil {
 				return nil, "", nil, err
 			}
@@ -148,7 +150,7 @@ func (a *app) lettersCommand() *cobra.Command {
 // La Poste: it opens the file, runs record with the operator's name, and
 // prints the summary and every refused line (or all as JSON).
 func (a *app) letterFileCommand(use, short string, op *string, asJSON *bool,
-	record func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []provisioning.FileLineError, error)) *cobra.Command {
+	record func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []notice.FileLineError, error)) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
@@ -197,7 +199,7 @@ func (a *app) waveRenotifyCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := provisioning.RenotifyWave(cmd.Context(), pool, args[0], operator(), jobs.Enqueuer(client), a.clock)
+			res, err := wave.Renotify(cmd.Context(), pool, args[0], operator(), jobs.Enqueuer(client), a.clock)
 			if err != nil {
 				return err
 			}

@@ -22,6 +22,8 @@ import (
 	"github.com/ens-sante/ens/jobs/ops"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 func (a *app) optoutService(ctx context.Context, conns int32) (*optout.Service, error) {
@@ -137,7 +139,7 @@ func (a *app) opsArea(ctx context.Context, svc *optout.Service, addr string) (ne
 		return nil, nil, err
 	}
 	h, err := ops.NewHandler(ops.Options{Pool: svc.Pool, Client: client, Users: users, Log: a.log, Service: svc,
-		MetricsPool: metricsPool, MetricsAllow: allow, PostingSLA: envDays("ENS_POSTING_SLA", provisioning.DefaultPostingSLA)})
+		MetricsPool: metricsPool, MetricsAllow: allow, PostingSLA: envDays("ENS_POSTING_SLA", notice.DefaultPostingSLA)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -238,12 +240,12 @@ func (a *app) optoutCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var res *provisioning.OpposeResult
+			var res *window.OpposeResult
 			switch {
 			case nir != "":
 				res, err = a.opposeWithoutCode(cmd.Context(), svc, nir, birth, op, checkedBy, postmark, undo)
 			case undo:
-				var rec *provisioning.Receipt
+				var rec *window.Receipt
 				rec, err = svc.Undo(cmd.Context(), optout.Request{Code: code, BirthDate: birth, Client: "agent:" + op, Channel: optout.ChannelAgent, Actor: op})
 				if err == nil {
 					fmt.Fprintf(a.stdout, "opposition %s withdrawn\n", rec.Reference)
@@ -280,7 +282,7 @@ func (a *app) optoutCommand() *cobra.Command {
 
 // opposeWithoutCode records an opposition for the person a NIR and birth
 // date name, once an agent has checked their identity.
-func (a *app) opposeWithoutCode(ctx context.Context, svc *optout.Service, nirArg, birthArg, op, checkedBy string, postmark *time.Time, undo bool) (*provisioning.OpposeResult, error) {
+func (a *app) opposeWithoutCode(ctx context.Context, svc *optout.Service, nirArg, birthArg, op, checkedBy string, postmark *time.Time, undo bool) (*window.OpposeResult, error) {
 	if checkedBy == "" {
 		return nil, usageError(errors.New("--identity-checked-by is required: an opposition without the code needs an agent's identity check"))
 	}
@@ -295,7 +297,7 @@ func (a *app) opposeWithoutCode(ctx context.Context, svc *optout.Service, nirArg
 	if err != nil {
 		return nil, usageError(err)
 	}
-	return provisioning.OpposeByAgent(ctx, svc.Pool, provisioning.AgentOpposition{NIR: nir, BirthDate: birth, Operator: op,
+	return window.OpposeByAgent(ctx, svc.Pool, window.AgentOpposition{NIR: nir, BirthDate: birth, Operator: op,
 		IdentityCheckedBy: checkedBy, PostmarkedOn: postmark}, a.clock)
 }
 
@@ -306,11 +308,11 @@ func publicError(err error) error {
 		return usageError(errors.New("the code has a typo (check symbol does not match)"))
 	case errors.Is(err, optout.ErrMalformed), errors.Is(err, optout.ErrBirthDate):
 		return usageError(err)
-	case errors.Is(err, provisioning.ErrNoMatch):
+	case errors.Is(err, window.ErrNoMatch):
 		return usageError(errors.New("no account matches this code and birth date"))
-	case errors.Is(err, provisioning.ErrWindowClosed):
+	case errors.Is(err, window.ErrWindowClosed):
 		return usageError(errors.New("the opposition window is closed for this account"))
-	case errors.Is(err, provisioning.ErrActivatedBeforeArrival), errors.Is(err, provisioning.ErrState):
+	case errors.Is(err, window.ErrActivatedBeforeArrival), errors.Is(err, provisioning.ErrState):
 		return usageError(err)
 	}
 	return err

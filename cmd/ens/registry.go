@@ -12,7 +12,8 @@ import (
 
 	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/jobs"
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/registry"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 func (a *app) registryCommand() *cobra.Command {
@@ -32,10 +33,10 @@ func (a *app) registryCommand() *cobra.Command {
 				return err
 			}
 			prog := a.progress("registry import", -1)
-			res, err := provisioning.ImportRegistry(cmd.Context(), pool, args[0], provisioning.ImportOptions{
+			res, err := registry.Import(cmd.Context(), pool, args[0], registry.ImportOptions{
 				Actor: operator(), RejectsPath: rejects, Clock: a.clock, Progress: prog,
 			})
-			if errors.Is(err, provisioning.ErrHeader) {
+			if errors.Is(err, registry.ErrHeader) {
 				return usageError(fmt.Errorf("%w; nothing was imported", err))
 			}
 			if err != nil {
@@ -125,7 +126,7 @@ func operator() string {
 // queueEnrolment asks the workers for an enrolment run after an import,
 // when continuous enrolment is on: the newly imported need accounts.
 func (a *app) queueEnrolment(ctx context.Context, pool *pgxpool.Pool) error {
-	on, err := provisioning.EnrolmentEnabled(ctx, pool)
+	on, err := wave.EnrolmentEnabled(ctx, pool)
 	if err != nil || !on {
 		return err
 	}

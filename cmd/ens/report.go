@@ -13,6 +13,7 @@ import (
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/reconcile"
 	"github.com/ens-sante/ens/provisioning/report"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 func (a *app) reportCommand() *cobra.Command {
@@ -42,7 +43,7 @@ func (a *app) reportCommand() *cobra.Command {
 			if len(args) == 0 {
 				err = overview(cmd, w, pool, format, a.statusOptions())
 			} else {
-				var r *provisioning.WaveReport
+				var r *wave.Report
 				if r, err = reconcile.WaveReport(cmd.Context(), pool, args[0], a.statusOptions()); err == nil {
 					err = report.Write(w, r, format)
 				}
@@ -66,12 +67,12 @@ func (a *app) reportCommand() *cobra.Command {
 	return cmd
 }
 
-func overview(cmd *cobra.Command, w io.Writer, pool provisioning.DBTX, format string, opts provisioning.StatusOptions) error {
+func overview(cmd *cobra.Command, w io.Writer, pool provisioning.DBTX, format string, opts wave.StatusOptions) error {
 	waves, err := provisioning.ListWaves(cmd.Context(), pool)
 	if err != nil {
 		return err
 	}
-	var reports []*provisioning.WaveReport
+	var reports []*wave.Report
 	for _, wv := range waves {
 		r, err := reconcile.WaveReport(cmd.Context(), pool, wv.Name, opts)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 type waveLaunchOptions struct {
@@ -115,10 +116,10 @@ func (a *app) waveCommand() *cobra.Command {
 			if total == 0 {
 				total = -1
 			}
-			res, err := provisioning.LaunchWave(cmd.Context(), pool, spec, jobs.Enqueuer(client), provisioning.LaunchOptions{
+			res, err := wave.Launch(cmd.Context(), pool, spec, jobs.Enqueuer(client), wave.LaunchOptions{
 				Clock: a.clock, Progress: a.progress("wave launch", total),
 			})
-			if errors.Is(err, provisioning.ErrWaveMismatch) {
+			if errors.Is(err, wave.ErrWaveMismatch) {
 				return usageError(err)
 			}
 			if err != nil {
@@ -163,7 +164,7 @@ func (a *app) waveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := provisioning.GetWaveStatus(cmd.Context(), pool, args[0], a.statusOptions())
+			st, err := wave.GetStatus(cmd.Context(), pool, args[0], a.statusOptions())
 			if err != nil {
 				return err
 			}
@@ -203,7 +204,7 @@ func (a *app) waveCommand() *cobra.Command {
 	return cmd
 }
 
-func (a *app) printStatus(st *provisioning.WaveStatus) {
+func (a *app) printStatus(st *wave.Status) {
 	fmt.Fprintf(a.stdout, "wave %s — window %s, launched %s by %s\n", st.Wave, st.Window,
 		st.Launched.In(provisioning.Paris).Format("2006-01-02 15:04"), st.By)
 	for _, s := range provisioning.States {
@@ -211,7 +212,7 @@ func (a *app) printStatus(st *provisioning.WaveStatus) {
 	}
 	for _, ch := range []string{"email", "letter"} {
 		fmt.Fprintf(a.stdout, "  %s:", ch)
-		for _, s := range provisioning.NoticeStatuses {
+		for _, s := range wave.NoticeStatuses {
 			fmt.Fprintf(a.stdout, " %s=%d", s, st.Notices[ch][s])
 		}
 		fmt.Fprintln(a.stdout)
@@ -239,7 +240,7 @@ func (a *app) printStatus(st *provisioning.WaveStatus) {
 // from ENS_LETTER_POSTAGE (euros, default 0.80), ENS_EMAIL_RATE and
 // ENS_LETTER_RATE (per second, defaults from the README's figures).
 func (a *app) previewWave(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveSpec, asJSON bool) error {
-	p, err := provisioning.PreviewWave(ctx, pool, spec, provisioning.PreviewOptions{Now: a.clock.Now(),
+	p, err := wave.DryRun(ctx, pool, spec, wave.PreviewOptions{Now: a.clock.Now(),
 		PostagePerLetter: envFloat("ENS_LETTER_POSTAGE", 0.80), EmailsPerSecond: envFloat("ENS_EMAIL_RATE", 1000),
 		LettersPerSecond: envFloat("ENS_LETTER_RATE", 2500)})
 	if err != nil {

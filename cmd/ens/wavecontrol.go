@@ -10,6 +10,7 @@ import (
 
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // waveControlCommands are the operator's hands on a running wave: pause,
@@ -33,15 +34,15 @@ func (a *app) waveControlCommands() []*cobra.Command {
 	return []*cobra.Command{
 		control("pause", "Stop a wave's dispatch: no notice leaves until it is resumed (sent ones keep their window)",
 			func(ctx context.Context, pool *pgxpool.Pool, name string) (string, error) {
-				return "wave " + name + " paused", provisioning.PauseWave(ctx, pool, name, operator(), a.clock)
+				return "wave " + name + " paused", wave.Pause(ctx, pool, name, operator(), a.clock)
 			}),
 		control("resume", "Let a paused wave's dispatch go on",
 			func(ctx context.Context, pool *pgxpool.Pool, name string) (string, error) {
-				return "wave " + name + " resumed", provisioning.ResumeWave(ctx, pool, name, operator(), a.clock)
+				return "wave " + name + " resumed", wave.Resume(ctx, pool, name, operator(), a.clock)
 			}),
 		control("cancel", "Cancel what a wave has not sent: its pending accounts are cancelled; notified ones keep their window",
 			func(ctx context.Context, pool *pgxpool.Pool, name string) (string, error) {
-				n, err := provisioning.CancelWave(ctx, pool, name, operator(), a.clock)
+				n, err := wave.Cancel(ctx, pool, name, operator(), a.clock)
 				return fmt.Sprintf("wave %s cancelled: %d account(s) not yet notified cancelled", name, n), err
 			}),
 		control("retry", "Queue again the chunks of a wave that failed for good, for its accounts still pending",

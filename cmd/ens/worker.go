@@ -19,6 +19,9 @@ import (
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
+	"github.com/ens-sante/ens/provisioning/wave"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 type workerOptions struct {
@@ -66,8 +69,8 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 	}
 	deps := &jobs.Deps{Pool: pool, Key: key, LettersDir: envOr("ENS_LETTERS_DIR", filepath.Join(a.varDir, "letters")),
 		PostDelay: time.Duration(delay), Clock: a.clock, Logger: a.log,
-		GiveUpAfter:     envDuration("ENS_EMAIL_GIVE_UP_AFTER", provisioning.DefaultEmailGiveUpAfter),
-		LetterRetention: envDays("ENS_LETTER_RETENTION", provisioning.DefaultLetterRetention)}
+		GiveUpAfter:     envDuration("ENS_EMAIL_GIVE_UP_AFTER", notice.DefaultEmailGiveUpAfter),
+		LetterRetention: envDays("ENS_LETTER_RETENTION", notice.DefaultLetterRetention)}
 	if o.smtpRate > 0 {
 		// A capped rate shares its messages among the notice workers: a chunk
 		// may wait its turn, and must not time out meanwhile.
@@ -107,13 +110,13 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 	}
 	if deps.Mailer != nil {
 		defer deps.Mailer.Close()
-		defer provisioning.ForgetRelayState(context.WithoutCancel(ctx), deps.Pool, a.workerID) //nolint:errcheck // best effort
+		defer notice.ForgetRelayState(context.WithoutCancel(ctx), deps.Pool, a.workerID) //nolint:errcheck // best effort
 	}
 	if _, _, err := jobs.RecoverLetterFiles(ctx, deps.Pool, deps.LettersDir, time.Hour, a.log); err != nil {
 		return err
 	}
 	if os.Getenv("ENS_ENROL") == "on" {
-		if _, err := provisioning.SetEnrolment(ctx, deps.Pool, true, "ENS_ENROL=on ("+a.workerID+")", a.clock); err != nil {
+		if _, err := wave.SetEnrolment(ctx, deps.Pool, true, "ENS_ENROL=on ("+a.workerID+")", a.clock); err != nil {
 			return err
 		}
 	}
@@ -217,7 +220,7 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		if quiet++; quiet < 3 {
 			continue // jobs inserted by a finishing transaction show a moment later
 		}
-		closed, err := provisioning.CloseWindows(ctx, deps.Pool, deps.Clock, 0)
+		closed, err := window.Close(ctx, deps.Pool, deps.Clock, 0)
 		if err != nil {
 			if err = db.wait(err); err != nil {
 				return err

@@ -29,8 +29,10 @@ import (
 
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/notice"
 	"github.com/ens-sante/ens/provisioning/reconcile"
 	"github.com/ens-sante/ens/provisioning/report"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // Options configure the ops area.
@@ -68,7 +70,7 @@ type Handler struct {
 // NewHandler builds the ops area. Start must be called before serving.
 func NewHandler(o Options) (*Handler, error) {
 	if o.PostingSLA <= 0 {
-		o.PostingSLA = provisioning.DefaultPostingSLA
+		o.PostingSLA = notice.DefaultPostingSLA
 	}
 	if o.MetricsPool == nil {
 		o.MetricsPool = o.Pool
@@ -131,9 +133,9 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	var reports []*provisioning.WaveReport
+	var reports []*wave.Report
 	for _, wv := range waves {
-		rep, err := provisioning.BuildWaveReport(r.Context(), h.pool, wv.Name, provisioning.StatusOptions{})
+		rep, err := wave.BuildReport(r.Context(), h.pool, wv.Name, wave.StatusOptions{})
 		if err != nil {
 			h.fail(w, err)
 			return
@@ -145,7 +147,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
-	rep, err := reconcile.WaveReport(r.Context(), h.pool, r.PathValue("wave"), provisioning.StatusOptions{})
+	rep, err := reconcile.WaveReport(r.Context(), h.pool, r.PathValue("wave"), wave.StatusOptions{})
 	if errors.Is(err, provisioning.ErrNotFound) {
 		http.NotFound(w, r)
 		return

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/audit"
 )
 
 // maxRiverUIBody bounds what an audited River UI request may carry (its API
@@ -56,7 +56,7 @@ func (h *Handler) auditRiverUI(next http.Handler) http.Handler {
 			details["job_ids"], details["job_kinds"] = ids, kinds
 		}
 		err = pgx.BeginFunc(r.Context(), h.pool, func(tx pgx.Tx) error {
-			return provisioning.AppendAudit(r.Context(), tx, time.Now(), provisioning.Event{
+			return audit.Append(r.Context(), tx, time.Now(), audit.Event{
 				Actor: userOf(r).Name, Action: "ops.river_ui", Details: details})
 		})
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // MaxExamples is how many account ids an anomaly lists.
@@ -304,8 +305,8 @@ func abs(n int64) int64 {
 }
 
 // Summary is the report's view of r.
-func (r *Report) Summary() *provisioning.Reconciliation {
-	s := &provisioning.Reconciliation{Clean: r.Clean, Anomalies: map[string]int64{}}
+func (r *Report) Summary() *wave.Reconciliation {
+	s := &wave.Reconciliation{Clean: r.Clean, Anomalies: map[string]int64{}}
 	for _, c := range r.Checks {
 		if c.Count > 0 {
 			s.Anomalies[c.Name] = c.Count
@@ -315,8 +316,8 @@ func (r *Report) Summary() *provisioning.Reconciliation {
 }
 
 // WaveReport builds a wave's report with its reconciliation.
-func WaveReport(ctx context.Context, db provisioning.DBTX, name string, opts provisioning.StatusOptions) (*provisioning.WaveReport, error) {
-	rep, err := provisioning.BuildWaveReport(ctx, db, name, opts)
+func WaveReport(ctx context.Context, db provisioning.DBTX, name string, opts wave.StatusOptions) (*wave.Report, error) {
+	rep, err := wave.BuildReport(ctx, db, name, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,6 @@
 // Package report renders wave reports for auditors — text, JSON, CSV and PDF
 // (with a chart of notices and oppositions per day). Rendering is a pure
-// function of a provisioning.WaveReport: the same data gives the same bytes.
+// function of a wave.Report: the same data gives the same bytes.
 // Reports carry counts only, never personal data.
 package report
 
@@ -19,13 +19,14 @@ import (
 	"github.com/jung-kurt/gofpdf"
 
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 // Formats lists the formats Write accepts.
 var Formats = []string{"text", "json", "csv", "pdf"}
 
 // Write renders r in format to w.
-func Write(w io.Writer, r *provisioning.WaveReport, format string) error {
+func Write(w io.Writer, r *wave.Report, format string) error {
 	switch format {
 	case "text":
 		return Text(w, r)
@@ -63,7 +64,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // lines is the report as label/value rows, shared by text, CSV and PDF.
-func lines(r *provisioning.WaveReport) [][3]string {
+func lines(r *wave.Report) [][3]string {
 	w := r.Wave
 	var out [][3]string
 	add := func(section, label, value string) { out = append(out, [3]string{section, label, value}) }
@@ -93,7 +94,7 @@ func lines(r *provisioning.WaveReport) [][3]string {
 		add("accounts", string(s), strconv.FormatInt(r.Accounts[s], 10))
 	}
 	for _, ch := range []string{"email", "letter"} {
-		for _, s := range provisioning.NoticeStatuses {
+		for _, s := range wave.NoticeStatuses {
 			add("notices", ch+" "+s, strconv.FormatInt(r.Notices[ch][s], 10))
 		}
 	}
@@ -170,7 +171,7 @@ func intOr(p *int) string {
 }
 
 // Text writes the report for a terminal.
-func Text(w io.Writer, r *provisioning.WaveReport) error {
+func Text(w io.Writer, r *wave.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	section := ""
 	for _, l := range lines(r) {
@@ -184,7 +185,7 @@ func Text(w io.Writer, r *provisioning.WaveReport) error {
 }
 
 // CSV writes section,label,value rows.
-func CSV(w io.Writer, r *provisioning.WaveReport) error {
+func CSV(w io.Writer, r *wave.Report) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"section", "label", "value"}) //nolint:errcheck
 	for _, l := range lines(r) {
@@ -196,7 +197,7 @@ func CSV(w io.Writer, r *provisioning.WaveReport) error {
 
 // PDF renders the report with a bar chart of notices and oppositions per
 // day. Its dates are the wave's, so the same data gives the same bytes.
-func PDF(r *provisioning.WaveReport) ([]byte, error) {
+func PDF(r *wave.Report) ([]byte, error) {
 	pdf := gofpdf.New("P", "mm", "A4", "")
 	pdf.SetCreationDate(r.Wave.LaunchedAt.UTC())
 	pdf.SetModificationDate(r.Wave.LaunchedAt.UTC())
@@ -237,7 +238,7 @@ func truncate(s string, n int) string {
 }
 
 // chart draws notices (blue) and oppositions (red) per day as bars.
-func chart(pdf *gofpdf.Fpdf, tr func(string) string, days []provisioning.DayCount) {
+func chart(pdf *gofpdf.Fpdf, tr func(string) string, days []wave.DayCount) {
 	x0, y0, w, h := 25.0, pdf.GetY()+4, 165.0, 60.0
 	pdf.SetFont("Helvetica", "", 8)
 	pdf.SetXY(x0, y0-1)

@@ -12,6 +12,7 @@ import (
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/report"
+	"github.com/ens-sante/ens/provisioning/wave"
 )
 
 func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
@@ -21,13 +22,13 @@ func TestReportSameDataSameBytes(t *testing.T) {
 	ctx := context.Background()
 	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 300, Seed: 5})
 	testdb.Launch(t, pool, provisioning.WaveSpec{Name: "w", Departments: []string{"75"}, Window: provisioning.Window(3600e9), Actor: "alice"})
-	r, err := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
+	r, err := wave.BuildReport(ctx, pool, "w", wave.StatusOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, format := range report.Formats {
 		var a, b bytes.Buffer
-		r2, _ := provisioning.BuildWaveReport(ctx, pool, "w", provisioning.StatusOptions{})
+		r2, _ := wave.BuildReport(ctx, pool, "w", wave.StatusOptions{})
 		if err := report.Write(&a, r, format); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,35 @@
+package provisioning
+
+// PostalComplete is the one rule for an address a letter can go to: a line
+// 4 or 5, a postcode (5 digits in France) and a city.
+func PostalComplete(lines [4]string, postcode, city, country string) bool {
+	if lines[2] == "" && lines[3] == "" {
+		return false
+	}
+	if city == "" || postcode == "" {
+		return false
+	}
+	return country != "" || (len(postcode) == 5 && isDigits(postcode))
+}
+
+// DepartmentOf derives the department of residence from a French postcode:
+// 200xx/201xx → 2A, 202xx–206xx → 2B, 97x → 971–976, else the first two
+// digits. Abroad is "99"; an unusable postcode gives "".
+func DepartmentOf(postcode, country string) string {
+	if country != "" {
+		return "99"
+	}
+	if len(postcode) != 5 || !isDigits(postcode) {
+		return ""
+	}
+	switch {
+	case postcode[:2] == "20":
+		if postcode[2] <= '1' {
+			return "2A"
+		}
+		return "2B"
+	case postcode[:2] == "97" || postcode[:2] == "98":
+		return postcode[:3]
+	}
+	return postcode[:2]
+}

@@ -1,0 +1,128 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// An anchor is the audit log's head (last event id and hash, and when it
+// was read), written to a file the operator ships out of the database's
+// reach. The chain alone cannot show that its last events were removed: an
+// anchor can — every anchored event must still be there with the same hash.
+// With ENS_AUDIT_KEY an anchor carries an HMAC, so that it cannot be
+// rewritten either.
+type Anchor struct {
+	ID   int64     `json:"id"`
+	Hash string    `json:"hash"`
+	At   time.Time `json:"at"`
+	MAC  string    `json:"mac,omitempty"`
+}
+
+func anchorMAC(key []byte, a Anchor) string {
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "ens-audit-anchor-v1|%d|%s|%s", a.ID, a.Hash, a.At.UTC().Format(time.RFC3339Nano))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// TakeAnchor reads the log's head as an anchor, signed with key when one
+// is given.
+func TakeAnchor(ctx context.Context, db provisioning.DBTX, key []byte, now time.Time) (*Anchor, error) {
+	a := &Anchor{At: now.UTC()}
+	var hash []byte
+	err := db.QueryRow(ctx, `SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1`).Scan(&a.ID, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		hash = genesisHash
+	} else if err != nil {
+		return nil, fmt.Errorf("reading the audit log's head: %w", err)
+	}
+	a.Hash = hex.EncodeToString(hash)
+	if len(key) > 0 {
+		a.MAC = anchorMAC(key, *a)
+	}
+	return a, nil
+}
+
+// ReadAnchors reads an anchors file: one JSON anchor per line.
+func ReadAnchors(r io.Reader) ([]Anchor, error) {
+	var out []Anchor
+	sc := bufio.NewScanner(r)
+	for line := 1; sc.Scan(); line++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var a Anchor
+		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+			return nil, fmt.Errorf("anchors file line %d: %w", line, err)
+		}
+		out = append(out, a)
+	}
+	return out, sc.Err()
+}
+
+// CheckAnchors verifies anchors against the log: each anchored event must
+// still be there with its hash, and with key each anchor's MAC must hold.
+// It returns the first problem, or "" when every anchor holds.
+func CheckAnchors(ctx context.Context, db provisioning.DBTX, anchors []Anchor, key []byte) (string, error) {
+	for _, a := range anchors {
+		if len(key) > 0 && !hmac.Equal([]byte(a.MAC), []byte(anchorMAC(key, a))) {
+			return fmt.Sprintf("the anchor of event %d taken %s is not signed with ENS_AUDIT_KEY: the anchors file was altered",
+				a.ID, a.At.Format(time.RFC3339)), nil
+		}
+		if a.ID == 0 {
+			continue
+		}
+		var hash []byte
+		err := db.QueryRow(ctx, `SELECT hash FROM audit_event WHERE id = $1`, a.ID).Scan(&hash)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "event " + strconv.FormatInt(a.ID, 10) + ", anchored " + a.At.Format(time.RFC3339) + ", was removed (the log was cut back)", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("checking an audit anchor: %w", err)
+		}
+		if hex.EncodeToString(hash) != a.Hash {
+			return "event " + strconv.FormatInt(a.ID, 10) + " no longer has the hash anchored " + a.At.Format(time.RFC3339) + " (the log was rewritten)", nil
+		}
+	}
+	return "", nil
+}
+
+// VerifyAnchored walks the chain (Verify) and checks the anchors
+// against it (CheckAnchors). Events chained before ENS_AUDIT_KEY was set
+// pass when a signed anchor taken after them still holds.
+func VerifyAnchored(ctx context.Context, db provisioning.DBTX, anchors []Anchor, key []byte) (*VerifyResult, error) {
+	res, err := Verify(ctx, db)
+	if err != nil || (!res.OK && !res.unvouched) {
+		return res, err
+	}
+	problem, err := CheckAnchors(ctx, db, anchors, key)
+	if err != nil {
+		return nil, err
+	}
+	if problem != "" {
+		last := res.Events + 1
+		res.OK, res.Problem, res.FirstBroken, res.unvouched = false, problem, &last, false
+		return res, nil
+	}
+	if res.unvouched && len(key) > 0 {
+		for _, a := range anchors {
+			if a.ID >= res.LastUnkeyed {
+				res.OK, res.Problem, res.FirstBroken, res.unvouched = true, "", nil, false
+				break
+			}
+		}
+	}
+	return res, nil
+}

@@ -1,4 +1,0 @@
-package provisioning
-
-// EventHash lets tests play an attacker who re-hashes the audit chain.
-var EventHash = eventHash

@@ -1,0 +1,62 @@
+package provisioning
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// NoticeKind and channel names, as stored.
+const (
+	NoticeOpposition  = "opposition"
+	NoticeInformation = "information"
+	NoticeExtension   = "extension"
+	// NoticeResend is a code sent again at its holder's request (ResendCode).
+	NoticeResend = "resend"
+	// NoticeCopy is the curator's copy of the notice of an adult under
+	// curatelle, with the same code and the account's deadline.
+	NoticeCopy    = "copy"
+	ChannelEmail  = "email"
+	ChannelLetter = "letter"
+)
+
+// Target is a notice to dispatch with what rendering it needs: the holder's
+// name, and the contact of whoever receives it (the representative for a
+// minor). It holds personal data: keep it in memory, never log it.
+type Target struct {
+	NoticeID    int64
+	AccountID   int64
+	Kind        string
+	Channel     string
+	Seq         int
+	FirstName   string
+	LastName    string
+	NIR         NIR
+	ForGuardian bool
+	Email       string
+	Lines       [4]string
+	Postcode    string
+	City        string
+	Country     string
+	Department  string
+	Deadline    *time.Time
+	Attempts    int
+	// FirstFailedAt is when the recipient first deferred this email (nil: never).
+	FirstFailedAt *time.Time
+	WaveID        int64
+	State         State // the account's
+}
+
+// LetterFunc queues letter rendering for a wave's departments inside tx.
+type LetterFunc func(ctx context.Context, tx pgx.Tx, waveID int64, departments []string) error
+
+// Deliverable reports whether the target's postal address is complete
+// enough to post a letter to, by the rule the import applies
+// (Person.PostalComplete).
+func (t *Target) Deliverable() bool {
+	return PostalComplete(t.Lines, t.Postcode, t.City, t.Country)
+}
+
+// ChannelAgent is how a call-centre agent's oppositions are recorded.
+const ChannelAgent = "agent"

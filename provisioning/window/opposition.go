@@ -1,0 +1,232 @@
+package window
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/audit"
+)
+
+// Opposition outcomes that are not a success.
+var (
+	// ErrNoMatch: no account has this code with this birth date. The same
+	// error whether the code exists or not.
+	ErrNoMatch = errors.New("no account matches this code and birth date")
+	// ErrWindowClosed: the deadline has passed; the code no longer works.
+	ErrWindowClosed = errors.New("the opposition window is closed")
+)
+
+// Holder is what the public form may show of whose account it is.
+type Holder struct {
+	AccountID   int64
+	FirstMasked string // "Z***"
+	State       provisioning.State
+	Deadline    *time.Time
+	Opposition  *Receipt
+}
+
+// Receipt is the proof of an opposition.
+type Receipt struct {
+	Reference   string    `json:"reference"`
+	At          time.Time `json:"at"`
+	Channel     string    `json:"channel"`
+	FirstMasked string    `json:"first_name"`
+	Deadline    time.Time `json:"deadline"`
+	Undone      bool      `json:"undone,omitempty"`
+	// PostmarkedOn: a mailed opposition, counted by its postmark.
+	PostmarkedOn *time.Time `json:"postmarked_on,omitempty"`
+}
+
+// MaskFirstName keeps the first letter: "Zoé" → "Z**".
+func MaskFirstName(s string) string {
+	r, size := utf8.DecodeRuneInString(s)
+	if size == 0 {
+		return ""
+	}
+	return string(r) + strings.Repeat("*", max(2, utf8.RuneCountInString(s)-1))
+}
+
+// FindHolder looks a code's account up by its lookup hash and birth date,
+// with its standing opposition when it is opposed (one round trip).
+func FindHolder(ctx context.Context, db provisioning.DBTX, codeHash []byte, birth time.Time) (*Holder, error) {
+	var h Holder
+	var first string
+	var o Receipt
+	var ref, channel *string
+	var at *time.Time
+	rows, err := db.Query(ctx, `SELECT a.id, p.first_name, a.state, a.deadline, o.reference, o.at, o.channel, o.postmarked_on
+		FROM account a JOIN person p ON p.id = a.person_id
+		LEFT JOIN opposition o ON o.account_id = a.id AND o.undone_at IS NULL AND a.state = 'opposed'
+		WHERE a.code_hash = $1 AND p.birth_date = $2 LIMIT 2`, codeHash, birth)
+	if err != nil {
+		return nil, fmt.Errorf("looking up code: %w", err)
+	}
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(&h.AccountID, &first, &h.State, &h.Deadline, &ref, &at, &channel, &o.PostmarkedOn); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("looking up code: %w", err)
+		}
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("looking up code: %w", err)
+	}
+	if n != 1 {
+		// None, or two holders sharing code and birth date (a collision
+		// the code alone cannot resolve): answer for nobody.
+		return nil, ErrNoMatch
+	}
+	h.FirstMasked = MaskFirstName(first)
+	if h.State == provisioning.StateOpposed {
+		if ref == nil || at == nil || channel == nil || h.Deadline == nil {
+			return nil, fmt.Errorf("looking up code: account %d is opposed without a standing opposition", h.AccountID)
+		}
+		o.Reference, o.At, o.Channel, o.FirstMasked, o.Deadline = *ref, *at, *channel, h.FirstMasked, *h.Deadline
+		h.Opposition = &o
+	}
+	return &h, nil
+}
+
+// standingReceipt reads the opposition standing on an account.
+func standingReceipt(ctx context.Context, db provisioning.DBTX, accountID int64, first string) (*Receipt, error) {
+	r := &Receipt{FirstMasked: MaskFirstName(first)}
+	err := db.QueryRow(ctx, `SELECT o.reference, o.at, o.channel, a.deadline, o.postmarked_on FROM opposition o JOIN account a ON a.id = o.account_id
+		WHERE o.account_id = $1 AND o.undone_at IS NULL`, accountID).Scan(&r.Reference, &r.At, &r.Channel, &r.Deadline, &r.PostmarkedOn)
+	if err != nil {
+		return nil, fmt.Errorf("reading opposition: %w", err)
+	}
+	return r, nil
+}
+
+// uniqueHolder holds when the code hash ($1) and birth date ($2) name one
+// account only: a collision never lets one person act on another's account.
+const uniqueHolder = `(SELECT count(*) FROM account a2 JOIN person p2 ON p2.id = a2.person_id
+	WHERE a2.code_hash = $1 AND p2.birth_date = $2) = 1`
+
+// OpposeResult says what an opposition did.
+type OpposeResult struct {
+	Receipt        *Receipt
+	AlreadyOpposed bool
+}
+
+// Oppose records an opposition for the account holding codeHash, if birth
+// matches and its window is open. The database decides atomically: the
+// account must still be notified with a deadline not passed at the moment
+// the row is locked, so a concurrent window closing wins or loses whole.
+func Oppose(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, channel, actor string, clock provisioning.Clock) (*OpposeResult, error) {
+	return OpposePostmarked(ctx, pool, codeHash, birth, nil, channel, actor, clock)
+}
+
+// OpposePostmarked is Oppose for a mailed opposition, whose postmark (when
+// given) counts instead of today for the deadline.
+func OpposePostmarked(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, postmark *time.Time, channel, actor string, clock provisioning.Clock) (*OpposeResult, error) {
+	var out *OpposeResult
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		now := clock.Now()
+		effective, err := postmarkOr(postmark, now)
+		if err != nil {
+			return err
+		}
+		var id int64
+		var first string
+		err = tx.QueryRow(ctx, `UPDATE account a SET state = 'opposed', opposed_at = $3
+			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
+			  AND a.state = 'notified' AND a.deadline >= $4 AND `+uniqueHolder+`
+			RETURNING a.id, p.first_name`, codeHash, birth, now, effective).Scan(&id, &first)
+		if errors.Is(err, pgx.ErrNoRows) {
+			h, err := FindHolder(ctx, tx, codeHash, birth)
+			if err != nil {
+				return err
+			}
+			switch {
+			case h.State == provisioning.StateOpposed:
+				out = &OpposeResult{Receipt: h.Opposition, AlreadyOpposed: true}
+				return nil
+			case h.State == provisioning.StateActive && postmark != nil && h.Deadline != nil && !effective.After(*h.Deadline):
+				return ErrActivatedBeforeArrival
+			case h.State == provisioning.StateNotified || h.State == provisioning.StateActive:
+				return ErrWindowClosed
+			}
+			return ErrNoMatch // pending, cancelled, closed…: the code does not work
+		}
+		if err != nil {
+			return fmt.Errorf("recording opposition: %w", err)
+		}
+		r, err := recordOpposition(ctx, tx, id, first, now, postmark, channel, actor, "")
+		out = &OpposeResult{Receipt: r}
+		return err
+	})
+	return out, err
+}
+
+// UndoOpposition withdraws an opposition while the window is open ("j'ai
+// changé d'avis"): the account is notified again, with its same deadline.
+func UndoOpposition(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, channel, actor string, clock provisioning.Clock) (*Receipt, error) {
+	var out *Receipt
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		now := clock.Now()
+		var id int64
+		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'notified', opposed_at = NULL
+			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
+			  AND a.state = 'opposed' AND a.deadline >= $3 AND `+uniqueHolder+` RETURNING a.id`, codeHash, birth, now).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if h, err := FindHolder(ctx, tx, codeHash, birth); err != nil {
+				return err
+			} else if h.State == provisioning.StateOpposed {
+				return ErrWindowClosed
+			}
+			return ErrNoMatch
+		}
+		if err != nil {
+			return fmt.Errorf("withdrawing opposition: %w", err)
+		}
+		out = &Receipt{Undone: true, At: now, Channel: channel}
+		if err := tx.QueryRow(ctx, `UPDATE opposition SET undone_at = $2 WHERE account_id = $1 AND undone_at IS NULL RETURNING reference`,
+			id, now).Scan(&out.Reference); err != nil {
+			return fmt.Errorf("withdrawing opposition: %w", err)
+		}
+		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "account.opposition_withdrawn", AccountIDs: []int64{id},
+			Details: map[string]any{"channel": channel, "reference": out.Reference}})
+	})
+	return out, err
+}
+
+// ReceiptByReference reads a receipt for download.
+func ReceiptByReference(ctx context.Context, db provisioning.DBTX, ref string) (*Receipt, error) {
+	if !provisioning.Storable(ref) {
+		return nil, fmt.Errorf("receipt: %w", provisioning.ErrNotFound)
+	}
+	r := &Receipt{Reference: ref}
+	var first string
+	var undone *time.Time
+	err := db.QueryRow(ctx, `SELECT o.at, o.channel, p.first_name, a.deadline, o.undone_at FROM opposition o
+		JOIN account a ON a.id = o.account_id JOIN person p ON p.id = a.person_id WHERE o.reference = $1`, ref).
+		Scan(&r.At, &r.Channel, &first, &r.Deadline, &undone)
+	if err != nil {
+		return nil, provisioning.NotFound(err, "receipt")
+	}
+	r.FirstMasked, r.Undone = MaskFirstName(first), undone != nil
+	return r, nil
+}
+
+const refAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+func newReference() string {
+	b := make([]byte, 10)
+	rand.Read(b) //nolint:errcheck
+	for i := range b {
+		b[i] = refAlphabet[b[i]&31]
+	}
+	return "OPP-" + string(b[:5]) + "-" + string(b[5:])
+}
