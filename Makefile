@@ -68,9 +68,18 @@ chaos: deps ## The fault suite at length: CHAOS_RUNS runs of each fault, CHAOS_K
 	  $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./cmd/ens/ | grep -v '^smtp/server'; test $${PIPESTATUS[0]} -eq 0
 	@cat var/chaos.md
 
-lint: ## gofmt and go vet, with the checked-in configuration
+# The linter, pinned; installed once per machine next to Go's other tools.
+LINT_VERSION := v2.15.0
+LINT := $(shell $(GO) env GOPATH)/bin/golangci-lint-$(LINT_VERSION)
+
+$(LINT):
+	@echo "installing golangci-lint $(LINT_VERSION)"
+	@tmp=$$(mktemp -d) && GOFLAGS= GOBIN=$$tmp $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION) && \
+	  mkdir -p $(dir $(LINT)) && mv $$tmp/golangci-lint $(LINT) && rmdir $$tmp
+
+lint: $(LINT) ## gofmt, then golangci-lint with the checked-in .golangci.yml (govet, staticcheck, errcheck, gosec, revive, misspell…)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
-	$(GO) vet $(PKGS)
+	$(LINT) run ./...
 
 clean: ## Stop the private database and remove local state
 	-./bin/ens db stop 2>/dev/null

@@ -39,8 +39,8 @@ type BounceCounts struct {
 // path (a Maildir, an mbox or a folder of .eml files) and switches to a
 // letter each person whose email a believed report says failed for good.
 // Logs name files and notice ids, never an address.
-func IngestBounces(ctx context.Context, pool *pgxpool.Pool, reader *notify.BounceReader, path string,
-	letters provisioning.LetterFunc, clock provisioning.Clock, log *slog.Logger) (BounceCounts, error) {
+func IngestBounces(ctx context.Context, st *provisioning.Store, reader *notify.BounceReader, path string,
+	letters provisioning.LetterFunc, log *slog.Logger) (BounceCounts, error) {
 	var c BounceCounts
 	err := notify.EachMessage(path, func(name string, r io.Reader) error {
 		c.Messages++
@@ -58,7 +58,7 @@ func IngestBounces(ctx context.Context, pool *pgxpool.Pool, reader *notify.Bounc
 			log.Warn("bounce report unreadable", "file", name)
 			return nil
 		}
-		outcome, status, ok, err := believe(ctx, pool, b)
+		outcome, status, ok, err := believe(ctx, st.Pool, b)
 		if err != nil {
 			return err
 		}
@@ -71,7 +71,7 @@ func IngestBounces(ctx context.Context, pool *pgxpool.Pool, reader *notify.Bounc
 		switch outcome {
 		case notify.BouncePermanent:
 			c.Permanent++
-			n, err := notice.FallBackToLetter(ctx, pool, []int64{b.NoticeID}, "bounced", "delivery status notification "+status, letters, clock)
+			n, err := notice.FallBackToLetter(ctx, st, []int64{b.NoticeID}, "bounced", "delivery status notification "+status, letters)
 			if err != nil {
 				return fmt.Errorf("switching notice %d to a letter: %w", b.NoticeID, err)
 			}

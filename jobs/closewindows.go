@@ -36,7 +36,7 @@ type CloseWindowsWorker struct {
 
 // Work runs one sweep: ended windows closed, stray letters queued.
 func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindowsArgs]) error {
-	n, err := window.Close(ctx, w.deps.Pool, w.deps.Clock, 0)
+	n, err := window.Close(ctx, w.deps.Store(), 0)
 	if n > 0 {
 		w.deps.Logger.Info("windows closed", "activated", n)
 	}
@@ -52,7 +52,7 @@ func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindows
 	if _, _, err := RecoverLetterFiles(ctx, w.deps.Pool, w.deps.LettersDir, stagedMaxAge, w.deps.Logger); err != nil {
 		return err
 	}
-	if _, err := DeleteExpiredLetterFiles(ctx, w.deps.Pool, w.deps.LetterRetention, w.deps.Clock, w.deps.Logger); err != nil {
+	if _, err := DeleteExpiredLetterFiles(ctx, w.deps.Store(), w.deps.LetterRetention, w.deps.Logger); err != nil {
 		return err
 	}
 	if _, err = SweepLetters(ctx, w.deps.Pool, w.letters); err != nil {

@@ -38,7 +38,15 @@ type Deps struct {
 	// waits for its wave's other chunks (default DefaultMaxLetterWait).
 	ChunkTimeout, RenderTimeout, MaxLetterWait time.Duration
 	Clock                                      provisioning.Clock
-	Logger                                     *slog.Logger
+	// AuditKey keys the audit events the workers append (ENS_AUDIT_KEY).
+	AuditKey []byte
+	Logger   *slog.Logger
+}
+
+// Store is the workers' database, clock and audit key, as the capabilities
+// take them.
+func (d *Deps) Store() *provisioning.Store {
+	return &provisioning.Store{Pool: d.Pool, Clock: d.Clock, AuditKey: d.AuditKey}
 }
 
 // DefaultChunkTimeout bounds a notice chunk: 20 s waiting for a failed

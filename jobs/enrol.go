@@ -18,7 +18,7 @@ type EnrolArgs struct{}
 // Kind is stable: stored jobs refer to it.
 func (EnrolArgs) Kind() string { return "enrol" }
 
-// InsertOpts: one waiting at a time, on the maintenance queue.
+// InsertOpts — one waiting at a time, on the maintenance queue.
 func (EnrolArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaintenance, UniqueOpts: river.UniqueOpts{ByArgs: true,
 		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
@@ -35,7 +35,7 @@ type EnrolWorker struct {
 
 // Work runs one enrolment.
 func (w *EnrolWorker) Work(ctx context.Context, _ *river.Job[EnrolArgs]) error {
-	res, err := wave.Enrol(ctx, w.deps.Pool, Enqueuer(w.client()), wave.LaunchOptions{Clock: w.deps.Clock})
+	res, err := wave.Enrol(ctx, w.deps.Store(), Enqueuer(w.client()), wave.LaunchOptions{})
 	if errors.Is(err, wave.ErrEnrolmentOff) {
 		return nil
 	}

@@ -130,8 +130,8 @@ func Enqueuer(client *river.Client[pgx.Tx]) provisioning.EnqueueFunc {
 
 // RetryWave queues notice chunks again for the wave's pending accounts that
 // no chunk job reaches any more (their chunk was discarded).
-func RetryWave(ctx context.Context, pool *pgxpool.Pool, client *river.Client[pgx.Tx], name, actor string, clock provisioning.Clock) (int64, error) {
+func RetryWave(ctx context.Context, st *provisioning.Store, client *river.Client[pgx.Tx], name, actor string) (int64, error) {
 	states := []string{string(rivertype.JobStateAvailable), string(rivertype.JobStatePending), string(rivertype.JobStateScheduled),
 		string(rivertype.JobStateRunning), string(rivertype.JobStateRetryable)}
-	return wave.Retry(ctx, pool, name, actor, NotifyChunkArgs{}.Kind(), states, Enqueuer(client), clock)
+	return wave.Retry(ctx, st, name, actor, NotifyChunkArgs{}.Kind(), states, Enqueuer(client))
 }

@@ -66,7 +66,7 @@ func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int, emai
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := wave.Launch(ctx, pool, provisioning.WaveSpec{Name: "w1", Actor: "test"}, jobs.Enqueuer(ins),
+	res, err := wave.Launch(ctx, testdb.Store(pool), provisioning.WaveSpec{Name: "w1", Actor: "test"}, jobs.Enqueuer(ins),
 		wave.LaunchOptions{ChunkSize: chunk})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int, emai
 }
 
 func testDeps(t testing.TB, pool *pgxpool.Pool, mailer *notify.Mailer) *jobs.Deps {
-	return &jobs.Deps{Pool: pool, Mailer: mailer, Key: testKey, LettersDir: t.TempDir(), SettleEvery: 5, GiveUpAfter: 50 * time.Millisecond,
+	return &jobs.Deps{Pool: pool, AuditKey: testdb.AuditKey, Mailer: mailer, Key: testKey, LettersDir: t.TempDir(), SettleEvery: 5, GiveUpAfter: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)}
 }
 
@@ -493,7 +493,7 @@ func (e *env) ingest(t *testing.T, path, from string) jobs.BounceCounts {
 		t.Fatal(err)
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)
-	c, err := jobs.IngestBounces(context.Background(), e.pool, reader, path, jobs.LetterQueuer(ins), nil, slog.New(slog.DiscardHandler))
+	c, err := jobs.IngestBounces(context.Background(), testdb.Store(e.pool), reader, path, jobs.LetterQueuer(ins), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,11 +507,11 @@ func TestExtensionTellsPeopleTheirNewDeadline(t *testing.T) {
 	ctx := context.Background()
 	before := e.sink.Count()
 	until := time.Now().AddDate(0, 3, 0)
-	n, err := wave.Extend(ctx, e.pool, "w1", until, "olga", nil)
+	n, err := wave.Extend(ctx, testdb.Store(e.pool), "w1", until, "olga")
 	if err != nil || n == 0 {
 		t.Fatalf("extend: %d %v", n, err)
 	}
-	if _, err := wave.Extend(ctx, e.pool, "w1", until.AddDate(0, 0, -1), "olga", nil); err == nil {
+	if _, err := wave.Extend(ctx, testdb.Store(e.pool), "w1", until.AddDate(0, 0, -1), "olga"); err == nil {
 		t.Fatal("an extension that shortens the window was accepted")
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/notice"
@@ -88,8 +86,8 @@ func settleStaged(ctx context.Context, db provisioning.DBTX, dir string, match f
 // DeleteExpiredLetterFiles deletes the PDFs of batches posted more than
 // retention ago (they hold codes); the manifests, rows and SHA-256 stay. It
 // runs with each window sweep.
-func DeleteExpiredLetterFiles(ctx context.Context, pool *pgxpool.Pool, retention time.Duration, clock provisioning.Clock, log *slog.Logger) (int, error) {
-	files, err := notice.ExpiredLetterFiles(ctx, pool, retention, clock.Now())
+func DeleteExpiredLetterFiles(ctx context.Context, st *provisioning.Store, retention time.Duration, log *slog.Logger) (int, error) {
+	files, err := notice.ExpiredLetterFiles(ctx, st.Pool, retention, st.Clock.Now())
 	if err != nil || len(files) == 0 {
 		return 0, err
 	}
@@ -101,7 +99,7 @@ func DeleteExpiredLetterFiles(ctx context.Context, pool *pgxpool.Pool, retention
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	if err := notice.RecordLetterFilesDeleted(ctx, pool, ids, clock); err != nil {
+	if err := notice.RecordLetterFilesDeleted(ctx, st, ids); err != nil {
 		return 0, err
 	}
 	log.Info("letter files deleted after their retention", "batches", len(ids))

@@ -169,7 +169,7 @@ func (c *commitCut) Write(p []byte) (int, error) {
 func (c *commitCut) Read(p []byte) (int, error) {
 	if c.dropped {
 		c.Conn.Read(make([]byte, 4096)) //nolint:errcheck // the server's answer: it committed
-		c.Conn.Close()
+		c.Close()
 		return 0, io.ErrUnexpectedEOF
 	}
 	return c.Conn.Read(p)

@@ -82,7 +82,7 @@ func (w *NotifyChunkWorker) work(ctx context.Context, job *river.Job[NotifyChunk
 	}
 	// A crashed run may have left accepted emails unsettled: this job owns
 	// these accounts, so it settles them before anything else.
-	if n, err := notice.SettleLeftovers(ctx, d.Pool, wave, a.FirstAccountID, a.LastAccountID, d.codeHash, d.Clock); err != nil {
+	if n, err := notice.SettleLeftovers(ctx, d.Store(), wave, a.FirstAccountID, a.LastAccountID, d.codeHash); err != nil {
 		return err
 	} else if n > 0 {
 		d.Logger.Info("settled emails accepted before a crash", "wave_id", a.WaveID, "emails", n)
@@ -90,7 +90,7 @@ func (w *NotifyChunkWorker) work(ctx context.Context, job *river.Job[NotifyChunk
 	if wave.Paused() {
 		return river.JobSnooze(pausedSnooze) // the operator paused the wave: no attempt spent
 	}
-	targets, err := notice.PrepareChunk(ctx, d.Pool, a.WaveID, a.FirstAccountID, a.LastAccountID, w.letters, d.Clock)
+	targets, err := notice.PrepareChunk(ctx, d.Store(), a.WaveID, a.FirstAccountID, a.LastAccountID, w.letters)
 	if err != nil {
 		return fmt.Errorf("preparing chunk: %w", err)
 	}
@@ -126,7 +126,7 @@ func (w *NotifyChunkWorker) dispatch(ctx context.Context, wave *provisioning.Wav
 		if len(ids) == 0 {
 			continue
 		}
-		if _, err := notice.FallBackToLetter(ctx, d.Pool, ids, "failed", reason, w.letters, d.Clock); err != nil {
+		if _, err := notice.FallBackToLetter(ctx, d.Store(), ids, "failed", reason, w.letters); err != nil {
 			return res, err
 		}
 	}
@@ -185,7 +185,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 		return err == nil
 	}
 	settle := func(sent []notice.Sent) bool {
-		return keep(notice.SettleAccepted(context.WithoutCancel(ctx), d.Pool, wave, sent, d.Clock))
+		return keep(notice.SettleAccepted(context.WithoutCancel(ctx), d.Store(), wave, sent))
 	}
 	work := make(chan *provisioning.Target)
 	var wg sync.WaitGroup
@@ -210,7 +210,7 @@ func (w *NotifyChunkWorker) send(ctx context.Context, wave *provisioning.Wave, t
 					s := notice.Accepted(wave, t.NoticeID, t.AccountID, t.Kind, d.Clock.Now())
 					s.Deadline = wave.TargetDeadline(t, s.At)
 					s.RecipientHash = d.Mailer.RecipientHash(t.Email)
-					failed = !keep(notice.MarkEmailsSent(context.WithoutCancel(ctx), d.Pool, wave, []notice.Sent{s}, d.Clock))
+					failed = !keep(notice.MarkEmailsSent(context.WithoutCancel(ctx), d.Store(), wave, []notice.Sent{s}))
 					mu.Lock()
 					out.sent++
 					mu.Unlock()

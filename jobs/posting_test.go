@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
@@ -50,7 +51,7 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 		t.Fatal("no printed letter with the printed deadline")
 	}
 	late := printedDeadline.AddDate(0, 1, 0)
-	if n, err := window.Close(ctx, e.pool, clockAt(late), 0); err != nil || n != 0 {
+	if n, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(late)), 0); err != nil || n != 0 {
 		t.Fatalf("the sweep activated %d account(s) whose letters were never posted (%v)", n, err)
 	}
 	bs, err := notice.ListLetterBatches(ctx, e.pool, notice.BatchFilter{State: notice.BatchOverdue}, rendered.Add(4*24*time.Hour))
@@ -63,28 +64,29 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 	}
 	// The first batch is posted the day after rendering; the second four
 	// days after: 15 Jan + 3 + 42 = 1 March, later than printed.
-	opts := notice.PostingOptions{Operator: "imprimeur", Clock: clockAt(rendered.AddDate(0, 0, 5))}
-	if _, err := notice.AcknowledgePosting(ctx, e.pool, bs[0].File, rendered.AddDate(0, 0, 1), "", opts); err != nil {
+	opts := notice.PostingOptions{Operator: "imprimeur"}
+	printer := testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 5)))
+	if _, err := notice.AcknowledgePosting(ctx, printer, bs[0].File, rendered.AddDate(0, 0, 1), "", opts); err != nil {
 		t.Fatal(err)
 	}
-	p, err := notice.AcknowledgePosting(ctx, e.pool, bs[1].Manifest, rendered.AddDate(0, 0, 4), bs[1].SHA256, opts)
+	p, err := notice.AcknowledgePosting(ctx, printer, bs[1].Manifest, rendered.AddDate(0, 0, 4), bs[1].SHA256, opts)
 	if err != nil || p.Letters != bs[1].Pages {
 		t.Fatalf("acknowledgement: %+v %v", p, err)
 	}
-	if again, err := notice.AcknowledgePosting(ctx, e.pool, bs[1].File, rendered.AddDate(0, 0, 4), "", opts); err != nil || !again.Already {
+	if again, err := notice.AcknowledgePosting(ctx, printer, bs[1].File, rendered.AddDate(0, 0, 4), "", opts); err != nil || !again.Already {
 		t.Fatalf("the same acknowledgement again: %+v %v", again, err)
 	}
 	for name, day := range map[string]time.Time{"another day": rendered.AddDate(0, 0, 3), "the future": rendered.AddDate(0, 0, 9),
 		"before rendering": rendered.AddDate(0, 0, -1)} {
-		if _, err := notice.AcknowledgePosting(ctx, e.pool, bs[2].File, day, "", opts); err == nil && name != "another day" {
+		if _, err := notice.AcknowledgePosting(ctx, printer, bs[2].File, day, "", opts); err == nil && name != "another day" {
 			t.Errorf("a posting day in %s was accepted", name)
 		}
 	}
-	if _, err := notice.AcknowledgePosting(ctx, e.pool, bs[3].File, rendered, "0000", opts); err == nil {
+	if _, err := notice.AcknowledgePosting(ctx, printer, bs[3].File, rendered, "0000", opts); err == nil {
 		t.Error("a batch acknowledged with another file's SHA-256")
 	}
 	for _, name := range []string{"%", "_", "dept-%.pdf", ""} { // never a pattern: one batch, named exactly
-		if _, err := notice.AcknowledgePosting(ctx, e.pool, name, rendered, "", opts); !errors.Is(err, provisioning.ErrNotFound) {
+		if _, err := notice.AcknowledgePosting(ctx, printer, name, rendered, "", opts); !errors.Is(err, provisioning.ErrNotFound) {
 			t.Errorf("acknowledging %q: %v, want not found", name, err)
 		}
 	}
@@ -94,7 +96,7 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 	if !first.Equal(printedDeadline) || !second.Equal(time.Date(2027, 3, 1, 23, 59, 59, 0, provisioning.Paris)) {
 		t.Fatalf("deadlines after posting: %s (want the printed %s), %s (want 1 March)", first, printedDeadline, second)
 	}
-	n, err := window.Close(ctx, e.pool, clockAt(late), 0)
+	n, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(late)), 0)
 	posted := e.count(t, `SELECT count(DISTINCT n.account_id) FROM notice n JOIN letter_batch b ON b.id = n.batch_id
 		WHERE b.posted_on IS NOT NULL AND n.kind = 'opposition'`)
 	if err != nil || int(n) != posted {
@@ -124,7 +126,7 @@ func TestEmailOnlyPersonWhoseEmailFailsIsUnreachable(t *testing.T) {
 	if refused == 0 || unreachable == 0 || addressless != 0 {
 		t.Fatalf("%d emails refused, %d people unreachable, %d addressless letters", refused, unreachable, addressless)
 	}
-	if _, err := window.Close(ctx, e.pool, clockAt(time.Now().AddDate(0, 3, 0)), 0); err != nil {
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.count(t, `SELECT count(*) FROM account WHERE state = 'unreachable'`); n != unreachable {
@@ -151,7 +153,7 @@ func TestLateBounceOnActiveAccountPrintsNoLetter(t *testing.T) {
 	e := setup(t, 40, nil)
 	e.runUntilIdle(t)
 	ctx := context.Background()
-	if _, err := window.Close(ctx, e.pool, clockAt(time.Now().AddDate(0, 3, 0)), 0); err != nil {
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0); err != nil {
 		t.Fatal(err)
 	}
 	var noticeID int64
@@ -160,7 +162,7 @@ func TestLateBounceOnActiveAccountPrintsNoLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)
-	n, err := notice.FallBackToLetter(ctx, e.pool, []int64{noticeID}, "bounced", "dsn", jobs.LetterQueuer(ins), nil)
+	n, err := notice.FallBackToLetter(ctx, testdb.Store(e.pool), []int64{noticeID}, "bounced", "dsn", jobs.LetterQueuer(ins))
 	if err != nil || n != 0 {
 		t.Fatalf("a late bounce queued %d letter(s) (%v)", n, err)
 	}
@@ -182,7 +184,7 @@ func TestReturnedLetterBlocksActivationUntilANewAddress(t *testing.T) {
 	ctx := context.Background()
 	bs, _ := notice.ListLetterBatches(ctx, e.pool, notice.BatchFilter{}, time.Now())
 	for _, b := range bs {
-		if _, err := notice.AcknowledgePosting(ctx, e.pool, b.File, time.Now(), "", notice.PostingOptions{Operator: "imprimeur"}); err != nil {
+		if _, err := notice.AcknowledgePosting(ctx, testdb.Store(e.pool), b.File, time.Now(), "", notice.PostingOptions{Operator: "imprimeur"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -191,14 +193,14 @@ func TestReturnedLetterBlocksActivationUntilANewAddress(t *testing.T) {
 	file := "reference,returned_on,reason\n" +
 		"ENS-" + strings.Repeat("0", 9-len(itoa(noticeID))) + itoa(noticeID) + "," + time.Now().Format(time.DateOnly) + ",NPAI\n" +
 		"ENS-999999999,2020-01-01,NPAI\nnot-a-reference,2020-01-01,\n"
-	res, err := notice.RecordReturns(ctx, e.pool, strings.NewReader(file), "la-poste", nil)
+	res, err := notice.RecordReturns(ctx, testdb.Store(e.pool), strings.NewReader(file), "la-poste")
 	if err != nil || res.Returned != 1 || res.Unreachable != 1 || len(res.Rejected) != 2 {
 		t.Fatalf("returns: %+v %v", res, err)
 	}
-	if again, _ := notice.RecordReturns(ctx, e.pool, strings.NewReader(file), "la-poste", nil); again.Returned != 0 {
+	if again, _ := notice.RecordReturns(ctx, testdb.Store(e.pool), strings.NewReader(file), "la-poste"); again.Returned != 0 {
 		t.Fatalf("a return recorded twice: %+v", again)
 	}
-	if _, err := window.Close(ctx, e.pool, clockAt(time.Now().AddDate(0, 3, 0)), 0); err != nil {
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0); err != nil {
 		t.Fatal(err)
 	}
 	var state string
@@ -207,7 +209,7 @@ func TestReturnedLetterBlocksActivationUntilANewAddress(t *testing.T) {
 		t.Fatalf("a person whose letter came back is %s", state)
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)
-	if r, err := wave.Renotify(ctx, e.pool, "w1", "olga", jobs.Enqueuer(ins), nil); err != nil || r.Renotified != 0 || r.StillUnreachable != 1 {
+	if r, err := wave.Renotify(ctx, testdb.Store(e.pool), "w1", "olga", jobs.Enqueuer(ins)); err != nil || r.Renotified != 0 || r.StillUnreachable != 1 {
 		t.Fatalf("renotify with the same address: %+v %v", r, err)
 	}
 	// A later import brings a new address.
@@ -215,7 +217,7 @@ func TestReturnedLetterBlocksActivationUntilANewAddress(t *testing.T) {
 		WHERE id = (SELECT person_id FROM account WHERE id = $1)`, accountID); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := wave.Renotify(ctx, e.pool, "w1", "olga", jobs.Enqueuer(ins), nil); err != nil || r.Renotified != 1 {
+	if r, err := wave.Renotify(ctx, testdb.Store(e.pool), "w1", "olga", jobs.Enqueuer(ins)); err != nil || r.Renotified != 1 {
 		t.Fatalf("renotify after a new address: %+v %v", r, err)
 	}
 	e.runUntilIdle(t)
@@ -240,15 +242,16 @@ func TestPostedLetterFilesDeletedAfterRetention(t *testing.T) {
 	e.runUntilIdle(t)
 	ctx := context.Background()
 	bs, _ := notice.ListLetterBatches(ctx, e.pool, notice.BatchFilter{}, rendered)
-	opts := notice.PostingOptions{Operator: "imprimeur", Clock: clockAt(rendered.AddDate(0, 0, 2))}
-	if _, err := notice.AcknowledgePosting(ctx, e.pool, bs[0].File, rendered.AddDate(0, 0, 1), "", opts); err != nil {
+	opts := notice.PostingOptions{Operator: "imprimeur"}
+	printer := testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 2)))
+	if _, err := notice.AcknowledgePosting(ctx, printer, bs[0].File, rendered.AddDate(0, 0, 1), "", opts); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	if n, err := jobs.DeleteExpiredLetterFiles(ctx, e.pool, 30*24*time.Hour, clockAt(rendered.AddDate(0, 0, 30)), log); err != nil || n != 0 {
+	if n, err := jobs.DeleteExpiredLetterFiles(ctx, testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 30))), 30*24*time.Hour, log); err != nil || n != 0 {
 		t.Fatalf("within retention: %d deleted (%v)", n, err)
 	}
-	if n, err := jobs.DeleteExpiredLetterFiles(ctx, e.pool, 30*24*time.Hour, clockAt(rendered.AddDate(0, 0, 32)), log); err != nil || n != 1 {
+	if n, err := jobs.DeleteExpiredLetterFiles(ctx, testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 32))), 30*24*time.Hour, log); err != nil || n != 1 {
 		t.Fatalf("after retention: %d deleted (%v)", n, err)
 	}
 	if _, err := os.Stat(bs[0].File); err == nil {
@@ -286,13 +289,14 @@ func TestExtensionStatesTheChosenDayOnEveryChannel(t *testing.T) {
 	var opposedID int64
 	var birth time.Time
 	e.pool.QueryRow(ctx, `SELECT a.id, p.birth_date FROM account a JOIN person p ON p.id = a.person_id WHERE a.state = 'notified' ORDER BY a.id LIMIT 1`).Scan(&opposedID, &birth)
-	if _, err := window.Oppose(ctx, e.pool, testKey.LookupHash(testKey.Derive(opposedID)), birth, "web", "test", clock); err != nil {
+	if _, err := window.Oppose(ctx, testdb.Store(e.pool).At(clock),
+		window.Attempt{CodeHash: testKey.LookupHash(testKey.Derive(opposedID)), Birth: birth, Channel: "web", Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	day41 := t0.AddDate(0, 0, 41)
 	now.Store(&day41)
 	chosen := time.Date(2027, 3, 12, 0, 0, 0, 0, provisioning.Paris)
-	if _, err := wave.Extend(ctx, e.pool, "w1", chosen, "olga", clock); err != nil {
+	if _, err := wave.Extend(ctx, testdb.Store(e.pool).At(clock), "w1", chosen, "olga"); err != nil {
 		t.Fatal(err)
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)

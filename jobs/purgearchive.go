@@ -19,6 +19,7 @@ func (PurgeArchiveArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaintenance}
 }
 
+// PurgeArchiveWorker purges the archives past their retention, daily.
 type PurgeArchiveWorker struct {
 	river.WorkerDefaults[PurgeArchiveArgs]
 	deps *Deps
@@ -26,7 +27,7 @@ type PurgeArchiveWorker struct {
 
 // Work runs one purge.
 func (w *PurgeArchiveWorker) Work(ctx context.Context, _ *river.Job[PurgeArchiveArgs]) error {
-	res, err := archive.Purge(ctx, w.deps.Pool, w.deps.Key.NIRKey(), false, w.deps.Clock)
+	res, err := archive.Purge(ctx, w.deps.Store(), w.deps.Key.NIRKey(), false)
 	if err == nil {
 		w.deps.Logger.Info("archive purged", "due", res.Due, "purged", res.Purged)
 	}

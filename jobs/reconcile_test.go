@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
@@ -117,8 +118,8 @@ func (e *env) postAll(t *testing.T, day time.Time) {
 		t.Fatal(err)
 	}
 	for _, b := range bs {
-		if _, err := notice.AcknowledgePosting(ctx, e.pool, strconv.FormatInt(b.ID, 10), day, b.SHA256,
-			notice.PostingOptions{Operator: "imprimeur", Clock: func() time.Time { return day.Add(time.Hour) }}); err != nil {
+		if _, err := notice.AcknowledgePosting(ctx, testdb.Store(e.pool).At(func() time.Time { return day.Add(time.Hour) }),
+			strconv.FormatInt(b.ID, 10), day, b.SHA256, notice.PostingOptions{Operator: "imprimeur"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -207,7 +208,7 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 	// Bounces.
 	if ids := pick(`SELECT id FROM notice WHERE channel = 'email' AND status = 'sent' AND kind = 'opposition'`, rng.IntN(6)); len(ids) > 0 {
 		faults = append(faults, fmt.Sprintf("%d bounces", len(ids)))
-		if _, err := notice.FallBackToLetter(ctx, e.pool, ids, "bounced", "dsn", jobs.LetterQueuer(ins), clock); err != nil {
+		if _, err := notice.FallBackToLetter(ctx, testdb.Store(e.pool).At(clock), ids, "bounced", "dsn", jobs.LetterQueuer(ins)); err != nil {
 			t.Fatal(err)
 		}
 		e.runUntilIdle(t)
@@ -217,8 +218,8 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 	posted := 0
 	for _, b := range bs {
 		if rng.IntN(4) != 0 {
-			if _, err := notice.AcknowledgePosting(ctx, e.pool, b.File, t0.AddDate(0, 0, rng.IntN(3)), "",
-				notice.PostingOptions{Operator: "imprimeur", Clock: func() time.Time { return t0.AddDate(0, 0, 3) }}); err != nil {
+			if _, err := notice.AcknowledgePosting(ctx, testdb.Store(e.pool).At(func() time.Time { return t0.AddDate(0, 0, 3) }),
+				b.File, t0.AddDate(0, 0, rng.IntN(3)), "", notice.PostingOptions{Operator: "imprimeur"}); err != nil {
 				t.Fatal(err)
 			}
 			posted++
@@ -233,7 +234,7 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 			fmt.Fprintf(&file, "ENS-%09d,%s\n", id, t0.AddDate(0, 0, 8).Format(time.DateOnly))
 		}
 		at(10 * 24 * time.Hour)
-		if _, err := notice.RecordReturns(ctx, e.pool, strings.NewReader(file.String()), "la-poste", clock); err != nil {
+		if _, err := notice.RecordReturns(ctx, testdb.Store(e.pool).At(clock), strings.NewReader(file.String()), "la-poste"); err != nil {
 			t.Fatal(err)
 		}
 		faults = append(faults, fmt.Sprintf("%d letters returned", len(ids)))
@@ -244,18 +245,18 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 		var birth time.Time
 		e.pool.QueryRow(ctx, `SELECT p.birth_date FROM account a JOIN person p ON p.id = a.person_id WHERE a.id = $1`, id).Scan(&birth)
 		h := testKey.LookupHash(testKey.Derive(id))
-		if _, err := window.Oppose(ctx, e.pool, h, birth, "web", "test", clock); err != nil {
+		if _, err := window.Oppose(ctx, testdb.Store(e.pool).At(clock), window.Attempt{CodeHash: h, Birth: birth, Channel: "web", Actor: "test"}); err != nil {
 			t.Fatalf("opposing: %v", err)
 		}
 		switch rng.IntN(3) {
 		case 0:
-			if _, err := window.UndoOpposition(ctx, e.pool, h, birth, "web", "test", clock); err != nil {
+			if _, err := window.UndoOpposition(ctx, testdb.Store(e.pool).At(clock), window.Attempt{CodeHash: h, Birth: birth, Channel: "web", Actor: "test"}); err != nil {
 				t.Fatalf("withdrawing: %v", err)
 			}
 		case 1:
 			var nir string
 			e.pool.QueryRow(ctx, `SELECT p.nir FROM account a JOIN person p ON p.id = a.person_id WHERE a.id = $1`, id).Scan(&nir)
-			if _, err := archive.Reinstate(ctx, e.pool, provisioning.NIR(nir), "agent", clock); err != nil {
+			if _, err := archive.Reinstate(ctx, testdb.Store(e.pool).At(clock), provisioning.NIR(nir), "agent"); err != nil {
 				t.Fatalf("reinstating: %v", err)
 			}
 		}
@@ -263,7 +264,7 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 	// An extension, told on every channel.
 	if rng.IntN(2) == 0 {
 		at(40 * 24 * time.Hour)
-		if _, err := wave.Extend(ctx, e.pool, "w1", t0.AddDate(0, 0, 70), "olga", clock); err == nil {
+		if _, err := wave.Extend(ctx, testdb.Store(e.pool).At(clock), "w1", t0.AddDate(0, 0, 70), "olga"); err == nil {
 			faults = append(faults, "extension")
 			if _, err := ins.Insert(ctx, jobs.SendExtensionsArgs{}, nil); err != nil {
 				t.Fatal(err)
@@ -282,7 +283,7 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 		e.postAll(t, t0.AddDate(0, 0, 44))
 	}
 	at(90 * 24 * time.Hour)
-	if _, err := window.Close(ctx, e.pool, clock, 0); err != nil {
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clock), 0); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.reconciled(t); !r.Clean {
@@ -319,7 +320,7 @@ func (e *env) importDeaths(t *testing.T, personIDs []int64, died time.Time, cloc
 	rows.Close()
 	path := filepath.Join(t.TempDir(), "deaths.csv")
 	os.WriteFile(path, []byte(b.String()), 0o600) //nolint:errcheck
-	if _, err := registry.Import(ctx, e.pool, path, registry.ImportOptions{Clock: clock}); err != nil {
+	if _, err := registry.Import(ctx, testdb.Store(e.pool).At(clock), path, registry.ImportOptions{}); err != nil {
 		t.Fatalf("importing deaths: %v", err)
 	}
 }

@@ -25,7 +25,7 @@ type RenderLettersArgs struct {
 // Kind is stable: stored jobs refer to it.
 func (RenderLettersArgs) Kind() string { return "render_letters" }
 
-// InsertOpts: one render per wave and department queued or running at a time.
+// InsertOpts — one render per wave and department queued or running at a time.
 // Letters created while one runs are picked up by the sweep (QueueLetterSweep).
 func (RenderLettersArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueLetters, UniqueOpts: river.UniqueOpts{ByArgs: true,
@@ -103,7 +103,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 	if err := settleDepartmentFiles(ctx, d.Pool, waveDir, dept, d.Logger); err != nil {
 		return err
 	}
-	n, err := notice.RenderLetterBatches(ctx, d.Pool, job.Args.WaveID, dept,
+	n, err := notice.RenderLetterBatches(ctx, d.Store(), job.Args.WaveID, dept,
 		func(batchID int64, ts []provisioning.Target) (*notice.LetterFile, error) {
 			ns := make([]*notify.Notice, len(ts))
 			hashes := map[int64][]byte{}
@@ -129,7 +129,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 			}
 			return &notice.LetterFile{File: st.PDF, Manifest: st.Manifest, SHA256: b.SHA256, Pages: pages, CodeHashes: hashes,
 				Publish: st.Publish, Discard: st.Discard}, nil
-		}, notice.LetterOptions{PostDelay: d.PostDelay, Clock: d.Clock})
+		}, notice.LetterOptions{PostDelay: d.PostDelay})
 	if err != nil {
 		return err
 	}

@@ -9,13 +9,14 @@ import (
 	"github.com/ens-sante/ens/provisioning/notice"
 )
 
+// SendExtensionsArgs sends the follow-up emails waiting: curators' copies,
 // extensions of a window, and codes re-sent (ens code resend).
 type SendExtensionsArgs struct{}
 
 // Kind is stable: stored jobs refer to it.
 func (SendExtensionsArgs) Kind() string { return "send_extensions" }
 
-// InsertOpts: one at a time.
+// InsertOpts — one at a time.
 func (SendExtensionsArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: chunkMaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }

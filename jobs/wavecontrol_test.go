@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/provisioning/wave"
 )
@@ -18,7 +19,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 	t.Parallel()
 	e := setup(t, 120, nil)
 	ctx := context.Background()
-	if err := wave.Pause(ctx, e.pool, "w1", "olga", nil); err != nil {
+	if err := wave.Pause(ctx, testdb.Store(e.pool), "w1", "olga"); err != nil {
 		t.Fatal(err)
 	}
 	c := e.client(t)
@@ -34,7 +35,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 	if sent := e.sink.Count(); sent != 0 {
 		t.Fatalf("%d emails left a paused wave", sent)
 	}
-	if err := wave.Resume(ctx, e.pool, "w1", "olga", nil); err != nil {
+	if err := wave.Resume(ctx, testdb.Store(e.pool), "w1", "olga"); err != nil {
 		t.Fatal(err)
 	}
 	e.pool.Exec(ctx, `UPDATE river_job SET scheduled_at = now() WHERE state = 'scheduled'`) //nolint:errcheck
@@ -48,7 +49,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 		t.Fatalf("%d pending after a discarded chunk of %d accounts", pending, lost)
 	}
 	ins, _ := jobs.NewInsertClient(e.pool)
-	n, err := jobs.RetryWave(ctx, e.pool, ins, "w1", "olga", nil)
+	n, err := jobs.RetryWave(ctx, testdb.Store(e.pool), ins, "w1", "olga")
 	if err != nil || n != int64(pending) {
 		t.Fatalf("retry: %d (%v), want %d", n, err, pending)
 	}
@@ -71,7 +72,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 	done()
 	notified := e2.count(t, `SELECT count(*) FROM account WHERE state = 'notified'`) // newborns, active from the start, are still informed
 	pendingBefore := e2.count(t, `SELECT count(*) FROM account WHERE state = 'pending'`)
-	cancelled, err := wave.Cancel(ctx, e2.pool, "w1", "olga", nil)
+	cancelled, err := wave.Cancel(ctx, testdb.Store(e2.pool), "w1", "olga")
 	if err != nil || cancelled != int64(pendingBefore) || pendingBefore == 0 {
 		t.Fatalf("cancel: %d of %d pending (%v)", cancelled, pendingBefore, err)
 	}
@@ -79,7 +80,7 @@ func TestOperatorsSteerAWave(t *testing.T) {
 	if n := e2.count(t, `SELECT count(*) FROM account WHERE state = 'notified'`); n != notified {
 		t.Fatalf("%d told after the cancel, %d before: they keep their window and nobody else is told", n, notified)
 	}
-	if err := wave.Resume(ctx, e2.pool, "w1", "olga", nil); err == nil {
+	if err := wave.Resume(ctx, testdb.Store(e2.pool), "w1", "olga"); err == nil {
 		t.Fatal("a cancelled wave resumed")
 	}
 	if n := e.count(t, `SELECT count(*) FROM audit_event WHERE action IN ('wave.paused', 'wave.resumed', 'wave.retried')`); n != 3 {

@@ -27,10 +27,10 @@ const (
 	BounceSuccess BounceOutcome = "success"
 )
 
-// ErrUnreadable: the file is not a well-formed message.
+// ErrUnreadable — the file is not a well-formed message.
 var ErrUnreadable = errors.New("unreadable message")
 
-// ErrNotDSN: the message holds no delivery status (message/delivery-status
+// ErrNotDSN — the message holds no delivery status (message/delivery-status
 // or message/global-delivery-status).
 var ErrNotDSN = errors.New("not a delivery status notification")
 
@@ -225,7 +225,7 @@ func reportAddress(v string) string {
 		if err != nil {
 			return s
 		}
-		return string(rune(n))
+		return string(rune(n)) //nolint:gosec // at most 6 hex digits: below 2^24
 	})
 	return strings.Trim(strings.TrimSpace(v), "<>")
 }
@@ -267,7 +267,7 @@ type BouncedRecipient struct {
 	Hashes  [][]byte
 }
 
-// ErrNotOurs: a report that names none of our notices with a valid tag, or
+// ErrNotOurs — a report that names none of our notices with a valid tag, or
 // whose returned Message-ID names another notice.
 var ErrNotOurs = errors.New("the report names none of our notices (no valid bounce address)")
 

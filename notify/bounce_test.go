@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -235,7 +236,13 @@ func TestMailboxesOfEveryForm(t *testing.T) {
 		t.Fatalf("Maildir, second reading: %q", got)
 	}
 	os.WriteFile(dir+"/a.eml", []byte("Subject: eml\n\nx"), 0o600) //nolint:errcheck
-	if got := read(dir); len(got) != 1 || got[0] != "a.eml:Subject: eml" {
-		t.Fatalf(".eml folder: %q", got)
+	// A folder: every file, whatever its name (a Maildir's new/ as Postfix
+	// writes it), an mbox message by message; sub-folders and hidden files
+	// skipped. (Before: only *.eml files were read.)
+	os.WriteFile(dir+"/1765000000.M1P2.mx", []byte("Subject: no suffix\n\nx"), 0o600) //nolint:errcheck
+	os.WriteFile(dir+"/.lock", []byte("Subject: hidden\n\nx"), 0o600)                 //nolint:errcheck
+	want := []string{"1765000000.M1P2.mx:Subject: no suffix", "a.eml:Subject: eml", "bounces.mbox#1:Subject: one", "bounces.mbox#2:Subject: two"}
+	if got := read(dir); !slices.Equal(got, want) {
+		t.Fatalf("a folder of messages: %q, want %q", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/emersion/go-maildir"
 	"github.com/emersion/go-mbox"
@@ -37,13 +38,18 @@ func EachMessage(path string, fn func(name string, r io.Reader) error) error {
 	if isMaildir(path) {
 		return eachMaildir(maildir.Dir(path), fn)
 	}
-	files, err := filepath.Glob(filepath.Join(path, "*.eml"))
+	// A folder of messages (a Maildir's new/ included) is read whatever
+	// the files' names: Postfix and most MDAs write them without ".eml". An
+	// mbox in it is read message by message.
+	entries, err := os.ReadDir(path)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading the bounce folder: %w", err)
 	}
-	sort.Strings(files)
-	for _, f := range files {
-		if err := eachFile(f, fn); err != nil {
+	for _, e := range entries { // sorted by name
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if err := eachFile(filepath.Join(path, e.Name()), fn); err != nil {
 			return err
 		}
 	}
@@ -59,12 +65,21 @@ func isMaildir(path string) bool {
 	return true
 }
 
+// eachFile reads the file at path as one message, or as an mbox when it
+// starts as one ("From " and a space-separated envelope line).
 func eachFile(path string, fn func(string, io.Reader) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("opening a bounce report: %w", err)
 	}
 	defer f.Close()
+	head := make([]byte, 5)
+	if n, _ := io.ReadFull(f, head); string(head[:n]) == "From " {
+		return eachMbox(path, fn)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("reading a bounce report: %w", err)
+	}
 	return fn(filepath.Base(path), f)
 }
 

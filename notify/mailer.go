@@ -52,14 +52,14 @@ type SMTPConfig struct {
 type SendOutcome int
 
 const (
-	// Accepted: the server took responsibility for the message (250).
+	// Accepted — the server took responsibility for the message (250).
 	Accepted SendOutcome = iota
-	// Temporary: the recipient was deferred (4xx); retry later, and fall
+	// Temporary — the recipient was deferred (4xx); retry later, and fall
 	// back to a letter only once it has lasted ENS_EMAIL_GIVE_UP_AFTER.
 	Temporary
-	// Permanent: 5xx; the address will not work, fall back to a letter.
+	// Permanent — 5xx; the address will not work, fall back to a letter.
 	Permanent
-	// RelayDown: the relay itself failed (unreachable, TLS or
+	// RelayDown — the relay itself failed (unreachable, TLS or
 	// authentication refused, 421, sender refused, every recipient
 	// deferred); nothing is known of the recipient. Sending pauses until a
 	// probe finds the relay back.

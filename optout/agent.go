@@ -87,8 +87,8 @@ func (h *Handler) opposeByNIR(r *http.Request, in agentRequest, agent string, po
 	if wait > 0 {
 		return nil, &TooManyError{RetryAfter: wait}
 	}
-	res, err := window.OpposeByAgent(r.Context(), h.svc.Pool, window.AgentOpposition{NIR: nir, BirthDate: birth,
-		Operator: agent, IdentityCheckedBy: in.IdentityCheckedBy, PostmarkedOn: postmark}, h.svc.Clock)
+	res, err := window.OpposeByAgent(r.Context(), h.svc.Store(), window.AgentOpposition{NIR: nir, BirthDate: birth,
+		Operator: agent, IdentityCheckedBy: in.IdentityCheckedBy, PostmarkedOn: postmark})
 	h.svc.settle(r.Context(), keys, err)
 	return res, err
 }

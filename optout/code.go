@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -44,21 +43,6 @@ func ParseKey(s string) (Key, error) {
 		return nil, fmt.Errorf("code key must be at least %d bytes (%d hex characters)", MinKeyBytes, 2*MinKeyBytes)
 	}
 	return Key(b), nil
-}
-
-// LoadKey reads ENS_CODE_KEY, or the file ENS_CODE_KEY_FILE names.
-func LoadKey() (Key, error) {
-	if v := os.Getenv("ENS_CODE_KEY"); v != "" {
-		return ParseKey(v)
-	}
-	if p := os.Getenv("ENS_CODE_KEY_FILE"); p != "" {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("reading ENS_CODE_KEY_FILE: %w", err)
-		}
-		return ParseKey(string(b))
-	}
-	return nil, errors.New("no code key: set ENS_CODE_KEY (hex, ≥ 32 bytes) or ENS_CODE_KEY_FILE")
 }
 
 func (k Key) mac(purpose string, parts ...string) []byte {

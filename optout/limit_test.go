@@ -143,8 +143,8 @@ func TestVictimOfAnAttackOpposesThroughTheCallCentre(t *testing.T) {
 	var nir string
 	pool.QueryRow(ctx, `SELECT p.nir FROM person p JOIN account a ON a.person_id = p.id WHERE a.id = $1`, victim.id).Scan(&nir)
 	birth, _ := time.Parse(time.DateOnly, victim.birth)
-	res, err := window.OpposeByAgent(ctx, pool, window.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth,
-		Operator: "olga", IdentityCheckedBy: "marc"}, nil)
+	res, err := window.OpposeByAgent(ctx, testdb.Store(pool), window.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth,
+		Operator: "olga", IdentityCheckedBy: "marc"})
 	if err != nil || res.Receipt == nil || res.AlreadyOpposed {
 		t.Fatalf("the call centre's opposition: %+v %v", res, err)
 	}
@@ -154,8 +154,8 @@ func TestVictimOfAnAttackOpposesThroughTheCallCentre(t *testing.T) {
 		t.Fatalf("audited identity check by %q", checkedBy)
 	}
 	// A wrong birth date answers as a wrong pair does.
-	if _, err := window.OpposeByAgent(ctx, pool, window.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth.AddDate(0, 0, 1),
-		Operator: "olga", IdentityCheckedBy: "marc"}, nil); !errors.Is(err, window.ErrNoMatch) {
+	if _, err := window.OpposeByAgent(ctx, testdb.Store(pool), window.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: birth.AddDate(0, 0, 1),
+		Operator: "olga", IdentityCheckedBy: "marc"}); !errors.Is(err, window.ErrNoMatch) {
 		t.Fatalf("a wrong birth date: %v", err)
 	}
 }

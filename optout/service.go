@@ -30,7 +30,7 @@ var (
 	ErrBirthDate = errors.New("birth date is not a valid date")
 )
 
-// TooManyError: slow down; try again after RetryAfter.
+// TooManyError says to slow down: try again after RetryAfter.
 type TooManyError struct{ RetryAfter time.Duration }
 
 func (e *TooManyError) Error() string {
@@ -43,10 +43,19 @@ type Service struct {
 	Key     Key
 	Limiter *Limiter
 	Clock   provisioning.Clock
-	Log     *slog.Logger
+	// AuditKey keys the audit events of the changes the form makes
+	// (ENS_AUDIT_KEY).
+	AuditKey []byte
+	Log      *slog.Logger
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed (ENS_TRUSTED_PROXIES, CIDRs); see ClientAddr.
 	TrustedProxies []netip.Prefix
+}
+
+// Store is the service's database, clock and audit key, as the
+// capabilities take them.
+func (s *Service) Store() *provisioning.Store {
+	return &provisioning.Store{Pool: s.Pool, Clock: s.Clock, AuditKey: s.AuditKey}
 }
 
 // Request is one attempt: what the person typed, and where it came from.
@@ -144,7 +153,7 @@ func (s *Service) Oppose(ctx context.Context, r Request) (*window.OpposeResult, 
 	if err != nil {
 		return nil, err
 	}
-	res, err := window.OpposePostmarked(ctx, s.Pool, h, birth, r.PostmarkedOn, r.Channel, r.Actor, s.Clock)
+	res, err := window.Oppose(ctx, s.Store(), window.Attempt{CodeHash: h, Birth: birth, Channel: r.Channel, Actor: r.Actor, Postmark: r.PostmarkedOn})
 	if err == nil {
 		s.Log.Info("opposition recorded", "channel", r.Channel, "reference", res.Receipt.Reference, "already", res.AlreadyOpposed)
 	}
@@ -158,7 +167,7 @@ func (s *Service) Activate(ctx context.Context, r Request) (*window.Activation, 
 	if err != nil {
 		return nil, err
 	}
-	act, err := window.ActivateEarly(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
+	act, err := window.ActivateEarly(ctx, s.Store(), window.Attempt{CodeHash: h, Birth: birth, Channel: r.Channel, Actor: r.Actor})
 	if err == nil {
 		s.Log.Info("account activated by its holder", "channel", r.Channel)
 	}
@@ -171,6 +180,6 @@ func (s *Service) Undo(ctx context.Context, r Request) (*window.Receipt, error) 
 	if err != nil {
 		return nil, err
 	}
-	rec, err := window.UndoOpposition(ctx, s.Pool, h, birth, r.Channel, r.Actor, s.Clock)
+	rec, err := window.UndoOpposition(ctx, s.Store(), window.Attempt{CodeHash: h, Birth: birth, Channel: r.Channel, Actor: r.Actor})
 	return rec, err
 }

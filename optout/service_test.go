@@ -62,7 +62,7 @@ func notified(t testing.TB, pool *pgxpool.Pool, n int64, deadline time.Time) []h
 }
 
 func newService(pool *pgxpool.Pool) *optout.Service {
-	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Log: slog.New(slog.DiscardHandler)}
+	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), AuditKey: testdb.AuditKey, Log: slog.New(slog.DiscardHandler)}
 }
 
 func post(t *testing.T, srv *httptest.Server, body string) (int, map[string]any, http.Header) {
@@ -117,7 +117,12 @@ func TestAPIContract(t *testing.T) {
 			t.Errorf("malformed body %.20q: status %d, want 4xx", bad, st)
 		}
 	}
-	if resp, _ := http.Get(srv.URL + "/healthz"); resp.StatusCode != 200 {
+	resp, err := http.Get(srv.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
 		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
 }
@@ -193,7 +198,12 @@ func TestFormTwoStepsReceiptAndUndo(t *testing.T) {
 	req, _ := http.NewRequest("POST", srv.URL+"/confirmer", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
-	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusForbidden {
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-site post: %d, want 403", resp.StatusCode)
 	}
 }
@@ -225,14 +235,14 @@ func TestOppositionRacingTheClosingHasOneWinner(t *testing.T) {
 		})
 		if i%25 == 0 {
 			wg.Go(func() {
-				if _, err := window.Close(ctx, pool, after, 10); err != nil {
+				if _, err := window.Close(ctx, testdb.Store(pool).At(after), 10); err != nil {
 					t.Error(err)
 				}
 			})
 		}
 	}
 	wg.Wait()
-	window.Close(ctx, pool, after, 0)
+	window.Close(ctx, testdb.Store(pool).At(after), 0)
 	rows, _ := pool.Query(ctx, `SELECT a.id, a.state, EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id AND o.undone_at IS NULL)
 		FROM account a WHERE a.state IN ('opposed', 'active', 'notified')`)
 	defer rows.Close()
@@ -250,9 +260,10 @@ func TestOppositionRacingTheClosingHasOneWinner(t *testing.T) {
 		case state == "notified":
 			t.Fatalf("account %d left notified after its window", id)
 		}
-		if state == "opposed" {
+		switch state {
+		case "opposed":
 			opposed++
-		} else if state == "active" {
+		case "active":
 			active++
 		}
 	}
@@ -319,7 +330,7 @@ func TestOpposedAccountAnsweredAlikeAndReinstatementWithdraws(t *testing.T) {
 	}
 	var nir string
 	pool.QueryRow(ctx, `SELECT p.nir FROM person p JOIN account a ON a.person_id = p.id WHERE a.id = $1`, h.id).Scan(&nir)
-	if _, err := archive.Reinstate(ctx, pool, provisioning.NIR(nir), "agent-olga", nil); err != nil {
+	if _, err := archive.Reinstate(ctx, testdb.Store(pool), provisioning.NIR(nir), "agent-olga"); err != nil {
 		t.Fatal(err)
 	}
 	r, err := window.ReceiptByReference(ctx, pool, ref)

@@ -13,23 +13,23 @@ import (
 type State string
 
 const (
-	// StatePending: created by a wave, its notice not yet dispatched.
+	// StatePending — created by a wave, its notice not yet dispatched.
 	StatePending State = "pending"
-	// StateNotified: the notice was dispatched; the window runs to Deadline.
+	// StateNotified — the notice was dispatched; the window runs to Deadline.
 	StateNotified State = "notified"
-	// StateOpposed: the person refused within the window.
+	// StateOpposed — the person refused within the window.
 	StateOpposed State = "opposed"
-	// StateActive: the window closed without opposition, or a newborn.
+	// StateActive — the window closed without opposition, or a newborn.
 	StateActive State = "active"
-	// StateClosed: deleted; its data is being archived.
+	// StateClosed — deleted; its data is being archived.
 	StateClosed State = "closed"
-	// StateArchived: the person's data is kept for ten years.
+	// StateArchived — the person's data is kept for ten years.
 	StateArchived State = "archived"
-	// StatePurged: the data is gone; only a non-identifying trace remains.
+	// StatePurged — the data is gone; only a non-identifying trace remains.
 	StatePurged State = "purged"
-	// StateCancelled: the person died or was removed before activation.
+	// StateCancelled — the person died or was removed before activation.
 	StateCancelled State = "cancelled"
-	// StateUnreachable: no deliverable channel is left (the email failed
+	// StateUnreachable — no deliverable channel is left (the email failed
 	// and no postal address is known, or the letter came back). Never
 	// activated; listed for the call centre; a new address re-notifies.
 	StateUnreachable State = "unreachable"
@@ -50,7 +50,7 @@ var Transitions = map[State][]State{
 	StateArchived:    {StateActive, StatePurged},
 }
 
-// NewbornSince: children born on or after this day get their account at once.
+// NewbornSince — children born on or after this day get their account at once.
 var NewbornSince = time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Account is one person's espace numérique de santé.
@@ -86,7 +86,7 @@ type DeletionReason string
 // RetentionYears is how long an archive is kept before it is purged.
 const RetentionYears = 10
 
-// ErrState: the account is not in a state that allows the operation.
+// ErrState — the account is not in a state that allows the operation.
 var ErrState = errors.New("account is not in a state that allows this")
 
 // RetainUntil is the end of retention for data deleted at deletedAt: the same
@@ -104,6 +104,8 @@ func PurgeDue(deletedAt time.Time) time.Time {
 const accountColumns = `a.id, a.wave_id, w.name, a.state, a.created_at, a.notified_at, a.deadline, a.opposed_at,
 	a.activated_at, a.closed_at, a.cancelled_at, x.reason, x.deleted_at, x.retain_until, x.express`
 
+// AccountByNIR reads the account of the person nir names, locked for update
+// when lock is set (inside a transaction).
 func AccountByNIR(ctx context.Context, db DBTX, nir NIR, lock bool) (*Account, error) {
 	q := `SELECT ` + accountColumns + ` FROM account a JOIN wave w ON w.id = a.wave_id JOIN person p ON p.id = a.person_id
 		LEFT JOIN archive x ON x.account_id = a.id WHERE p.nir = $1`

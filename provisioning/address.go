@@ -22,13 +22,13 @@ func DepartmentOf(postcode, country string) string {
 	if len(postcode) != 5 || !isDigits(postcode) {
 		return ""
 	}
-	switch {
-	case postcode[:2] == "20":
+	switch postcode[:2] {
+	case "20":
 		if postcode[2] <= '1' {
 			return "2A"
 		}
 		return "2B"
-	case postcode[:2] == "97" || postcode[:2] == "98":
+	case "97", "98":
 		return postcode[:3]
 	}
 	return postcode[:2]

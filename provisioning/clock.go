@@ -1,6 +1,9 @@
 package provisioning
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 	_ "time/tzdata"
 )
@@ -56,4 +59,41 @@ func AddDays(t time.Time, d time.Duration) time.Time {
 // delay, in calendar days.
 func (w *Wave) PrintedDeadline(renderedAt time.Time, postDelay time.Duration) time.Time {
 	return w.Deadline(AddDays(renderedAt, postDelay))
+}
+
+// ParseDuration reads the one duration syntax of ens, for every variable
+// and flag: a Go duration ("90s", "72h", "1h30m"), or whole days before an
+// optional Go duration ("5d", "3d12h"). Days are calendar days where a
+// deadline is counted (AddDays); here they are 24 hours. Negative
+// durations are refused.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		n, err := strconv.ParseUint(s[:i], 10, 16)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration: write whole days then 'd' (5d), or a Go duration (72h, 90s)", s)
+		}
+		days, s = time.Duration(n)*24*time.Hour, s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration: write whole days then 'd' (5d), or a Go duration (72h, 90s)", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return days + d, nil
+}
+
+// FormatDuration writes d as ParseDuration reads it: whole days as "5d",
+// anything else as a Go duration.
+func FormatDuration(d time.Duration) string {
+	if d != 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }

@@ -23,6 +23,24 @@ import (
 //go:embed migrations/*.up.sql
 var migrationFS embed.FS
 
+// Store is what every capability works through: the database, the clock
+// its changes are dated by, and the key of the audit chain that records them
+// (ENS_AUDIT_KEY, kept outside the database; nil chains events without a
+// key, which whoever owns the tables could rewrite unseen).
+type Store struct {
+	Pool     *pgxpool.Pool
+	Clock    Clock
+	AuditKey []byte
+}
+
+// At is the same store dated by clock: for tests, and for an act that
+// counts from another day than today.
+func (s *Store) At(clock Clock) *Store {
+	c := *s
+	c.Clock = clock
+	return &c
+}
+
 // ErrNotFound is returned when a wave, account or person does not exist.
 var ErrNotFound = errors.New("not found")
 
@@ -136,6 +154,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (*MigrateResult, error) {
 // nothing (sending it would be refused as an error, a 500 to the client).
 func Storable(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
+// NotFound maps pgx.ErrNoRows to ErrNotFound, naming what was looked for;
+// other errors pass unchanged.
 func NotFound(err error, what string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s: %w", what, ErrNotFound)

@@ -43,3 +43,43 @@ func TestDeadlinesCountCalendarDaysAcrossClockChanges(t *testing.T) {
 		t.Fatalf("only %d moments checked", checked)
 	}
 }
+
+// One duration syntax everywhere: Go durations, and whole days before an
+// optional Go duration.
+func TestParseDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		bad  bool
+	}{
+		{in: "5d", want: 5 * 24 * time.Hour},
+		{in: "3d12h", want: 84 * time.Hour},
+		{in: "72h", want: 72 * time.Hour},
+		{in: "90s", want: 90 * time.Second},
+		{in: "0", want: 0},
+		{in: "0s", want: 0},
+		{in: " 2d ", want: 48 * time.Hour},
+		{in: "abc", bad: true},
+		{in: "5 days", bad: true},
+		{in: "-1d", bad: true},
+		{in: "-5m", bad: true},
+		{in: "d", bad: true},
+		{in: "", bad: true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := provisioning.ParseDuration(tc.in)
+			if tc.bad {
+				if err == nil {
+					t.Fatalf("ParseDuration(%q) = %v, want an error", tc.in, got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+			if back, err := provisioning.ParseDuration(provisioning.FormatDuration(got)); err != nil || back != got {
+				t.Fatalf("FormatDuration(%v) = %q does not read back: %v %v", got, provisioning.FormatDuration(got), back, err)
+			}
+		})
+	}
+}

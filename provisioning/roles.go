@@ -55,7 +55,8 @@ func GrantApp(ctx context.Context, pool *pgxpool.Pool, role, password string) er
 		_, err := pool.Exec(ctx, "CREATE ROLE "+ident+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
 		var pgErr *pgconn.PgError
 		// Two migrations at once (tests on one server): the other created it.
-		if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "42710" || pgErr.Code == "23505")) {
+		alreadyThere := errors.As(err, &pgErr) && (pgErr.Code == "42710" || pgErr.Code == "23505")
+		if err != nil && !alreadyThere {
 			return fmt.Errorf("creating role %s: %w", role, err)
 		}
 	}

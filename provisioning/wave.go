@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,40 +42,21 @@ func (w *Wave) Paused() bool { return w.PausedAt != nil && w.CancelledAt == nil 
 // Window is a wave's opposition window length.
 type Window time.Duration
 
-// ParseWindow reads "42d", "3d12h" or any Go duration ("90s", "2h").
+// ParseWindow reads a window in the one duration syntax of ens
+// (ParseDuration): "42d", "3d12h", "90s".
 func ParseWindow(s string) (Window, error) {
-	s = strings.TrimSpace(s)
-	var days int
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		n, err := strconv.Atoi(s[:i])
-		if err != nil {
-			return 0, fmt.Errorf("window %q: %w", s, err)
-		}
-		days, s = n, s[i+1:]
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("window: %w", err)
 	}
-	var rest time.Duration
-	if s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return 0, fmt.Errorf("window: %w", err)
-		}
-		rest = d
-	}
-	w := Window(time.Duration(days)*24*time.Hour + rest)
-	if w <= 0 {
+	if d <= 0 {
 		return 0, errors.New("window must be positive")
 	}
-	return w, nil
+	return Window(d), nil
 }
 
 // String renders whole days as "42d", anything else as a Go duration.
-func (w Window) String() string {
-	d := time.Duration(w)
-	if d%(24*time.Hour) == 0 {
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	}
-	return d.String()
-}
+func (w Window) String() string { return FormatDuration(time.Duration(w)) }
 
 // MarshalText makes a Window print as its String in JSON.
 func (w Window) MarshalText() ([]byte, error) { return []byte(w.String()), nil }

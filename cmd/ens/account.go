@@ -1,18 +1,15 @@
 package main
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
-	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/archive"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -56,7 +53,7 @@ func (a *app) accountCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.log.Info("account looked up", "account_id", acc.ID, "operator", operator())
+			a.log.Info("account looked up", "account_id", acc.ID, "operator", a.cfg.Operator)
 			if asJSON {
 				return a.printJSON(acc)
 			}
@@ -95,7 +92,7 @@ func (a *app) accountCommand() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return archive.Reinstate(cmd.Context(), pool, nir, op, a.clock)
+		return archive.Reinstate(cmd.Context(), a.store(pool), nir, op)
 	})
 	del := act("delete", "Close an active account and archive its data for ten years", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
 		r := provisioning.DeletionReason(reason)
@@ -106,7 +103,7 @@ func (a *app) accountCommand() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return archive.Delete(cmd.Context(), pool, nir, r, express, op, a.clock)
+		return archive.Delete(cmd.Context(), a.store(pool), nir, r, express, op)
 	})
 	del.Flags().StringVar(&reason, "reason", "request", "request, deceased or fraud")
 	del.Flags().BoolVar(&express, "express", false, "the holder asks for express deletion: purged within three months instead of kept ten years")
@@ -115,7 +112,7 @@ func (a *app) accountCommand() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		return archive.Reopen(cmd.Context(), pool, nir, op, a.clock)
+		return archive.Reopen(cmd.Context(), a.store(pool), nir, op)
 	})
 	cmd.AddCommand(show, reinstate, del, reopen)
 	return cmd
@@ -155,7 +152,7 @@ func (a *app) waveExtendCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := wave.Extend(cmd.Context(), pool, args[0], day, operator(), a.clock)
+			n, err := wave.Extend(cmd.Context(), a.store(pool), args[0], day, a.cfg.Operator)
 			if errors.Is(err, provisioning.ErrState) {
 				return usageError(err)
 			}
@@ -185,9 +182,9 @@ func (a *app) archiveCommand() *cobra.Command {
 		Short: "Purge archives past their retention (a non-identifying trace stays)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			key, err := optout.LoadKey()
+			key, err := a.cfg.codeKey()
 			if err != nil {
-				return err
+				return usageError(err)
 			}
 			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
@@ -197,7 +194,7 @@ func (a *app) archiveCommand() *cobra.Command {
 			if err := pool.QueryRow(cmd.Context(), `SELECT count(*) FROM archive WHERE retain_until <= now()`).Scan(&due); err != nil {
 				return err
 			}
-			res, err := archive.PurgeWithProgress(cmd.Context(), pool, key.NIRKey(), dry, a.clock, a.progress("archive purge", due))
+			res, err := archive.PurgeWithProgress(cmd.Context(), a.store(pool), key.NIRKey(), dry, a.progress("archive purge", due))
 			if err != nil {
 				return err
 			}
@@ -259,10 +256,7 @@ func (a *app) auditCommand() *cobra.Command {
 					return usageError(err)
 				}
 			}
-			key, err := auditKey()
-			if err != nil {
-				return err
-			}
+			key := a.auditKey
 			res, err := audit.VerifyAnchored(cmd.Context(), pool, anchors, key)
 			if err != nil {
 				return err
@@ -277,7 +271,7 @@ func (a *app) auditCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "audit log BROKEN at event %d: %s (%d events)\n", *res.FirstBroken, res.Problem, res.Events)
 			}
 			if !res.OK {
-				return &exitError{code: 3, err: errors.New("audit chain verification failed")}
+				return &exitError{code: exitAuditBroken, err: errors.New("audit chain verification failed")}
 			}
 			return nil
 		},
@@ -293,10 +287,7 @@ func (a *app) auditCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			key, err := auditKey()
-			if err != nil {
-				return err
-			}
+			key := a.auditKey
 			if key == nil {
 				a.log.Warn("ENS_AUDIT_KEY is not set: the anchor is not signed")
 			}
@@ -309,7 +300,7 @@ func (a *app) auditCommand() *cobra.Command {
 			if anchorFile == "" {
 				return nil
 			}
-			f, err := os.OpenFile(anchorFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+			f, err := os.OpenFile(anchorFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640) //nolint:gosec // signed heads, no secret: the group that ships them reads them
 			if err != nil {
 				return fmt.Errorf("opening the anchors file: %w", err)
 			}
@@ -323,25 +314,4 @@ func (a *app) auditCommand() *cobra.Command {
 	anchor.Flags().StringVar(&anchorFile, "file", "", "append the anchor to this file")
 	cmd.AddCommand(verify, anchor)
 	return cmd
-}
-
-// auditKey reads ENS_AUDIT_KEY (hex, at least 32 bytes) or the file
-// ENS_AUDIT_KEY_FILE names; nil when neither is set.
-func auditKey() ([]byte, error) {
-	v := os.Getenv("ENS_AUDIT_KEY")
-	if f := os.Getenv("ENS_AUDIT_KEY_FILE"); v == "" && f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("reading ENS_AUDIT_KEY_FILE: %w", err)
-		}
-		v = string(b)
-	}
-	if v == "" {
-		return nil, nil
-	}
-	k, err := hex.DecodeString(strings.TrimSpace(v))
-	if err != nil || len(k) < 32 {
-		return nil, usageError(errors.New("ENS_AUDIT_KEY must be hex, at least 32 bytes"))
-	}
-	return k, nil
 }

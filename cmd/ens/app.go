@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/provisioning"
-	"github.com/ens-sante/ens/provisioning/audit"
 )
 
 // exitError carries a process exit code (2: refused input or usage).
@@ -25,7 +24,15 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-func usageError(err error) error { return &exitError{code: 2, err: err} }
+// Exit statuses beyond 0 (done) and 1 (failed).
+const (
+	exitUsage       = 2 // refused input or usage: nothing was done
+	exitAuditBroken = 3 // ens audit verify: the chain does not verify
+	exitAnomalies   = 4 // ens reconcile: a check fails
+	exitPartial     = 5 // a file was applied except some of its lines or messages, which were refused
+)
+
+func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
 
 // app is what every command shares: its streams, logger and configuration.
 // Tests build one and call Run in-process, as the binary does.
@@ -33,10 +40,10 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	log            *slog.Logger
-	logFormat      string
-	databaseURL    string
-	varDir         string
+	cfg            *config
+	cfgErr         error // a variable refused: every command stops with it
 	clock          provisioning.Clock
+	auditKey       []byte // ENS_AUDIT_KEY; nil: the audit chain is not keyed
 	pools          []*pgxpool.Pool
 	workerID       string // this worker's name in smtp_relay
 }
@@ -44,6 +51,7 @@ type app struct {
 // Run executes the ens command line and returns the process exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	a.cfg, a.cfgErr = loadConfig(os.Getenv)
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -72,38 +80,43 @@ func (a *app) rootCommand() *cobra.Command {
 			return a.setup()
 		},
 	}
-	root.PersistentFlags().StringVar(&a.logFormat, "log-format", envOr("ENS_LOG_FORMAT", "text"), "log format: text or json")
-	root.PersistentFlags().StringVar(&a.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of the application role (default $DATABASE_URL; ens migrate: the owner's)")
-	root.PersistentFlags().StringVar(&a.varDir, "var-dir", envOr("ENS_VAR_DIR", "var"), "directory for local state: private database, letters, outbox, secrets")
+	root.PersistentFlags().StringVar(&a.cfg.LogFormat, "log-format", a.cfg.LogFormat, "log format: text or json (ENS_LOG_FORMAT)")
+	root.PersistentFlags().StringVar(&a.cfg.DatabaseURL, "database-url", a.cfg.DatabaseURL, "PostgreSQL URL of the application role (DATABASE_URL; ens migrate: the owner's)")
+	root.PersistentFlags().StringVar(&a.cfg.VarDir, "var-dir", a.cfg.VarDir, "directory for local state: private database, letters, outbox, secrets (ENS_VAR_DIR)")
 	root.AddCommand(a.migrateCommand(), a.dbCommand(), a.registryCommand(), a.fixturesCommand(), a.waveCommand(),
 		a.workerCommand(), a.demoCommand(), a.bouncesCommand(), a.mailsinkCommand(),
-		a.serveCommand(), a.optoutCommand(), a.accountCommand(), a.archiveCommand(), a.auditCommand(), a.reportCommand(), a.opsCommand(), a.lettersCommand(), a.reconcileCommand(), a.enrolCommand(), a.codeCommand())
+		a.serveCommand(), a.optoutCommand(), a.accountCommand(), a.archiveCommand(), a.auditCommand(), a.reportCommand(), a.opsCommand(), a.lettersCommand(), a.reconcileCommand(), a.enrolCommand(), a.codeCommand(), a.configCommand())
 	return root
 }
 
 func (a *app) setup() error {
+	if a.cfgErr != nil {
+		return usageError(fmt.Errorf("configuration refused (ens config shows it; docs/configuration.md documents it):\n%w", a.cfgErr))
+	}
 	var h slog.Handler
-	switch a.logFormat {
+	switch a.cfg.LogFormat {
 	case "text":
 		h = slog.NewTextHandler(a.stderr, nil)
 	case "json":
 		h = slog.NewJSONHandler(a.stderr, nil)
 	default:
-		return usageError(fmt.Errorf("--log-format must be text or json, not %q", a.logFormat))
+		return usageError(fmt.Errorf("--log-format must be text or json, not %q", a.cfg.LogFormat))
 	}
 	a.log = slog.New(h)
-	key, err := auditKey()
-	if err != nil {
-		return err
-	}
-	audit.SetKey(key)
+	a.auditKey = a.cfg.AuditKey
 	return nil
+}
+
+// store is pool as the capabilities take it: with the app's clock and audit
+// key.
+func (a *app) store(pool *pgxpool.Pool) *provisioning.Store {
+	return &provisioning.Store{Pool: pool, Clock: a.clock, AuditKey: a.auditKey}
 }
 
 // warnUnkeyed says once, at the start of a long-running command, that the
 // audit chain is not keyed.
 func (a *app) warnUnkeyed() {
-	if !audit.Keyed() {
+	if a.auditKey == nil {
 		a.log.Warn("ENS_AUDIT_KEY is not set: the audit log is chained without a key, and whoever owns the tables could rewrite it unseen")
 	}
 }
@@ -130,10 +143,10 @@ func (a *app) db(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
 // ownerDB opens a pool on the configured database without checking its
 // role: for `ens migrate` only.
 func (a *app) ownerDB(ctx context.Context, maxConns int32) (*pgxpool.Pool, error) {
-	if a.databaseURL == "" {
+	if a.cfg.DatabaseURL == "" {
 		return nil, usageError(errNoDatabase)
 	}
-	pool, err := provisioning.OpenPool(ctx, a.databaseURL, maxConns)
+	pool, err := provisioning.OpenPool(ctx, a.cfg.DatabaseURL, maxConns)
 	if err != nil {
 		return nil, err
 	}
@@ -153,11 +166,4 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

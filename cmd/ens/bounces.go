@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify"
-	"github.com/ens-sante/ens/optout"
 )
 
 func (a *app) bouncesCommand() *cobra.Command {
@@ -30,10 +28,14 @@ func (a *app) bouncesCommand() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return a.printJSON(c)
+				err = a.printJSON(c)
+			} else {
+				a.printBounceCounts(c)
 			}
-			a.printBounceCounts(c)
-			return nil
+			if err == nil && c.Unreadable > 0 {
+				err = &exitError{code: exitPartial, err: fmt.Errorf("%s: %d of %d file(s) could not be read as mail, the others were", args[0], c.Unreadable, c.Messages)}
+			}
+			return err
 		},
 	}
 	ingest.Flags().BoolVar(&asJSON, "json", false, "print the counts as JSON")
@@ -73,11 +75,11 @@ func (a *app) bouncesCommand() *cobra.Command {
 
 // bounceIngester returns the function that reads a bounce mailbox once.
 func (a *app) bounceIngester(ctx context.Context) (func(path string) (jobs.BounceCounts, error), error) {
-	key, err := optout.LoadKey()
+	key, err := a.cfg.codeKey()
 	if err != nil {
-		return nil, err
+		return nil, usageError(err)
 	}
-	reader, err := notify.NewBounceReader(key.MailKey(), os.Getenv("ENS_BOUNCE_ADDRESS"), os.Getenv("ENS_MAIL_FROM"))
+	reader, err := notify.NewBounceReader(key.MailKey(), a.cfg.BounceAddress, a.cfg.MailFrom)
 	if err != nil {
 		return nil, usageError(err)
 	}
@@ -90,7 +92,7 @@ func (a *app) bounceIngester(ctx context.Context) (func(path string) (jobs.Bounc
 		return nil, err
 	}
 	return func(path string) (jobs.BounceCounts, error) {
-		return jobs.IngestBounces(ctx, pool, reader, path, jobs.LetterQueuer(client), a.clock, a.log)
+		return jobs.IngestBounces(ctx, a.store(pool), reader, path, jobs.LetterQueuer(client), a.log)
 	}, nil
 }
 

@@ -46,7 +46,7 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault suite runs real processes")
 	}
-	runs, people, kills := envInt("ENS_CHAOS_RUNS", 1), envInt("ENS_CHAOS_PEOPLE", 1500), envInt("ENS_CHAOS_KILLS", 3)
+	runs, people, kills := chaosSetting("ENS_CHAOS_RUNS", 1), chaosSetting("ENS_CHAOS_PEOPLE", 1500), chaosSetting("ENS_CHAOS_KILLS", 3)
 	bin := buildEns(t)
 	faults := []struct {
 		name   string
@@ -552,4 +552,12 @@ func (r *chaosRun) finish() chaosResult {
 			r.name, res.lost, res.duplicates, res.inFlight, res.renderedTwice)
 	}
 	return res
+}
+
+// chaosSetting reads one of make chaos's settings (a test's, not ens's).
+func chaosSetting(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
 }

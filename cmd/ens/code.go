@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -43,13 +42,8 @@ func (a *app) codeCommand() *cobra.Command {
 				_, err := client.InsertTx(ctx, tx, jobs.SendExtensionsArgs{}, nil)
 				return err
 			}
-			postDelay, err := provisioning.ParseWindow(envOr("ENS_POST_DELAY", "5d"))
-			if err != nil {
-				postDelay = 0
-			}
-			req := notice.ResendRequest{NIR: nir, Operator: op,
-				LetterDelay: time.Duration(postDelay) + envDays("ENS_DELIVERY_DELAY", notice.DefaultDeliveryDelay)}
-			res, err := notice.ResendCode(cmd.Context(), pool, req, emails, jobs.LetterQueuer(client), a.clock)
+			req := notice.ResendRequest{NIR: nir, Operator: op, LetterDelay: a.cfg.PostDelay + a.cfg.DeliveryDelay}
+			res, err := notice.ResendCode(cmd.Context(), a.store(pool), req, emails, jobs.LetterQueuer(client))
 			if errors.Is(err, provisioning.ErrState) || errors.Is(err, notice.ErrResendLimit) {
 				return usageError(err)
 			}

@@ -49,7 +49,7 @@ func (a *app) migrateCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
-	cmd.Flags().StringVar(&role, "app-role", envOr("ENS_APP_ROLE", provisioning.DefaultAppRole), "the application role to create and grant (no DDL; the audit log append-only)")
+	cmd.Flags().StringVar(&role, "app-role", a.cfg.AppRole, "the application role to create and grant (ENS_APP_ROLE; (no DDL; the audit log append-only)")
 	cmd.Flags().StringVar(&passwordFile, "app-password-file", "", "set the application role's password from this file (otherwise manage it yourself: certificates, ALTER ROLE)")
 	return cmd
 }
@@ -61,7 +61,7 @@ func (a *app) dbCommand() *cobra.Command {
 		Short: "Start the private cluster if needed and print its URL",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := pgserver.Start(cmd.Context(), filepath.Join(a.varDir, "pg"), pgserver.Options{Durable: true})
+			srv, err := pgserver.Start(cmd.Context(), filepath.Join(a.cfg.VarDir, "pg"), pgserver.Options{Durable: true})
 			if err != nil {
 				return err
 			}
@@ -73,7 +73,7 @@ func (a *app) dbCommand() *cobra.Command {
 		Short: "Stop the private cluster (its data stays under var/pg)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := pgserver.Start(cmd.Context(), filepath.Join(a.varDir, "pg"), pgserver.Options{Durable: true})
+			srv, err := pgserver.Start(cmd.Context(), filepath.Join(a.cfg.VarDir, "pg"), pgserver.Options{Durable: true})
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +23,6 @@ import (
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
-	"github.com/ens-sante/ens/provisioning/audit"
 	"github.com/ens-sante/ens/provisioning/notice"
 )
 
@@ -51,38 +51,42 @@ func (a *app) step(format string, args ...any) {
 }
 
 func (a *app) runDemo(ctx context.Context, o demoOptions) error {
-	demoDir := filepath.Join(a.varDir, "demo")
+	demoDir := filepath.Join(a.cfg.VarDir, "demo")
 	if err := os.MkdirAll(demoDir, 0o700); err != nil {
 		return err
 	}
 	if err := a.demoKey(); err != nil {
 		return err
 	}
-	if a.databaseURL == "" {
-		a.step("Starting a private PostgreSQL cluster in %s", filepath.Join(a.varDir, "pg"))
-		srv, err := pgserver.Start(ctx, filepath.Join(a.varDir, "pg"), pgserver.Options{Durable: true})
+	if a.cfg.DatabaseURL == "" {
+		a.step("Starting a private PostgreSQL cluster in %s", filepath.Join(a.cfg.VarDir, "pg"))
+		srv, err := pgserver.Start(ctx, filepath.Join(a.cfg.VarDir, "pg"), pgserver.Options{Durable: true})
 		if err != nil {
 			return err
 		}
 		if err := recreateDatabase(ctx, srv.URL(), "ens_demo"); err != nil {
 			return err
 		}
-		a.databaseURL = srv.DatabaseURL("ens_demo")
-		fmt.Fprintf(a.stdout, "database: %s (fresh for this demo)\n", a.databaseURL)
+		a.cfg.DatabaseURL = srv.DatabaseURL("ens_demo")
+		fmt.Fprintf(a.stdout, "database: %s (fresh for this demo)\n", a.cfg.DatabaseURL)
 	}
-	outbox := filepath.Join(a.varDir, "outbox")
-	if os.Getenv("SMTP_URL") == "" {
+	outbox := filepath.Join(a.cfg.VarDir, "outbox")
+	// The demo's settings reach its sub-commands, run in-process, through
+	// their environment.
+	if a.cfg.SMTPURL == "" {
 		os.RemoveAll(outbox)
 		sink, err := mailsink.Start(mailsink.Options{Dir: outbox})
 		if err != nil {
 			return err
 		}
 		defer sink.Close()
-		os.Setenv("SMTP_URL", sink.URL())
+		if err := os.Setenv("SMTP_URL", sink.URL()); err != nil {
+			return err
+		}
 		a.step("Started a local SMTP server on %s; every email lands in %s", sink.Addr(), outbox)
 	}
-	if os.Getenv("ENS_LETTERS_DIR") == "" {
-		os.RemoveAll(filepath.Join(a.varDir, "letters"))
+	if a.cfg.LettersDir == "" {
+		os.RemoveAll(filepath.Join(a.cfg.VarDir, "letters"))
 	}
 	// Migrated as the owner, then run as the application role, as in
 	// production.
@@ -90,7 +94,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	if err := a.sub(ctx, "migrate"); err != nil {
 		return err
 	}
-	a.databaseURL = pgserver.WithUser(a.databaseURL, provisioning.DefaultAppRole)
+	a.cfg.DatabaseURL = pgserver.WithUser(a.cfg.DatabaseURL, provisioning.DefaultAppRole)
 	pool, err := a.db(ctx, 8)
 	if err != nil {
 		return err
@@ -124,8 +128,10 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	a.step("ens worker --until-idle   (emails over SMTP, letters as PDF)")
-	os.Setenv("ENS_POST_DELAY", "0")
-	os.Setenv("ENS_DELIVERY_DELAY", "1s") // a rehearsal: letters count from their posting day
+	// A rehearsal: letters count from their posting day.
+	if err := errors.Join(os.Setenv("ENS_POST_DELAY", "0"), os.Setenv("ENS_DELIVERY_DELAY", "1s")); err != nil {
+		return err
+	}
 	if err := a.sub(ctx, "worker", "--until-idle"); err != nil {
 		return err
 	}
@@ -134,9 +140,9 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	emls, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
-	pdfs, _ := filepath.Glob(filepath.Join(a.varDir, "letters", "*", "*.pdf"))
+	pdfs, _ := filepath.Glob(filepath.Join(a.cfg.VarDir, "letters", "*", "*.pdf"))
 	fmt.Fprintf(a.stdout, "\n%d emails landed in %s; %d letter PDFs (one per department) under %s\n",
-		len(emls), outbox, len(pdfs), filepath.Join(a.varDir, "letters"))
+		len(emls), outbox, len(pdfs), filepath.Join(a.cfg.VarDir, "letters"))
 
 	a.step("ens letters batches --wave %s   (the printer's list: file, SHA-256, pages, state)", wave)
 	if err := a.sub(ctx, "letters", "batches", "--wave", wave); err != nil {
@@ -185,7 +191,7 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	fmt.Fprintf(a.stdout, "\nDone. Open %s for the auditors' report.\n"+
 		"To browse: DATABASE_URL='%s' ENS_OPS_USERS=\"me:operator:$(echo -n secret | ./bin/ens ops hash)\" ENS_CODE_KEY_FILE=%s ENS_AUDIT_KEY_FILE=%s ./bin/ens serve\n"+
 		"  then http://127.0.0.1:8080/ (public form), http://127.0.0.1:8081/ops/ (reports) and http://127.0.0.1:8081/ops/river/ (River UI; user me, password secret).\n"+
-		"'./bin/ens db stop' stops the private database.\n", pdf, a.databaseURL, os.Getenv("ENS_CODE_KEY_FILE"), os.Getenv("ENS_AUDIT_KEY_FILE"))
+		"'./bin/ens db stop' stops the private database.\n", pdf, a.cfg.DatabaseURL, a.cfg.CodeKeyFile, a.cfg.AuditKeyFile)
 	return nil
 }
 
@@ -260,48 +266,57 @@ func (a *app) demoOppositions(ctx context.Context, pool *pgxpool.Pool, wave stri
 
 // sub runs another ens command in-process, sharing this one's settings.
 func (a *app) sub(ctx context.Context, args ...string) error {
-	full := append([]string{"--database-url", a.databaseURL, "--var-dir", a.varDir, "--log-format", a.logFormat}, args...)
+	full := append([]string{"--database-url", a.cfg.DatabaseURL, "--var-dir", a.cfg.VarDir, "--log-format", a.cfg.LogFormat}, args...)
 	if code := Run(ctx, full, a.stdin, a.stdout, a.stderr); code != 0 {
 		return fmt.Errorf("ens %v exited with %d", args, code)
 	}
 	return nil
 }
 
-// demoKey creates a code key for the demo when none is configured.
+// demoKey creates a code key and an audit key for the demo when none is
+// configured.
 func (a *app) demoKey() error {
-	if err := a.demoSecret("ENS_CODE_KEY", "code.key", "a code key"); err != nil {
-		return err
+	if a.cfg.CodeKey == nil {
+		path, err := a.demoSecret("ENS_CODE_KEY", "code.key", "a code key")
+		if err != nil {
+			return err
+		}
+		a.cfg.CodeKeyFile = path
+		if err := a.cfg.setCodeKey("", path); err != nil {
+			return err
+		}
 	}
-	if err := a.demoSecret("ENS_AUDIT_KEY", "audit.key", "an audit key (the audit chain's HMAC)"); err != nil {
-		return err
+	if a.cfg.AuditKey == nil {
+		path, err := a.demoSecret("ENS_AUDIT_KEY", "audit.key", "an audit key (the audit chain's HMAC)")
+		if err != nil {
+			return err
+		}
+		a.cfg.AuditKeyFile = path
+		if err := a.cfg.setAuditKey("", path); err != nil {
+			return err
+		}
+		a.auditKey = a.cfg.AuditKey
 	}
-	key, err := auditKey()
-	if err != nil {
-		return err
-	}
-	audit.SetKey(key)
 	return nil
 }
 
-// demoSecret creates a random 32-byte key under var/secrets for the demo
-// when variable (or variable_FILE) is unset, and points variable_FILE at it.
-func (a *app) demoSecret(variable, file, what string) error {
-	if os.Getenv(variable) != "" || os.Getenv(variable+"_FILE") != "" {
-		return nil
-	}
-	path := filepath.Join(a.varDir, "secrets", file)
+// demoSecret creates a random 32-byte key under var/secrets for the demo,
+// unless it is there already, points variable_FILE at it for the demo's
+// sub-commands, and returns its path.
+func (a *app) demoSecret(variable, file, what string) (string, error) {
+	path := filepath.Join(a.cfg.VarDir, "secrets", file)
 	if _, err := os.Stat(path); err != nil {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return err
+			return "", err
 		}
 		b := make([]byte, 32)
 		rand.Read(b) //nolint:errcheck
 		if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
-			return fmt.Errorf("writing demo key %s: %w", path, err)
+			return "", fmt.Errorf("writing demo key %s: %w", path, err)
 		}
 		fmt.Fprintf(a.stdout, "created %s for the demo: %s (mode 0600)\n", what, path)
 	}
-	return os.Setenv(variable+"_FILE", path)
+	return path, os.Setenv(variable+"_FILE", path)
 }
 
 func recreateDatabase(ctx context.Context, adminURL, name string) error {

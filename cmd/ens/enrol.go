@@ -25,8 +25,14 @@ func (a *app) enrolCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if a.cfg.Enrol && !disable {
+				// ENS_ENROL=on means the same to every command: enrolment on.
+				if _, err := wave.SetEnrolment(cmd.Context(), a.store(pool), true, "ENS_ENROL=on ("+a.cfg.Operator+")"); err != nil {
+					return err
+				}
+			}
 			if enable || disable {
-				changed, err := wave.SetEnrolment(cmd.Context(), pool, enable, operator(), a.clock)
+				changed, err := wave.SetEnrolment(cmd.Context(), a.store(pool), enable, a.cfg.Operator)
 				if err != nil {
 					return err
 				}
@@ -42,7 +48,7 @@ func (a *app) enrolCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := wave.Enrol(cmd.Context(), pool, jobs.Enqueuer(client), wave.LaunchOptions{Clock: a.clock})
+			res, err := wave.Enrol(cmd.Context(), a.store(pool), jobs.Enqueuer(client), wave.LaunchOptions{})
 			if errors.Is(err, wave.ErrEnrolmentOff) {
 				return usageError(err)
 			}

@@ -18,29 +18,18 @@ import (
 	"github.com/ens-sante/ens/provisioning/wave"
 )
 
-// postingOptions reads the delivery delay, and the operator from --operator
+// postingOptions gives the delivery delay, and the operator from --operator
 // or ENS_OPERATOR.
-func postingOptions(op string, clock provisioning.Clock) notice.PostingOptions {
+func (a *app) postingOptions(op string) notice.PostingOptions {
 	if op == "" {
-		op = operator()
+		op = a.cfg.Operator
 	}
-	return notice.PostingOptions{Operator: op, Clock: clock,
-		DeliveryDelay: envDays("ENS_DELIVERY_DELAY", notice.DefaultDeliveryDelay)}
-}
-
-// envDays reads a delay written 3d, 72h or any Go duration.
-func envDays(name string, def time.Duration) time.Duration {
-	if v := os.Getenv(name); v != "" {
-		if w, err := provisioning.ParseWindow(v); err == nil {
-			return time.Duration(w)
-		}
-	}
-	return def
+	return notice.PostingOptions{Operator: op, DeliveryDelay: a.cfg.DeliveryDelay}
 }
 
 // statusOptions: wave status and reports read now, with ENS_POSTING_SLA.
 func (a *app) statusOptions() wave.StatusOptions {
-	return wave.StatusOptions{At: a.clock.Now(), PostingSLA: envDays("ENS_POSTING_SLA", notice.DefaultPostingSLA)}
+	return wave.StatusOptions{At: a.clock.Now(), PostingSLA: a.cfg.PostingSLA, AuditKey: a.auditKey}
 }
 
 func (a *app) lettersCommand() *cobra.Command {
@@ -58,7 +47,7 @@ func (a *app) lettersCommand() *cobra.Command {
 				return err
 			}
 			bs, err := notice.ListLetterBatches(cmd.Context(), pool, notice.BatchFilter{Wave: wave, State: state,
-				SLA: envDays("ENS_POSTING_SLA", notice.DefaultPostingSLA)}, a.clock.Now())
+				SLA: a.cfg.PostingSLA}, a.clock.Now())
 			if err != nil {
 				return usageError(err)
 			}
@@ -99,7 +88,7 @@ func (a *app) lettersCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := notice.AcknowledgePosting(cmd.Context(), pool, args[0], day, sha, postingOptions(op, a.clock))
+			p, err := notice.AcknowledgePosting(cmd.Context(), a.store(pool), args[0], day, sha, a.postingOptions(op))
 			if errors.Is(err, notice.ErrPostingDate) || errors.Is(err, provisioning.ErrNotFound) {
 				return usageError(err)
 			}
@@ -124,8 +113,8 @@ func (a *app) lettersCommand() *cobra.Command {
 
 	acks := a.letterFileCommand("acks FILE", "Record a printer's file of posting acknowledgements (CSV: batch,posted_on[,sha256]); audited",
 		&op, &asJSON, func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []notice.FileLineError, error) {
-			opts := postingOptions(actor, a.clock)
-			res, err := notice.AcknowledgeFile(ctx, pool, f, opts)
+			opts := a.postingOptions(actor)
+			res, err := notice.AcknowledgeFile(ctx, a.store(pool), f, opts)
 			if err != nil {
 				return nil, "", nil, err
 			}
@@ -134,7 +123,7 @@ func (a *app) lettersCommand() *cobra.Command {
 		})
 	returned := a.letterFileCommand("returned FILE", "Record letters La Poste brought back (CSV: reference,returned_on[,reason]): their people become unreachable; audited",
 		&op, &asJSON, func(ctx context.Context, pool *pgxpool.Pool, f io.Reader, actor string) (any, string, []notice.FileLineError, error) {
-			res, err := notice.RecordReturns(ctx, pool, f, actor, a.clock)
+			res, err := notice.RecordReturns(ctx, a.store(pool), f, actor)
 			if err != nil {
 				return nil, "", nil, err
 			}
@@ -164,20 +153,26 @@ func (a *app) letterFileCommand(use, short string, op *string, asJSON *bool,
 			}
 			actor := *op
 			if actor == "" {
-				actor = operator()
+				actor = a.cfg.Operator
 			}
 			res, summary, rejected, err := record(cmd.Context(), pool, f, actor)
 			if err != nil {
 				return usageError(fmt.Errorf("%s: %w", args[0], err))
 			}
 			if *asJSON {
-				return a.printJSON(res)
+				err = a.printJSON(res)
+			} else {
+				fmt.Fprintln(a.stdout, summary)
+				for _, r := range rejected {
+					fmt.Fprintf(a.stdout, "  line %d: %s\n", r.Line, r.Reason)
+				}
 			}
-			fmt.Fprintln(a.stdout, summary)
-			for _, r := range rejected {
-				fmt.Fprintf(a.stdout, "  line %d: %s\n", r.Line, r.Reason)
+			if err == nil && len(rejected) > 0 {
+				// The printer's nightly job must notice: the other lines
+				// are applied, these wait for a corrected file.
+				err = &exitError{code: exitPartial, err: fmt.Errorf("%s: %d line(s) refused, the others applied", args[0], len(rejected))}
 			}
-			return nil
+			return err
 		}}
 	cmd.Flags().StringVar(op, "operator", "", "name of the operator (audited; default $ENS_OPERATOR)")
 	cmd.Flags().BoolVar(asJSON, "json", false, "print as JSON")
@@ -199,7 +194,7 @@ func (a *app) waveRenotifyCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := wave.Renotify(cmd.Context(), pool, args[0], operator(), jobs.Enqueuer(client), a.clock)
+			res, err := wave.Renotify(cmd.Context(), a.store(pool), args[0], a.cfg.Operator, jobs.Enqueuer(client))
 			if err != nil {
 				return err
 			}

@@ -235,6 +235,21 @@ func TestWaveEndToEnd(t *testing.T) {
 	if c.json(&counts, "bounces", "ingest", box, "--json"); counts["messages"] != 0 {
 		t.Fatalf("a Maildir message read twice: %v", counts)
 	}
+	// A folder of messages is read whatever their names (a Maildir's new/
+	// as Postfix writes it); a file that is no mail at all makes the
+	// command say so and exit 5 after reading the others. (Before: only
+	// *.eml files were read, and such a folder answered 0 messages, exit 0.)
+	folder := filepath.Join(c.dir, "reports")
+	os.MkdirAll(folder, 0o700)                                                                                            //nolint:errcheck
+	os.WriteFile(filepath.Join(folder, "1765000000.M1P2.mx"), []byte("Subject: out of office\r\n\r\nback monday"), 0o600) //nolint:errcheck
+	if c.json(&counts, "bounces", "ingest", folder, "--json"); counts["messages"] != 1 || counts["not_a_report"] != 1 {
+		t.Fatalf("a folder of messages without .eml names: %v", counts)
+	}
+	os.WriteFile(filepath.Join(folder, "core"), []byte("\x7fELF\x00\x00 not mail"), 0o600) //nolint:errcheck
+	if code, out, errs := c.run("bounces", "ingest", folder, "--json"); code != exitPartial || json.Unmarshal([]byte(out), &counts) != nil ||
+		counts["messages"] != 2 || counts["unreadable"] != 1 || !strings.Contains(errs, "1 of 2 file(s) could not be read as mail") {
+		t.Fatalf("a folder holding a file that is no mail: exit %d, %s %s", code, out, errs)
+	}
 	// The printer's round trip through the CLI.
 	var batches []struct {
 		ID     int64  `json:"id"`
@@ -256,13 +271,19 @@ func TestWaveEndToEnd(t *testing.T) {
 			Line int `json:"line"`
 		} `json:"rejected"`
 	}
-	c.json(&ackRes, "letters", "acks", acks, "--json", "--operator", "imprimeur")
+	// A printer's file of which a line is refused is applied but for that
+	// line, and exits 5 so that the printer's nightly job notices (before:
+	// exit 0).
+	code, out, errs := c.run("letters", "acks", acks, "--json", "--operator", "imprimeur")
+	if code != exitPartial || json.Unmarshal([]byte(out), &ackRes) != nil || !strings.Contains(errs, "1 line(s) refused, the others applied") {
+		t.Fatalf("letters acks with a refused line: exit %d, %s %s", code, out, errs)
+	}
 	if ackRes.Batches != 1 || len(ackRes.Rejected) != 1 || ackRes.Rejected[0].Line != 3 {
 		t.Fatalf("letters acks: %+v", ackRes)
 	}
 	returns := filepath.Join(c.dir, "returns.csv")
 	os.WriteFile(returns, []byte("reference,returned_on\nENS-999999999,"+today+"\n"), 0o600) //nolint:errcheck
-	if code, out, _ := c.run("letters", "returned", returns); code != 0 || !strings.Contains(out, "1 refused") {
+	if code, out, _ := c.run("letters", "returned", returns); code != exitPartial || !strings.Contains(out, "1 refused") {
 		t.Fatalf("letters returned: %d %s", code, out)
 	}
 	var rec struct {
@@ -313,6 +334,12 @@ func TestClearFailures(t *testing.T) {
 	}
 	if code, _, _ := c.run("optout", "ABCD-EFGH-JKMN", "--nir", "255081416802538", "--operator", "olga"); code != 2 {
 		t.Fatalf("a code and a NIR together: %d", code)
+	}
+	// A NIR given on the command line is kept by ps and the shell history:
+	// ens warns, as for a code (before: silently), and never echoes it.
+	code, _, errs := c.run("optout", "--nir", "255081416802538", "--birth-date", "1955-08-12", "--operator", "olga", "--identity-checked-by", "bob")
+	if !strings.Contains(errs, "the NIR was given on the command line") || strings.Contains(errs, "255081416802538") {
+		t.Fatalf("optout --nir NIR on the command line: exit %d, stderr %q; want a warning without the NIR", code, errs)
 	}
 	// Overseas collectivities' postcodes (98xxx) give departments a wave can select.
 	if code, _, errs := c.run("wave", "launch", "pacific", "--departments", "987,988,975"); code != 0 {

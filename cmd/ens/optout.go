@@ -8,10 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
-	"os"
-	"runtime"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,7 +18,6 @@ import (
 	"github.com/ens-sante/ens/jobs/ops"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
-	"github.com/ens-sante/ens/provisioning/notice"
 	"github.com/ens-sante/ens/provisioning/window"
 )
 
@@ -31,48 +26,23 @@ func (a *app) optoutService(ctx context.Context, conns int32) (*optout.Service, 
 	if err != nil {
 		return nil, err
 	}
-	key, err := optout.LoadKey()
-	if err != nil {
-		return nil, err
-	}
-	trusted, err := parsePrefixes("ENS_TRUSTED_PROXIES", os.Getenv("ENS_TRUSTED_PROXIES"))
+	key, err := a.cfg.codeKey()
 	if err != nil {
 		return nil, usageError(err)
 	}
-	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Clock: a.clock, Log: a.log, TrustedProxies: trusted}, nil
-}
-
-// parsePrefixes reads a list of CIDRs or addresses, comma-separated, from
-// the variable name (ENS_TRUSTED_PROXIES, ENS_METRICS_ALLOW).
-func parsePrefixes(name, v string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(f)
-		if err != nil {
-			a, aerr := netip.ParseAddr(f)
-			if aerr != nil {
-				return nil, fmt.Errorf("%s: %q is neither a CIDR nor an address", name, f)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Clock: a.clock, AuditKey: a.auditKey, Log: a.log,
+		TrustedProxies: a.cfg.TrustedProxies}, nil
 }
 
 func (a *app) serveCommand() *cobra.Command {
-	var addr, opsAddr string
-	var conns int
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the public opposition form and the call centre's JSON API",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a.warnUnkeyed()
-			svc, err := a.optoutService(cmd.Context(), int32(conns))
+			addr, opsAddr := a.cfg.Addr, a.cfg.OpsAddr
+			svc, err := a.optoutService(cmd.Context(), int32(a.cfg.DBConns)) //nolint:gosec // ENS_DB_CONNS is at most 1,000
 			if err != nil {
 				return err
 			}
@@ -93,10 +63,10 @@ func (a *app) serveCommand() *cobra.Command {
 			return g.Wait()
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", envOr("ENS_ADDR", "127.0.0.1:8080"), "listen address of the public site")
-	cmd.Flags().IntVar(&conns, "db-conns", envInt("ENS_DB_CONNS", 2*runtime.GOMAXPROCS(0)),
-		"database connections of the public site (most requests take one round trip: a few per CPU of the database do)")
-	cmd.Flags().StringVar(&opsAddr, "ops-addr", envOr("ENS_OPS_ADDR", "127.0.0.1:8081"), "listen address of /ops/ and /metrics (internal network only; empty: off)")
+	cmd.Flags().StringVar(&a.cfg.Addr, "addr", a.cfg.Addr, "listen address of the public site (ENS_ADDR)")
+	cmd.Flags().IntVar(&a.cfg.DBConns, "db-conns", a.cfg.DBConns,
+		"database connections of the public site (ENS_DB_CONNS; most requests take one round trip: a few per CPU of the database do)")
+	cmd.Flags().StringVar(&a.cfg.OpsAddr, "ops-addr", a.cfg.OpsAddr, "listen address of /ops/ and /metrics (ENS_OPS_ADDR; internal network only; empty: off)")
 	return cmd
 }
 
@@ -121,14 +91,10 @@ func (a *app) expireLimits(ctx context.Context, l *optout.Limiter) {
 
 // opsArea prepares the operators' and auditors' area and its listener.
 func (a *app) opsArea(ctx context.Context, svc *optout.Service, addr string) (net.Listener, http.Handler, error) {
-	users, err := ops.LoadUsers()
+	users, err := ops.LoadUsers(a.cfg.OpsUsersFile, a.cfg.OpsUsers)
 	if err != nil {
 		a.log.Warn("ops area has no users: every /ops/ request will be refused", "error", err)
 		users = map[string]ops.User{}
-	}
-	allow, err := parsePrefixes("ENS_METRICS_ALLOW", os.Getenv("ENS_METRICS_ALLOW"))
-	if err != nil {
-		return nil, nil, usageError(err)
 	}
 	metricsPool, err := a.db(ctx, 2)
 	if err != nil {
@@ -139,7 +105,7 @@ func (a *app) opsArea(ctx context.Context, svc *optout.Service, addr string) (ne
 		return nil, nil, err
 	}
 	h, err := ops.NewHandler(ops.Options{Pool: svc.Pool, Client: client, Users: users, Log: a.log, Service: svc,
-		MetricsPool: metricsPool, MetricsAllow: allow, PostingSLA: envDays("ENS_POSTING_SLA", notice.DefaultPostingSLA)})
+		MetricsPool: metricsPool, MetricsAllow: a.cfg.MetricsAllow, PostingSLA: a.cfg.PostingSLA})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -215,18 +181,21 @@ func (a *app) optoutCommand() *cobra.Command {
 				return usageError(errors.New("give the code, or --nir with --identity-checked-by when the person has lost it"))
 			}
 			var code string
-			if nir == "" {
+			switch nir {
+			case "":
 				c, err := a.secretInput(args, "opposition code")
 				if err != nil {
 					return err
 				}
 				code = c
-			} else if nir == "-" {
+			case "-":
 				n, err := a.secretInput(nil, "NIR")
 				if err != nil {
 					return err
 				}
 				nir = n
+			default:
+				a.secretOnCommandLine("NIR")
 			}
 			var postmark *time.Time
 			if receivedOn != "" {
@@ -297,8 +266,8 @@ func (a *app) opposeWithoutCode(ctx context.Context, svc *optout.Service, nirArg
 	if err != nil {
 		return nil, usageError(err)
 	}
-	return window.OpposeByAgent(ctx, svc.Pool, window.AgentOpposition{NIR: nir, BirthDate: birth, Operator: op,
-		IdentityCheckedBy: checkedBy, PostmarkedOn: postmark}, a.clock)
+	return window.OpposeByAgent(ctx, svc.Store().At(a.clock), window.AgentOpposition{NIR: nir, BirthDate: birth, Operator: op,
+		IdentityCheckedBy: checkedBy, PostmarkedOn: postmark})
 }
 
 // publicError words an opposition failure for an operator; never the code.

@@ -9,9 +9,6 @@ import (
 	"github.com/ens-sante/ens/provisioning/reconcile"
 )
 
-// exitAnomalies is ens reconcile's exit status when a check fails.
-const exitAnomalies = 4
-
 func (a *app) reconcileCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{

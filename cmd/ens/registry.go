@@ -33,8 +33,8 @@ func (a *app) registryCommand() *cobra.Command {
 				return err
 			}
 			prog := a.progress("registry import", -1)
-			res, err := registry.Import(cmd.Context(), pool, args[0], registry.ImportOptions{
-				Actor: operator(), RejectsPath: rejects, Clock: a.clock, Progress: prog,
+			res, err := registry.Import(cmd.Context(), a.store(pool), args[0], registry.ImportOptions{
+				Actor: a.cfg.Operator, RejectsPath: rejects, Progress: prog,
 			})
 			if errors.Is(err, registry.ErrHeader) {
 				return usageError(fmt.Errorf("%w; nothing was imported", err))
@@ -110,17 +110,6 @@ func (a *app) fixturesCommand() *cobra.Command {
 	reg.Flags().StringVarP(&out, "output", "o", "", "output file (default stdout)")
 	cmd.AddCommand(reg)
 	return cmd
-}
-
-// operator names who runs a command, for the audit log.
-func operator() string {
-	if v := os.Getenv("ENS_OPERATOR"); v != "" {
-		return v
-	}
-	if v := os.Getenv("USER"); v != "" {
-		return v
-	}
-	return "operator"
 }
 
 // queueEnrolment asks the workers for an enrolment run after an import,

@@ -14,7 +14,7 @@ import (
 // it), otherwise the first line of stdin, prompted for on a terminal.
 func (a *app) secretInput(args []string, what string) (string, error) {
 	if len(args) > 0 && args[0] != "-" {
-		a.log.Warn("the " + what + " was given on the command line, where ps and the shell history keep it: give it on stdin instead")
+		a.secretOnCommandLine(what)
 		return args[0], nil
 	}
 	if f, ok := a.stdin.(*os.File); ok {
@@ -30,4 +30,10 @@ func (a *app) secretInput(args []string, what string) (string, error) {
 		return "", usageError(fmt.Errorf("no %s: give it on stdin (one line), or as the argument", what))
 	}
 	return line, nil
+}
+
+// secretOnCommandLine warns that a NIR or a code was given as an argument or
+// a flag's value, where ps and the shell history keep it.
+func (a *app) secretOnCommandLine(what string) {
+	a.log.Warn("the " + what + " was given on the command line, where ps and the shell history keep it: give it on stdin instead")
 }

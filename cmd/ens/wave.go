@@ -29,8 +29,8 @@ type waveLaunchOptions struct {
 	startAt     string
 }
 
-func (o *waveLaunchOptions) spec(name string) (provisioning.WaveSpec, error) {
-	spec := provisioning.WaveSpec{Name: name, BornFrom: o.bornFrom, BornTo: o.bornTo, Limit: o.limit, Actor: operator()}
+func (o *waveLaunchOptions) spec(name, actor string) (provisioning.WaveSpec, error) {
+	spec := provisioning.WaveSpec{Name: name, BornFrom: o.bornFrom, BornTo: o.bornTo, Limit: o.limit, Actor: actor}
 	w, err := provisioning.ParseWindow(o.window)
 	if err != nil {
 		return spec, err
@@ -97,7 +97,7 @@ func (a *app) waveCommand() *cobra.Command {
 		Short: "Create accounts for eligible people and queue their notices; relaunching resumes, never duplicates",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec, err := lo.spec(args[0])
+			spec, err := lo.spec(args[0], a.cfg.Operator)
 			if err != nil {
 				return usageError(err)
 			}
@@ -116,8 +116,8 @@ func (a *app) waveCommand() *cobra.Command {
 			if total == 0 {
 				total = -1
 			}
-			res, err := wave.Launch(cmd.Context(), pool, spec, jobs.Enqueuer(client), wave.LaunchOptions{
-				Clock: a.clock, Progress: a.progress("wave launch", total),
+			res, err := wave.Launch(cmd.Context(), a.store(pool), spec, jobs.Enqueuer(client), wave.LaunchOptions{
+				Progress: a.progress("wave launch", total),
 			})
 			if errors.Is(err, wave.ErrWaveMismatch) {
 				return usageError(err)
@@ -241,8 +241,7 @@ func (a *app) printStatus(st *wave.Status) {
 // ENS_LETTER_RATE (per second, defaults from the README's figures).
 func (a *app) previewWave(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveSpec, asJSON bool) error {
 	p, err := wave.DryRun(ctx, pool, spec, wave.PreviewOptions{Now: a.clock.Now(),
-		PostagePerLetter: envFloat("ENS_LETTER_POSTAGE", 0.80), EmailsPerSecond: envFloat("ENS_EMAIL_RATE", 1000),
-		LettersPerSecond: envFloat("ENS_LETTER_RATE", 2500)})
+		PostagePerLetter: a.cfg.LetterPostage, EmailsPerSecond: a.cfg.EmailRate, LettersPerSecond: a.cfg.LetterRate})
 	if err != nil {
 		return err
 	}

@@ -34,15 +34,15 @@ func (a *app) waveControlCommands() []*cobra.Command {
 	return []*cobra.Command{
 		control("pause", "Stop a wave's dispatch: no notice leaves until it is resumed (sent ones keep their window)",
 			func(ctx context.Context, pool *pgxpool.Pool, name string) (string, error) {
-				return "wave " + name + " paused", wave.Pause(ctx, pool, name, operator(), a.clock)
+				return "wave " + name + " paused", wave.Pause(ctx, a.store(pool), name, a.cfg.Operator)
 			}),
 		control("resume", "Let a paused wave's dispatch go on",
 			func(ctx context.Context, pool *pgxpool.Pool, name string) (string, error) {
-				return "wave " + name + " resumed", wave.Resume(ctx, pool, name, operator(), a.clock)
+				return "wave " + name + " resumed", wave.Resume(ctx, a.store(pool), name, a.cfg.Operator)
 			}),
 		control("cancel", "Cancel what a wave has not sent: its pending accounts are cancelled; notified ones keep their window",
 			func(ctx context.Context, pool *pgxpool.Pool, name string) (string, error) {
-				n, err := wave.Cancel(ctx, pool, name, operator(), a.clock)
+				n, err := wave.Cancel(ctx, a.store(pool), name, a.cfg.Operator)
 				return fmt.Sprintf("wave %s cancelled: %d account(s) not yet notified cancelled", name, n), err
 			}),
 		control("retry", "Queue again the chunks of a wave that failed for good, for its accounts still pending",
@@ -51,7 +51,7 @@ func (a *app) waveControlCommands() []*cobra.Command {
 				if err != nil {
 					return "", err
 				}
-				n, err := jobs.RetryWave(ctx, pool, client, name, operator(), a.clock)
+				n, err := jobs.RetryWave(ctx, a.store(pool), client, name, a.cfg.Operator)
 				return fmt.Sprintf("wave %s: %d pending account(s) queued again", name, n), err
 			}),
 	}

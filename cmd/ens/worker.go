@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,65 +22,51 @@ import (
 	"github.com/ens-sante/ens/provisioning/window"
 )
 
-type workerOptions struct {
-	untilIdle       bool
-	smtpConnections int
-	smtpRate        float64
-	noticeWorkers   int
-	letterWorkers   int
-	postDelay       string
-}
-
 func (a *app) workerCommand() *cobra.Command {
-	var o workerOptions
+	var untilIdle bool
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Work the job queues (notices, letters, window closing, purge); SIGINT/SIGTERM stop it gracefully",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a.warnUnkeyed()
-			return a.runWorker(cmd.Context(), o)
+			return a.runWorker(cmd.Context(), untilIdle)
 		},
 	}
-	cmd.Flags().BoolVar(&o.untilIdle, "until-idle", false, "work everything due now (retries included, ended windows closed), then exit")
-	cmd.Flags().IntVar(&o.smtpConnections, "smtp-connections", envInt("ENS_SMTP_CONNECTIONS", 4), "SMTP connections kept open")
-	cmd.Flags().Float64Var(&o.smtpRate, "smtp-rate", envFloat("ENS_SMTP_RATE", 0), "at most this many emails per second (0: no cap)")
-	cmd.Flags().IntVar(&o.noticeWorkers, "notice-workers", envInt("ENS_NOTICE_WORKERS", jobs.DefaultNoticeWorkers), "notice chunks worked at once")
-	cmd.Flags().IntVar(&o.letterWorkers, "letter-workers", envInt("ENS_LETTER_WORKERS", jobs.DefaultLetterWorkers), "letter batches rendered at once")
-	cmd.Flags().StringVar(&o.postDelay, "post-delay", envOr("ENS_POST_DELAY", "5d"), "print-and-post delay added to a letter's deadline")
+	cmd.Flags().BoolVar(&untilIdle, "until-idle", false, "work everything due now (retries included, ended windows closed), then exit")
+	cmd.Flags().IntVar(&a.cfg.SMTPConnections, "smtp-connections", a.cfg.SMTPConnections, "SMTP connections kept open (ENS_SMTP_CONNECTIONS)")
+	cmd.Flags().Float64Var(&a.cfg.SMTPRate, "smtp-rate", a.cfg.SMTPRate, "at most this many emails per second, 0: no cap (ENS_SMTP_RATE)")
+	cmd.Flags().IntVar(&a.cfg.NoticeWorkers, "notice-workers", a.cfg.NoticeWorkers, "notice chunks worked at once (ENS_NOTICE_WORKERS)")
+	cmd.Flags().IntVar(&a.cfg.LetterWorkers, "letter-workers", a.cfg.LetterWorkers, "letter batches rendered at once (ENS_LETTER_WORKERS)")
+	cmd.Flags().Var((*durationFlag)(&a.cfg.PostDelay), "post-delay", "print-and-post delay added to a letter's deadline, e.g. 5d (ENS_POST_DELAY)")
 	return cmd
 }
 
-// workerDeps builds what workers need from the environment.
-func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, error) {
-	pool, err := a.db(ctx, int32(o.noticeWorkers+o.letterWorkers+o.smtpConnections+6))
+// workerDeps builds what workers need from the configuration.
+func (a *app) workerDeps(ctx context.Context) (*jobs.Deps, error) {
+	c := a.cfg
+	pool, err := a.db(ctx, int32(c.NoticeWorkers+c.LetterWorkers+c.SMTPConnections+6)) //nolint:gosec // each bounded by the configuration
 	if err != nil {
 		return nil, err
 	}
-	key, err := optout.LoadKey()
+	key, err := c.codeKey()
 	if err != nil {
-		return nil, err
+		return nil, usageError(err)
 	}
-	delay, err := provisioning.ParseWindow(o.postDelay)
-	if err != nil && o.postDelay != "0" {
-		return nil, usageError(fmt.Errorf("--post-delay: %w", err))
-	}
-	deps := &jobs.Deps{Pool: pool, Key: key, LettersDir: envOr("ENS_LETTERS_DIR", filepath.Join(a.varDir, "letters")),
-		PostDelay: time.Duration(delay), Clock: a.clock, Logger: a.log,
-		GiveUpAfter:     envDuration("ENS_EMAIL_GIVE_UP_AFTER", notice.DefaultEmailGiveUpAfter),
-		LetterRetention: envDays("ENS_LETTER_RETENTION", notice.DefaultLetterRetention)}
-	if o.smtpRate > 0 {
+	deps := &jobs.Deps{Pool: pool, AuditKey: a.auditKey, Key: key, LettersDir: c.lettersDir(),
+		PostDelay: c.PostDelay, Clock: a.clock, Logger: a.log, GiveUpAfter: c.EmailGiveUpAfter, LetterRetention: c.LetterRetention}
+	if c.SMTPRate > 0 {
 		// A capped rate shares its messages among the notice workers: a chunk
 		// may wait its turn, and must not time out meanwhile.
-		perChunk := time.Duration(float64(o.noticeWorkers*provisioning.DefaultChunkSize) / o.smtpRate * float64(time.Second))
+		perChunk := time.Duration(float64(c.NoticeWorkers*provisioning.DefaultChunkSize) / c.SMTPRate * float64(time.Second))
 		deps.ChunkTimeout = max(jobs.DefaultChunkTimeout, 2*perChunk+20*time.Second)
 	}
-	if u := os.Getenv("SMTP_URL"); u != "" {
-		cfg, err := smtpConfig(u, key)
+	if c.SMTPURL != "" {
+		cfg, err := a.smtpConfig(key)
 		if err != nil {
 			return nil, usageError(err)
 		}
-		cfg.Connections, cfg.Rate = o.smtpConnections, o.smtpRate
+		cfg.Connections, cfg.Rate = c.SMTPConnections, c.SMTPRate
 		host, _ := os.Hostname()
 		a.workerID = fmt.Sprintf("%s-%d", host, os.Getpid())
 		cfg.OnRelayChange = jobs.RelayRecorder(pool, a.workerID, a.log)
@@ -103,8 +87,8 @@ func (a *app) workerDeps(ctx context.Context, o workerOptions) (*jobs.Deps, erro
 // stopGrace is how long a stopping worker lets its running jobs end.
 const stopGrace = 30 * time.Second
 
-func (a *app) runWorker(ctx context.Context, o workerOptions) error {
-	deps, err := a.workerDeps(ctx, o)
+func (a *app) runWorker(ctx context.Context, untilIdle bool) error {
+	deps, err := a.workerDeps(ctx)
 	if err != nil {
 		return err
 	}
@@ -115,21 +99,21 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 	if _, _, err := jobs.RecoverLetterFiles(ctx, deps.Pool, deps.LettersDir, time.Hour, a.log); err != nil {
 		return err
 	}
-	if os.Getenv("ENS_ENROL") == "on" {
-		if _, err := wave.SetEnrolment(ctx, deps.Pool, true, "ENS_ENROL=on ("+a.workerID+")", a.clock); err != nil {
+	if a.cfg.Enrol {
+		if _, err := wave.SetEnrolment(ctx, deps.Store().At(a.clock), true, "ENS_ENROL=on ("+a.workerID+")"); err != nil {
 			return err
 		}
 	}
 	jobs.TuneGC()
-	if path := os.Getenv("ENS_CPU_PROFILE"); path != "" {
+	if path := a.cfg.CPUProfile; path != "" {
 		stopProfile, err := startCPUProfile(path)
 		if err != nil {
 			return err
 		}
 		defer stopProfile()
 	}
-	cfg := jobs.Config{NoticeWorkers: o.noticeWorkers, LetterWorkers: o.letterWorkers, Periodic: !o.untilIdle, Logger: a.log,
-		RetryBase: envDuration("ENS_RETRY_BASE", 10*time.Second)}
+	cfg := jobs.Config{NoticeWorkers: a.cfg.NoticeWorkers, LetterWorkers: a.cfg.LetterWorkers, Periodic: !untilIdle, Logger: a.log,
+		RetryBase: a.cfg.RetryBase}
 	client, err := jobs.NewClient(deps, cfg)
 	if err != nil {
 		return err
@@ -152,13 +136,13 @@ func (a *app) runWorker(ctx context.Context, o workerOptions) error {
 		defer cancel()
 		return client.StopAndCancel(cctx)
 	}
-	a.log.Info("worker started", "until_idle", o.untilIdle, "smtp", deps.Mailer != nil)
-	if !o.untilIdle {
+	a.log.Info("worker started", "until_idle", untilIdle, "smtp", deps.Mailer != nil)
+	if !untilIdle {
 		<-ctx.Done()
 		a.log.Info("worker stopping")
 		return stop()
 	}
-	err = a.untilIdle(ctx, deps, client, envDuration("ENS_DB_WAIT", 5*time.Minute))
+	err = a.untilIdle(ctx, deps, client, a.cfg.DBWait)
 	return errors.Join(err, stop())
 }
 
@@ -220,7 +204,7 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		if quiet++; quiet < 3 {
 			continue // jobs inserted by a finishing transaction show a moment later
 		}
-		closed, err := window.Close(ctx, deps.Pool, deps.Clock, 0)
+		closed, err := window.Close(ctx, deps.Store(), 0)
 		if err != nil {
 			if err = db.wait(err); err != nil {
 				return err
@@ -298,12 +282,13 @@ func (w *dbWaiter) up() {
 	}
 }
 
-// smtpConfig reads the mail settings every sending command shares: the
-// sender, the bounce address, the DKIM key; key tags bounce addresses.
-func smtpConfig(url string, key optout.Key) (notify.SMTPConfig, error) {
-	cfg := notify.SMTPConfig{URL: url, From: os.Getenv("ENS_MAIL_FROM"), Key: key.MailKey(),
-		BounceAddress: os.Getenv("ENS_BOUNCE_ADDRESS"), DKIMSelector: os.Getenv("ENS_DKIM_SELECTOR")}
-	if f := os.Getenv("ENS_DKIM_KEY_FILE"); f != "" {
+// smtpConfig gives the mail settings every sending command shares: the
+// relay, the sender, the bounce address, the DKIM key; key tags bounce
+// addresses.
+func (a *app) smtpConfig(key optout.Key) (notify.SMTPConfig, error) {
+	c := a.cfg
+	cfg := notify.SMTPConfig{URL: c.SMTPURL, From: c.MailFrom, Key: key.MailKey(), BounceAddress: c.BounceAddress, DKIMSelector: c.DKIMSelector}
+	if f := c.DKIMKeyFile; f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {
 			return cfg, fmt.Errorf("reading ENS_DKIM_KEY_FILE: %w", err)
@@ -311,25 +296,4 @@ func smtpConfig(url string, key optout.Key) (notify.SMTPConfig, error) {
 		cfg.DKIMKeyPEM = pem
 	}
 	return cfg, nil
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
-
-func envFloat(name string, def float64) float64 {
-	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
 }

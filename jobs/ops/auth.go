@@ -56,9 +56,10 @@ func ParseUsers(r io.Reader) (map[string]User, error) {
 
 func validRole(r Role) bool { return r == RoleOperator || r == RoleAuditor || r == RoleAgent }
 
-// LoadUsers reads the users from the environment.
-func LoadUsers() (map[string]User, error) {
-	if p := os.Getenv("ENS_OPS_USERS_FILE"); p != "" {
+// LoadUsers reads the users from the file named (ENS_OPS_USERS_FILE), or
+// else from inline (ENS_OPS_USERS).
+func LoadUsers(file, inline string) (map[string]User, error) {
+	if p := file; p != "" {
 		f, err := os.Open(p)
 		if err != nil {
 			return nil, fmt.Errorf("reading ENS_OPS_USERS_FILE: %w", err)
@@ -66,7 +67,7 @@ func LoadUsers() (map[string]User, error) {
 		defer f.Close()
 		return ParseUsers(f)
 	}
-	if v := os.Getenv("ENS_OPS_USERS"); v != "" {
+	if v := inline; v != "" {
 		return ParseUsers(strings.NewReader(v))
 	}
 	return nil, errors.New("no ops users: set ENS_OPS_USERS_FILE or ENS_OPS_USERS (name:role:bcrypt-hash; see ens ops hash)")

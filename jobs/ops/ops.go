@@ -135,7 +135,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 	}
 	var reports []*wave.Report
 	for _, wv := range waves {
-		rep, err := wave.BuildReport(r.Context(), h.pool, wv.Name, wave.StatusOptions{})
+		rep, err := wave.BuildReport(r.Context(), h.pool, wv.Name, wave.StatusOptions{AuditKey: h.svc.AuditKey})
 		if err != nil {
 			h.fail(w, err)
 			return
@@ -147,7 +147,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
-	rep, err := reconcile.WaveReport(r.Context(), h.pool, r.PathValue("wave"), wave.StatusOptions{})
+	rep, err := reconcile.WaveReport(r.Context(), h.pool, r.PathValue("wave"), wave.StatusOptions{AuditKey: h.svc.AuditKey})
 	if errors.Is(err, provisioning.ErrNotFound) {
 		http.NotFound(w, r)
 		return

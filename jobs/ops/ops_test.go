@@ -55,7 +55,7 @@ func newArea(t testing.TB, configure func(*ops.Options)) *area {
 	client, _ := jobs.NewInsertClient(pool)
 	log := slog.New(slog.DiscardHandler)
 	o := ops.Options{Pool: pool, Client: client, Users: users, Log: log,
-		Service: &optout.Service{Pool: pool, Key: codeKey, Limiter: optout.NewLimiter(pool), Log: log}}
+		Service: &optout.Service{Pool: pool, Key: codeKey, Limiter: optout.NewLimiter(pool), AuditKey: testdb.AuditKey, Log: log}}
 	if configure != nil {
 		configure(&o)
 	}

@@ -56,7 +56,7 @@ func (h *Handler) auditRiverUI(next http.Handler) http.Handler {
 			details["job_ids"], details["job_kinds"] = ids, kinds
 		}
 		err = pgx.BeginFunc(r.Context(), h.pool, func(tx pgx.Tx) error {
-			return audit.Append(r.Context(), tx, time.Now(), audit.Event{
+			return audit.Append(r.Context(), tx, h.svc.AuditKey, time.Now(), audit.Event{
 				Actor: userOf(r).Name, Action: "ops.river_ui", Details: details})
 		})
 		if err != nil {

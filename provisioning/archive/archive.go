@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -19,11 +18,22 @@ const (
 	ReasonFraud    provisioning.DeletionReason = "fraud"
 )
 
+// deletion is the deletion of active accounts, by actor, at now. An express
+// deletion (the holder's request) is due for purge within three months
+// instead of ten years.
+type deletion struct {
+	ids     []int64
+	reason  provisioning.DeletionReason
+	actor   string
+	now     time.Time
+	express bool
+}
+
 // closeAndArchive moves active accounts to closed then archived, snapshotting
-// their person's data into the archive, and cancels any unsent notice. An
-// express deletion (the holder's request) is due for purge within three
-// months instead of ten years.
-func closeAndArchive(ctx context.Context, tx pgx.Tx, ids []int64, reason provisioning.DeletionReason, actor string, now time.Time, fast bool) (int64, error) {
+// their person's data into the archive, cancels any unsent notice, and
+// audits it under key.
+func closeAndArchive(ctx context.Context, tx pgx.Tx, key []byte, d deletion) (int64, error) {
+	ids, reason, actor, now, fast := d.ids, d.reason, d.actor, d.now, d.express
 	retain := provisioning.RetainUntil(now)
 	if fast {
 		retain = provisioning.PurgeDue(now)
@@ -46,7 +56,7 @@ func closeAndArchive(ctx context.Context, tx pgx.Tx, ids []int64, reason provisi
 	}
 	n := tag.RowsAffected()
 	if n > 0 {
-		err = audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "account.deleted", AccountIDs: ids,
+		err = audit.Append(ctx, tx, key, now, audit.Event{Actor: actor, Action: "account.deleted", AccountIDs: ids,
 			Details: map[string]any{"reason": reason, "retain_until": retain.Format(time.DateOnly), "express": fast}})
 	}
 	return n, err
@@ -55,22 +65,22 @@ func closeAndArchive(ctx context.Context, tx pgx.Tx, ids []int64, reason provisi
 // Delete closes and archives one active account, for ten years or,
 // for an express deletion at the holder's request, until its purge within
 // three months.
-func Delete(ctx context.Context, pool *pgxpool.Pool, nir provisioning.NIR, reason provisioning.DeletionReason, express bool, actor string, clock provisioning.Clock) (*provisioning.Account, error) {
+func Delete(ctx context.Context, st *provisioning.Store, nir provisioning.NIR, reason provisioning.DeletionReason, express bool, actor string) (*provisioning.Account, error) {
 	if express && reason != ReasonRequest {
 		return nil, fmt.Errorf("%w: express deletion is the holder's request (reason request)", provisioning.ErrState)
 	}
-	return changeAccount(ctx, pool, nir, func(tx pgx.Tx, a *provisioning.Account, now time.Time) error {
+	return changeAccount(ctx, st, nir, func(tx pgx.Tx, a *provisioning.Account, now time.Time) error {
 		if a.State != provisioning.StateActive {
 			return fmt.Errorf("%w: deleting an account in state %s", provisioning.ErrState, a.State)
 		}
-		_, err := closeAndArchive(ctx, tx, []int64{a.ID}, reason, actor, now, express)
+		_, err := closeAndArchive(ctx, tx, st.AuditKey, deletion{[]int64{a.ID}, reason, actor, now, express})
 		return err
-	}, clock)
+	})
 }
 
 // Reopen restores an archived account within its ten years.
-func Reopen(ctx context.Context, pool *pgxpool.Pool, nir provisioning.NIR, actor string, clock provisioning.Clock) (*provisioning.Account, error) {
-	return changeAccount(ctx, pool, nir, func(tx pgx.Tx, a *provisioning.Account, now time.Time) error {
+func Reopen(ctx context.Context, st *provisioning.Store, nir provisioning.NIR, actor string) (*provisioning.Account, error) {
+	return changeAccount(ctx, st, nir, func(tx pgx.Tx, a *provisioning.Account, now time.Time) error {
 		if a.State != provisioning.StateArchived {
 			return fmt.Errorf("%w: reopening an account in state %s", provisioning.ErrState, a.State)
 		}
@@ -80,20 +90,20 @@ func Reopen(ctx context.Context, pool *pgxpool.Pool, nir provisioning.NIR, actor
 		if _, err := tx.Exec(ctx, `UPDATE account SET state = 'active', activated_at = $2 WHERE id = $1`, a.ID, now); err != nil {
 			return fmt.Errorf("reopening account: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "account.reopened", AccountIDs: []int64{a.ID}})
-	}, clock)
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "account.reopened", AccountIDs: []int64{a.ID}})
+	})
 }
 
 // changeAccount locks one person's account, applies change and returns the
 // account as it then is.
-func changeAccount(ctx context.Context, pool *pgxpool.Pool, nir provisioning.NIR, change func(pgx.Tx, *provisioning.Account, time.Time) error, clock provisioning.Clock) (*provisioning.Account, error) {
+func changeAccount(ctx context.Context, st *provisioning.Store, nir provisioning.NIR, change func(pgx.Tx, *provisioning.Account, time.Time) error) (*provisioning.Account, error) {
 	var out *provisioning.Account
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		a, err := provisioning.AccountByNIR(ctx, tx, nir, true)
 		if err != nil {
 			return err
 		}
-		if err := change(tx, a, clock.Now()); err != nil {
+		if err := change(tx, a, st.Clock.Now()); err != nil {
 			return err
 		}
 		out, err = provisioning.AccountByNIR(ctx, tx, nir, false)
@@ -112,19 +122,19 @@ type PurgeResult struct {
 // Purge deletes, in batches, every archive whose retention ended before now:
 // the person's data goes from every table and a non-identifying trace stays.
 // Nothing is purged a moment before retain_until. A dry run only counts.
-func Purge(ctx context.Context, pool *pgxpool.Pool, nirKey []byte, dryRun bool, clock provisioning.Clock) (*PurgeResult, error) {
-	return PurgeWithProgress(ctx, pool, nirKey, dryRun, clock, nil)
+func Purge(ctx context.Context, st *provisioning.Store, nirKey []byte, dryRun bool) (*PurgeResult, error) {
+	return PurgeWithProgress(ctx, st, nirKey, dryRun, nil)
 }
 
 // PurgeWithProgress is Purge, calling progress with the count purged so far.
-func PurgeWithProgress(ctx context.Context, pool *pgxpool.Pool, nirKey []byte, dryRun bool, clock provisioning.Clock, progress func(int64)) (*PurgeResult, error) {
-	now := clock.Now()
+func PurgeWithProgress(ctx context.Context, st *provisioning.Store, nirKey []byte, dryRun bool, progress func(int64)) (*PurgeResult, error) {
+	now := st.Clock.Now()
 	res := &PurgeResult{DryRun: dryRun}
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM archive WHERE retain_until <= $1`, now).Scan(&res.Due); err != nil {
+	if err := st.Pool.QueryRow(ctx, `SELECT count(*) FROM archive WHERE retain_until <= $1`, now).Scan(&res.Due); err != nil {
 		return nil, fmt.Errorf("counting archives due: %w", err)
 	}
 	for !dryRun {
-		n, err := purgeBatch(ctx, pool, nirKey, now, 5000)
+		n, err := purgeBatch(ctx, st, nirKey, now, 5000)
 		if err != nil {
 			return res, err
 		}
@@ -136,19 +146,19 @@ func PurgeWithProgress(ctx context.Context, pool *pgxpool.Pool, nirKey []byte, d
 			break
 		}
 	}
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO purge_run (at, dry_run, due, purged) VALUES ($1, $2, $3, $4)`, now, dryRun, res.Due, res.Purged); err != nil {
 			return fmt.Errorf("recording purge run: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: audit.ActorSystem, Action: "archive.purge_run",
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: audit.ActorSystem, Action: "archive.purge_run",
 			Details: map[string]any{"dry_run": dryRun, "due": res.Due, "purged": res.Purged}})
 	})
 	return res, err
 }
 
-func purgeBatch(ctx context.Context, pool *pgxpool.Pool, nirKey []byte, now time.Time, size int) (int64, error) {
+func purgeBatch(ctx context.Context, st *provisioning.Store, nirKey []byte, now time.Time, size int) (int64, error) {
 	var n int64
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT x.account_id, x.reason, x.deleted_at, p.nir
 			FROM archive x JOIN account a ON a.id = x.account_id JOIN person p ON p.id = a.person_id
 			WHERE x.retain_until <= $1 ORDER BY x.retain_until, x.account_id LIMIT $2 FOR UPDATE OF x SKIP LOCKED`, now, size)
@@ -185,12 +195,12 @@ func purgeBatch(ctx context.Context, pool *pgxpool.Pool, nirKey []byte, now time
 			return fmt.Errorf("purging personal data: %w", err)
 		}
 		n = int64(len(ids))
-		return audit.Append(ctx, tx, now, audit.Event{Actor: audit.ActorSystem, Action: "account.purged", AccountIDs: ids})
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: audit.ActorSystem, Action: "account.purged", AccountIDs: ids})
 	})
 	return n, err
 }
 
-// ArchiveCount is one row of the auditors' aggregate view of the archive.
+// Count is one row of the auditors' aggregate view of the archive.
 type Count struct {
 	Reason string `json:"reason"`
 	Year   int    `json:"year"`
@@ -210,13 +220,13 @@ func Counts(ctx context.Context, db provisioning.DBTX) ([]Count, error) {
 
 // ArchiveAccounts closes and archives many active accounts in batches of
 // 5,000 (bulk deletions, and the benchmark).
-func ArchiveAccounts(ctx context.Context, pool *pgxpool.Pool, ids []int64, reason provisioning.DeletionReason, actor string, clock provisioning.Clock) (int64, error) {
+func ArchiveAccounts(ctx context.Context, st *provisioning.Store, ids []int64, reason provisioning.DeletionReason, actor string) (int64, error) {
 	var total int64
 	for len(ids) > 0 {
 		batch := ids[:min(5000, len(ids))]
 		ids = ids[len(batch):]
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			n, err := closeAndArchive(ctx, tx, batch, reason, actor, clock.Now(), false)
+		err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+			n, err := closeAndArchive(ctx, tx, st.AuditKey, deletion{batch, reason, actor, st.Clock.Now(), false})
 			total += n
 			return err
 		})

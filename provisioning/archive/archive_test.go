@@ -30,12 +30,12 @@ func TestDeleteArchivePurgeAndReopen(t *testing.T) {
 	deletedAt := time.Date(2027, 2, 28, 10, 0, 0, 0, provisioning.Paris)
 	at := func(t time.Time) provisioning.Clock { return func() time.Time { return t } }
 	for _, n := range nirs {
-		acc, err := archive.Delete(ctx, pool, n, archive.ReasonRequest, false, "op", at(deletedAt))
+		acc, err := archive.Delete(ctx, testdb.Store(pool).At(at(deletedAt)), n, archive.ReasonRequest, false, "op")
 		if err != nil || acc.State != provisioning.StateArchived {
 			t.Fatalf("delete: %+v %v", acc, err)
 		}
 	}
-	if _, err := archive.Delete(ctx, pool, nirs[0], archive.ReasonRequest, false, "op", at(deletedAt)); !errors.Is(err, provisioning.ErrState) {
+	if _, err := archive.Delete(ctx, testdb.Store(pool).At(at(deletedAt)), nirs[0], archive.ReasonRequest, false, "op"); !errors.Is(err, provisioning.ErrState) {
 		t.Fatalf("deleting twice: %v", err)
 	}
 	counts, err := archive.Counts(ctx, pool)
@@ -43,21 +43,21 @@ func TestDeleteArchivePurgeAndReopen(t *testing.T) {
 		t.Fatalf("archive counts: %+v %v", counts, err)
 	}
 	// Reopen one within the ten years: restored with its data.
-	if acc, err := archive.Reopen(ctx, pool, nirs[1], "op", at(deletedAt.AddDate(3, 0, 0))); err != nil || acc.State != provisioning.StateActive {
+	if acc, err := archive.Reopen(ctx, testdb.Store(pool).At(at(deletedAt.AddDate(3, 0, 0))), nirs[1], "op"); err != nil || acc.State != provisioning.StateActive {
 		t.Fatalf("reopen: %+v %v", acc, err)
 	}
 	key := []byte("0123456789abcdef0123456789abcdef")
 	// The day before the ten years end: nothing is purged.
 	retain := provisioning.RetainUntil(deletedAt)
-	res, err := archive.Purge(ctx, pool, key, false, at(retain.Add(-24*time.Hour)))
+	res, err := archive.Purge(ctx, testdb.Store(pool).At(at(retain.Add(-24*time.Hour))), key, false)
 	if err != nil || res.Due != 0 || res.Purged != 0 {
 		t.Fatalf("purge a day early: %+v %v", res, err)
 	}
-	res, err = archive.Purge(ctx, pool, key, true, at(retain))
+	res, err = archive.Purge(ctx, testdb.Store(pool).At(at(retain)), key, true)
 	if err != nil || res.Due != 1 || res.Purged != 0 {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
-	res, err = archive.Purge(ctx, pool, key, false, at(retain))
+	res, err = archive.Purge(ctx, testdb.Store(pool).At(at(retain)), key, false)
 	if err != nil || res.Due != 1 || res.Purged != 1 {
 		t.Fatalf("purge: %+v %v", res, err)
 	}
@@ -68,7 +68,7 @@ func TestDeleteArchivePurgeAndReopen(t *testing.T) {
 	if persons != 0 || archives != 0 || traces != 1 {
 		t.Fatalf("after purge: %d person rows, %d archives, %d traces", persons, archives, traces)
 	}
-	if v, err := audit.Verify(ctx, pool); err != nil || !v.OK {
+	if v, err := audit.Verify(ctx, pool, testdb.AuditKey); err != nil || !v.OK {
 		t.Fatalf("audit after purge: %+v %v", v, err)
 	}
 }
@@ -80,15 +80,15 @@ func TestDeathInRegistryCancelsAndArchives(t *testing.T) {
 	file := testdb.RegistryHeader +
 		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n" +
 		"222017512345639,Petit,Léo,2022-01-15,,1 rue A,75001,Paris,255081416802538,\n"
-	if _, err := registry.Import(ctx, pool, testdb.WriteRegistry(t, file), registry.ImportOptions{}); err != nil {
+	if _, err := registry.Import(ctx, testdb.Store(pool), testdb.WriteRegistry(t, file), registry.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var chunks []provisioning.Chunk
-	wave.Launch(ctx, pool, provisioning.WaveSpec{Name: "w", Actor: "a"}, testdb.CollectChunks(&chunks), wave.LaunchOptions{})
+	wave.Launch(ctx, testdb.Store(pool), provisioning.WaveSpec{Name: "w", Actor: "a"}, testdb.CollectChunks(&chunks), wave.LaunchOptions{})
 	deaths := testdb.RegistryHeader +
 		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,2026-01-02\n" +
 		"222017512345639,Petit,Léo,2022-01-15,,1 rue A,75001,Paris,255081416802538,2026-01-03\n"
-	res, err := registry.Import(ctx, pool, testdb.WriteRegistry(t, deaths), registry.ImportOptions{})
+	res, err := registry.Import(ctx, testdb.Store(pool), testdb.WriteRegistry(t, deaths), registry.ImportOptions{})
 	if err != nil || res.Cancelled != 1 || res.Closed != 1 || res.Updated != 2 {
 		t.Fatalf("deaths: %+v %v", res, err)
 	}
@@ -114,22 +114,22 @@ func TestExpressDeletionIsPurgedWithinThreeMonths(t *testing.T) {
 	}
 	deletedAt := time.Date(2027, 2, 28, 10, 0, 0, 0, provisioning.Paris)
 	at := func(t time.Time) provisioning.Clock { return func() time.Time { return t } }
-	if _, err := archive.Delete(ctx, pool, nirs[0], archive.ReasonDeceased, true, "op", at(deletedAt)); !errors.Is(err, provisioning.ErrState) {
+	if _, err := archive.Delete(ctx, testdb.Store(pool).At(at(deletedAt)), nirs[0], archive.ReasonDeceased, true, "op"); !errors.Is(err, provisioning.ErrState) {
 		t.Fatalf("an express deletion for another reason than the holder's request: %v", err)
 	}
-	express, err := archive.Delete(ctx, pool, nirs[0], archive.ReasonRequest, true, "op", at(deletedAt))
+	express, err := archive.Delete(ctx, testdb.Store(pool).At(at(deletedAt)), nirs[0], archive.ReasonRequest, true, "op")
 	if err != nil || express.Archive == nil || express.Archive.PurgeDue == nil || express.Archive.RetainUntil != nil {
 		t.Fatalf("express deletion: %+v %v", express, err)
 	}
 	if due := *express.Archive.PurgeDue; !due.Before(deletedAt.AddDate(0, 3, 0)) || due.Before(deletedAt.AddDate(0, 2, 25)) {
 		t.Fatalf("purge due %s for a deletion on %s: want within three months", due, deletedAt)
 	}
-	kept, err := archive.Delete(ctx, pool, nirs[1], archive.ReasonRequest, false, "op", at(deletedAt))
+	kept, err := archive.Delete(ctx, testdb.Store(pool).At(at(deletedAt)), nirs[1], archive.ReasonRequest, false, "op")
 	if err != nil || kept.Archive == nil || kept.Archive.RetainUntil == nil || kept.Archive.Reason != archive.ReasonRequest {
 		t.Fatalf("deletion: %+v %v", kept, err)
 	}
 	key := []byte("0123456789abcdef0123456789abcdef")
-	res, err := archive.Purge(ctx, pool, key, false, at(*express.Archive.PurgeDue))
+	res, err := archive.Purge(ctx, testdb.Store(pool).At(at(*express.Archive.PurgeDue)), key, false)
 	if err != nil || res.Purged != 1 {
 		t.Fatalf("the daily purge on the due day: %+v %v", res, err)
 	}

@@ -15,8 +15,9 @@ import (
 type Deaths struct{ Cancelled, Closed int64 }
 
 // ApplyDeaths cancels the accounts (and their unsent notices) of people now
-// known to be dead, and closes and archives their active accounts.
-func ApplyDeaths(ctx context.Context, tx pgx.Tx, now time.Time) (Deaths, error) {
+// known to be dead, and closes and archives their active accounts, audited
+// under key.
+func ApplyDeaths(ctx context.Context, tx pgx.Tx, key []byte, now time.Time) (Deaths, error) {
 	var out Deaths
 	var ids []int64
 	err := tx.QueryRow(ctx, `WITH c AS (
@@ -33,7 +34,7 @@ func ApplyDeaths(ctx context.Context, tx pgx.Tx, now time.Time) (Deaths, error) 
 		if _, err := tx.Exec(ctx, `UPDATE notice SET status = 'cancelled' WHERE account_id = ANY($1) AND status = 'pending'`, ids); err != nil {
 			return out, fmt.Errorf("cancelling notices of deceased people: %w", err)
 		}
-		if err := audit.Append(ctx, tx, now, audit.Event{Actor: audit.ActorSystem, Action: "account.cancelled", AccountIDs: ids,
+		if err := audit.Append(ctx, tx, key, now, audit.Event{Actor: audit.ActorSystem, Action: "account.cancelled", AccountIDs: ids,
 			Details: map[string]any{"reason": "deceased"}}); err != nil {
 			return out, err
 		}
@@ -47,7 +48,7 @@ func ApplyDeaths(ctx context.Context, tx pgx.Tx, now time.Time) (Deaths, error) 
 		return out, fmt.Errorf("finding active accounts of deceased people: %w", err)
 	}
 	if len(active) > 0 {
-		n, err := closeAndArchive(ctx, tx, active, ReasonDeceased, audit.ActorSystem, now, false)
+		n, err := closeAndArchive(ctx, tx, key, deletion{active, ReasonDeceased, audit.ActorSystem, now, false})
 		if err != nil {
 			return out, err
 		}

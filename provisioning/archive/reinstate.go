@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -14,8 +13,8 @@ import (
 
 // Reinstate gives an account to a person who opposed and then asked for it
 // after all (an operator action, audited).
-func Reinstate(ctx context.Context, pool *pgxpool.Pool, nir provisioning.NIR, actor string, clock provisioning.Clock) (*provisioning.Account, error) {
-	return changeAccount(ctx, pool, nir, func(tx pgx.Tx, a *provisioning.Account, now time.Time) error {
+func Reinstate(ctx context.Context, st *provisioning.Store, nir provisioning.NIR, actor string) (*provisioning.Account, error) {
+	return changeAccount(ctx, st, nir, func(tx pgx.Tx, a *provisioning.Account, now time.Time) error {
 		if a.State != provisioning.StateOpposed {
 			return fmt.Errorf("%w: reinstating an account in state %s", provisioning.ErrState, a.State)
 		}
@@ -29,7 +28,7 @@ func Reinstate(ctx context.Context, pool *pgxpool.Pool, nir provisioning.NIR, ac
 			SELECT coalesce(array_agg(reference), '{}') FROM u`, a.ID, now).Scan(&refs); err != nil {
 			return fmt.Errorf("withdrawing the reinstated account's opposition: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "account.reinstated", AccountIDs: []int64{a.ID},
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "account.reinstated", AccountIDs: []int64{a.ID},
 			Details: map[string]any{"opposition_withdrawn": refs}})
-	}, clock)
+	})
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/ens-sante/ens/provisioning"
 )
 
-// An anchor is the audit log's head (last event id and hash, and when it
+// Anchor is the audit log's head (last event id and hash, and when it
 // was read), written to a file the operator ships out of the database's
 // reach. The chain alone cannot show that its last events were removed: an
 // anchor can — every anchored event must still be there with the same hash.
@@ -103,7 +103,7 @@ func CheckAnchors(ctx context.Context, db provisioning.DBTX, anchors []Anchor, k
 // against it (CheckAnchors). Events chained before ENS_AUDIT_KEY was set
 // pass when a signed anchor taken after them still holds.
 func VerifyAnchored(ctx context.Context, db provisioning.DBTX, anchors []Anchor, key []byte) (*VerifyResult, error) {
-	res, err := Verify(ctx, db)
+	res, err := Verify(ctx, db, key)
 	if err != nil || (!res.OK && !res.unvouched) {
 		return res, err
 	}

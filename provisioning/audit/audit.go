@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,36 +40,10 @@ const auditLock = 7_100_002
 
 var genesisHash = make([]byte, sha256.Size)
 
-// auditKey is the process's ENS_AUDIT_KEY, set once at start by SetKey.
-var auditKey atomic.Pointer[[]byte]
-
-// SetKey makes the audit chain an HMAC under key (kept outside the
-// database) for every event this process appends, and lets Verify
-// check such events. Call it once at start; nil leaves the chain plain
-// SHA-256, which whoever owns the tables can rewrite and re-hash.
-func SetKey(key []byte) {
-	if len(key) == 0 {
-		auditKey.Store(nil)
-		return
-	}
-	k := append([]byte(nil), key...)
-	auditKey.Store(&k)
-}
-
-// Keyed reports whether SetKey gave this process a key.
-func Keyed() bool { return auditKey.Load() != nil }
-
-func currentAuditKey() []byte {
-	if k := auditKey.Load(); k != nil {
-		return *k
-	}
-	return nil
-}
-
 // Append appends events to the hash-chained log inside tx, the
 // transaction that makes the change they record.
-func Append(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event) error {
-	return AppendAfter(ctx, tx, &pgx.Batch{}, now, events...)
+func Append(ctx context.Context, tx pgx.Tx, key []byte, now time.Time, events ...Event) error {
+	return AppendAfter(ctx, tx, &pgx.Batch{}, key, now, events...)
 }
 
 // AppendAfter sends b — statements of the change the events record,
@@ -78,7 +51,7 @@ func Append(ctx context.Context, tx pgx.Tx, now time.Time, events ...Event) erro
 // log's lock and head, in one round trip, then appends the events: the lock
 // is held from there to the commit, and a change recorded this way costs
 // no round trip of its own.
-func AppendAfter(ctx context.Context, tx pgx.Tx, b *pgx.Batch, now time.Time, events ...Event) error {
+func AppendAfter(ctx context.Context, tx pgx.Tx, b *pgx.Batch, key []byte, now time.Time, events ...Event) error {
 	if len(events) == 0 {
 		return tx.SendBatch(ctx, b).Close()
 	}
@@ -97,7 +70,6 @@ func AppendAfter(ctx context.Context, tx pgx.Tx, b *pgx.Batch, now time.Time, ev
 		return fmt.Errorf("recording a change and locking the audit log: %w", err)
 	}
 	at := now.UTC().Truncate(time.Microsecond)
-	key := currentAuditKey()
 	rows := make([][]any, len(events))
 	for i, e := range events {
 		e.ID, e.At = lastID+int64(i)+1, at
@@ -174,10 +146,9 @@ type VerifyResult struct {
 
 // Verify walks the whole chain in id order and names the first event
 // that was changed, removed or inserted out of order, checking keyed events
-// with the key SetKey gave. An unkeyed event after a keyed one is a
+// with key (ENS_AUDIT_KEY). An unkeyed event after a keyed one is a
 // break: the chain was re-hashed by someone without the key.
-func Verify(ctx context.Context, db provisioning.DBTX) (*VerifyResult, error) {
-	key := currentAuditKey()
+func Verify(ctx context.Context, db provisioning.DBTX, key []byte) (*VerifyResult, error) {
 	res := &VerifyResult{OK: true}
 	sawKeyed := false
 	prev, want := genesisHash, int64(1)

@@ -17,7 +17,7 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 	pool := testdb.Pool(t)
 	ctx := context.Background()
 	testdb.LaunchAll(t, pool, 300, 2, wave.LaunchOptions{BatchSize: 50})
-	res, err := audit.Verify(ctx, pool)
+	res, err := audit.Verify(ctx, pool, testdb.AuditKey)
 	if err != nil || !res.OK || res.Events < 3 {
 		t.Fatalf("verify of an intact log: %+v %v", res, err)
 	}
@@ -41,7 +41,7 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := audit.Verify(ctx, pool)
+		res, err := audit.Verify(ctx, pool, testdb.AuditKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestAuditChainRehashedWithoutTheKeyIsCaught(t *testing.T) {
 	pool := testdb.Pool(t)
 	ctx := context.Background()
 	testdb.LaunchAll(t, pool, 200, 3, wave.LaunchOptions{BatchSize: 50})
-	res, err := audit.Verify(ctx, pool)
+	res, err := audit.Verify(ctx, pool, testdb.AuditKey)
 	if err != nil || !res.OK || res.Unkeyed != 0 {
 		t.Fatalf("verify of an intact keyed log: %+v %v", res, err)
 	}
@@ -106,7 +106,7 @@ func TestAuditChainRehashedWithoutTheKeyIsCaught(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := audit.Verify(ctx, pool)
+		res, err := audit.Verify(ctx, pool, testdb.AuditKey)
 		if err != nil {
 			t.Fatal(err)
 		}

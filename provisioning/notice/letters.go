@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -41,18 +40,17 @@ type LetterOptions struct {
 	PostDelay time.Duration
 	// BatchSize is the most letters a PDF holds (default LetterBatchSize).
 	BatchSize int
-	Clock     provisioning.Clock
 }
 
 // RenderLetterBatches renders every pending letter of one wave and
 // department, in batches. Each batch is one transaction: the letters are
 // marked sent with the deadline printed on them — the one the system honours
 // — and their accounts notified, or nothing is. Returns letters rendered.
-func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, department string, render RenderFunc, opts LetterOptions) (int, error) {
+func RenderLetterBatches(ctx context.Context, st *provisioning.Store, waveID int64, department string, render RenderFunc, opts LetterOptions) (int, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = LetterBatchSize
 	}
-	wave, err := provisioning.GetWaveByID(ctx, pool, waveID)
+	wave, err := provisioning.GetWaveByID(ctx, st.Pool, waveID)
 	if err != nil {
 		return 0, err
 	}
@@ -61,8 +59,8 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 		n := 0
 		var f *LetterFile
 		committing := false
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			now := opts.Clock.Now()
+		err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+			now := st.Clock.Now()
 			// Pick the batch by the indexed department first; only then
 			// resolve the addresses of those accounts.
 			rows, err := tx.Query(ctx, `WITH picked AS (
@@ -114,7 +112,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			ids, pages, accs := make([]int64, n), make([]int32, n), make([]int64, n)
 			ats, deadlines, hashes := make([]time.Time, n), make([]time.Time, n), make([][]byte, n)
 			for i, t := range targets {
-				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, *t.Deadline
+				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, *t.Deadline //nolint:gosec // a page of at most LetterBatchSize
 				hashes[i] = f.CodeHashes[t.AccountID]
 			}
 			// Printed, not sent: a letter informs its person once posted
@@ -128,7 +126,7 @@ func RenderLetterBatches(ctx context.Context, pool *pgxpool.Pool, waveID int64, 
 			if err := notifyAccounts(ctx, tx, accs, ats, deadlines, hashes); err != nil {
 				return err
 			}
-			if err := audit.Append(ctx, tx, now, audit.Event{Actor: audit.ActorSystem, Action: "notice.sent", WaveID: &waveID, AccountIDs: accs,
+			if err := audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: audit.ActorSystem, Action: "notice.sent", WaveID: &waveID, AccountIDs: accs,
 				Details: map[string]any{"channel": provisioning.ChannelLetter, "batch_id": batchID, "department": department,
 					"count": n, "printed_deadline": deadline.In(provisioning.Paris).Format(time.DateOnly)}}); err != nil {
 				return err

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -35,11 +34,11 @@ func (g letterGroups) add(waveID int64, department string) {
 // commit (measured: 59 ms per insert, the chunks of a letter-heavy wave one
 // at a time). Departments go in sorted order, so two queuers never deadlock.
 // A crash in between leaves letters that the periodic sweep queues.
-func queueLetters(ctx context.Context, pool *pgxpool.Pool, letters provisioning.LetterFunc, groups letterGroups) error {
+func queueLetters(ctx context.Context, st *provisioning.Store, letters provisioning.LetterFunc, groups letterGroups) error {
 	if len(groups) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		for w, ds := range groups {
 			if err := letters(ctx, tx, w, keys(ds)); err != nil {
 				return err
@@ -96,11 +95,11 @@ var (
 // letters. Idempotent: a retried chunk finds its notices and skips those
 // already sent. An account's code lookup hash is stored when it becomes
 // notified (Sent.CodeHash).
-func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last int64, letters provisioning.LetterFunc, clock provisioning.Clock) ([]provisioning.Target, error) {
+func PrepareChunk(ctx context.Context, st *provisioning.Store, waveID, first, last int64, letters provisioning.LetterFunc) ([]provisioning.Target, error) {
 	var out []provisioning.Target
 	groups := letterGroups{}
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		// A chunk's statements touch its few hundred accounts, their people
 		// and notices, by key: nested loops. The generic plan of its
 		// targets' query hashed the whole person table instead (100–400 ms
@@ -147,7 +146,7 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 			reachable = append(reachable, t)
 		}
 		targets = reachable
-		if err := markUnreachable(ctx, tx, unreachable, "no deliverable channel", now); err != nil {
+		if err := markUnreachable(ctx, tx, st.AuditKey, unreachable, "no deliverable channel", now); err != nil {
 			return err
 		}
 		ids := make([]int64, len(targets))
@@ -211,9 +210,10 @@ func PrepareChunk(ctx context.Context, pool *pgxpool.Pool, waveID, first, last i
 	if err != nil {
 		return nil, err
 	}
-	return out, queueLetters(ctx, pool, letters, groups)
+	return out, queueLetters(ctx, st, letters, groups)
 }
 
+// ScanTarget scans a row of TargetSelect's columns.
 func ScanTarget(row pgx.CollectableRow) (provisioning.Target, error) {
 	var t provisioning.Target
 	err := scanTargetInto(row, &t)
@@ -305,7 +305,7 @@ func createLetters(ctx context.Context, tx pgx.Tx, from []int64, depts map[int64
 // markUnreachable moves accounts with no deliverable channel left to
 // unreachable (never activated, listed for the call centre), with the
 // audit event.
-func markUnreachable(ctx context.Context, tx pgx.Tx, ids []int64, reason string, now time.Time) error {
+func markUnreachable(ctx context.Context, tx pgx.Tx, key []byte, ids []int64, reason string, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -319,7 +319,7 @@ func markUnreachable(ctx context.Context, tx pgx.Tx, ids []int64, reason string,
 	if len(moved) == 0 {
 		return nil
 	}
-	return audit.Append(ctx, tx, now, audit.Event{Actor: audit.ActorSystem, Action: "account.unreachable", AccountIDs: moved,
+	return audit.Append(ctx, tx, key, now, audit.Event{Actor: audit.ActorSystem, Action: "account.unreachable", AccountIDs: moved,
 		Details: map[string]any{"reason": reason}})
 }
 
@@ -379,17 +379,17 @@ const markEmailSentSQL = `SELECT ens_record_accepted_emails($1::bigint[], $2::ti
 
 // MarkEmailsSent records accepted emails, their accounts and the audit
 // event in one transaction.
-func MarkEmailsSent(ctx context.Context, pool *pgxpool.Pool, wave *provisioning.Wave, sent []Sent, clock provisioning.Clock) error {
-	return settle(ctx, pool, wave, sent, true, clock)
+func MarkEmailsSent(ctx context.Context, st *provisioning.Store, wave *provisioning.Wave, sent []Sent) error {
+	return settle(ctx, st, wave, sent, true)
 }
 
 // SettleAccepted moves the accounts of emails MarkEmailsAccepted recorded to
 // notified with their deadline, in one transaction with the audit event.
-func SettleAccepted(ctx context.Context, pool *pgxpool.Pool, wave *provisioning.Wave, sent []Sent, clock provisioning.Clock) error {
-	return settle(ctx, pool, wave, sent, false, clock)
+func SettleAccepted(ctx context.Context, st *provisioning.Store, wave *provisioning.Wave, sent []Sent) error {
+	return settle(ctx, st, wave, sent, false)
 }
 
-func settle(ctx context.Context, pool *pgxpool.Pool, wave *provisioning.Wave, sent []Sent, notices bool, clock provisioning.Clock) error {
+func settle(ctx context.Context, st *provisioning.Store, wave *provisioning.Wave, sent []Sent, notices bool) error {
 	if len(sent) == 0 {
 		return nil
 	}
@@ -399,7 +399,7 @@ func settle(ctx context.Context, pool *pgxpool.Pool, wave *provisioning.Wave, se
 	for i, s := range sent {
 		ids[i], accs[i], ats[i], deadlines[i], hashes[i], rcpts[i] = s.NoticeID, s.AccountID, s.At, s.Deadline, s.CodeHash, s.RecipientHash
 	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		var b pgx.Batch // one round trip
 		if notices {
 			b.Queue(markEmailSentSQL, ids, ats, deadlines, rcpts)
@@ -408,7 +408,7 @@ func settle(ctx context.Context, pool *pgxpool.Pool, wave *provisioning.Wave, se
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("marking emails sent and their accounts notified: %w", err)
 		}
-		return audit.Append(ctx, tx, clock.Now(), audit.Event{Actor: audit.ActorSystem, Action: "notice.sent", WaveID: &wave.ID,
+		return audit.Append(ctx, tx, st.AuditKey, st.Clock.Now(), audit.Event{Actor: audit.ActorSystem, Action: "notice.sent", WaveID: &wave.ID,
 			AccountIDs: accs, Details: map[string]any{"channel": provisioning.ChannelEmail, "count": len(accs)}})
 	})
 }
@@ -417,12 +417,12 @@ func settle(ctx context.Context, pool *pgxpool.Pool, wave *provisioning.Wave, se
 // SettleAccepted for a wave's accounts first to last: accounts still
 // pending (or newborns not yet marked notified) whose opposition or
 // information email was accepted. It returns how many it settled.
-func SettleLeftovers(ctx context.Context, pool *pgxpool.Pool, wave *provisioning.Wave, first, last int64, codeHash CodeHasher, clock provisioning.Clock) (int, error) {
+func SettleLeftovers(ctx context.Context, st *provisioning.Store, wave *provisioning.Wave, first, last int64, codeHash CodeHasher) (int, error) {
 	// From the chunk's accounts, one notice lookup each (OFFSET 0 keeps the
 	// planner from flattening it): planned as a join, while the notice
 	// statistics still described the table before the wave, it scanned
 	// every notice at every chunk.
-	rows, err := pool.Query(ctx, `SELECT n.id, a.id, n.sent_at, n.kind FROM account a
+	rows, err := st.Pool.Query(ctx, `SELECT n.id, a.id, n.sent_at, n.kind FROM account a
 		CROSS JOIN LATERAL (SELECT n.id, n.sent_at, n.kind FROM notice n WHERE n.account_id = a.id
 		  AND n.kind IN ('opposition', 'information') AND n.channel = 'email' AND n.seq = a.notice_round AND n.status = 'sent' OFFSET 0) n
 		WHERE a.wave_id = $1 AND a.id BETWEEN $2 AND $3
@@ -445,7 +445,7 @@ func SettleLeftovers(ctx context.Context, pool *pgxpool.Pool, wave *provisioning
 	if err != nil {
 		return 0, fmt.Errorf("finding unsettled emails: %w", err)
 	}
-	return len(sent), SettleAccepted(ctx, pool, wave, sent, clock)
+	return len(sent), SettleAccepted(ctx, st, wave, sent)
 }
 
 const notifyAccountsSQL = `UPDATE account a SET
@@ -488,11 +488,11 @@ func RecordTemporaryFailure(ctx context.Context, db provisioning.DBTX, noticeID 
 // curator, filed with the curator's department; without the curator's
 // postal address it stays failed, and the person's account is untouched.
 // It returns the letters created.
-func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64, status, reason string, letters provisioning.LetterFunc, clock provisioning.Clock) (int, error) {
+func FallBackToLetter(ctx context.Context, st *provisioning.Store, noticeIDs []int64, status, reason string, letters provisioning.LetterFunc) (int, error) {
 	n := 0
 	groups := letterGroups{}
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		type failed struct {
 			id, account, wave int64
 			kind              string
@@ -550,7 +550,7 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 			}
 		}
 		n = len(own.depts) + len(copies.depts)
-		if err := markUnreachable(ctx, tx, unreachable, "email failed, no postal address", now); err != nil {
+		if err := markUnreachable(ctx, tx, st.AuditKey, unreachable, "email failed, no postal address", now); err != nil {
 			return err
 		}
 		var events []audit.Event
@@ -570,12 +570,12 @@ func FallBackToLetter(ctx context.Context, pool *pgxpool.Pool, noticeIDs []int64
 			events = append(events, audit.Event{Actor: audit.ActorSystem, Action: "notice.failed_after_activation", AccountIDs: late,
 				Details: map[string]any{"status": status, "reason": reason, "letter": false}})
 		}
-		return audit.Append(ctx, tx, now, events...)
+		return audit.Append(ctx, tx, st.AuditKey, now, events...)
 	})
 	if err != nil {
 		return 0, err
 	}
-	return n, queueLetters(ctx, pool, letters, groups)
+	return n, queueLetters(ctx, st, letters, groups)
 }
 
 // failedNotices are failed email notices that fall back to letters: their

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -100,10 +99,9 @@ func ListLetterBatches(ctx context.Context, db provisioning.DBTX, f BatchFilter,
 type PostingOptions struct {
 	Operator      string
 	DeliveryDelay time.Duration // default DefaultDeliveryDelay
-	Clock         provisioning.Clock
 }
 
-// ErrPostingDate: a posting day in the future, before the batch was
+// ErrPostingDate — a posting day in the future, before the batch was
 // rendered, or other than the one already acknowledged.
 var ErrPostingDate = errors.New("posting day refused")
 
@@ -122,16 +120,16 @@ type Posting struct {
 // SHA-256 the printer computed when it is given: its letters become sent,
 // and each one's deadline the later of the printed date and posting day +
 // delivery delay + the window. Idempotent for the same day; audited.
-func AcknowledgePosting(ctx context.Context, pool *pgxpool.Pool, batch string, postedOn time.Time, sha string, opts PostingOptions) (*Posting, error) {
+func AcknowledgePosting(ctx context.Context, st *provisioning.Store, batch string, postedOn time.Time, sha string, opts PostingOptions) (*Posting, error) {
 	if opts.DeliveryDelay <= 0 {
 		opts.DeliveryDelay = DefaultDeliveryDelay
 	}
 	if opts.Operator == "" {
 		return nil, errors.New("the operator acknowledging a posting must be named")
 	}
-	now := opts.Clock.Now()
+	now := st.Clock.Now()
 	var out *Posting
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		var b struct {
 			id, waveID int64
 			file, hash string
@@ -192,7 +190,7 @@ func AcknowledgePosting(ctx context.Context, pool *pgxpool.Pool, batch string, p
 			return fmt.Errorf("marking posted letters sent: %w", err)
 		}
 		out.Letters = len(accs)
-		return audit.Append(ctx, tx, now, audit.Event{Actor: opts.Operator, Action: "letters.posted", WaveID: &b.waveID, AccountIDs: accs,
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: opts.Operator, Action: "letters.posted", WaveID: &b.waveID, AccountIDs: accs,
 			Details: map[string]any{"batch_id": b.id, "posted_on": day.Format(time.DateOnly), "letters": len(accs),
 				"earliest_deadline": earliest.In(provisioning.Paris).Format(time.DateOnly)}})
 	})
@@ -272,16 +270,16 @@ func ExpiredLetterFiles(ctx context.Context, db provisioning.DBTX, retention tim
 
 // RecordLetterFilesDeleted records that batches' PDFs were deleted, with
 // the audit event; their rows, manifests and SHA-256 stay.
-func RecordLetterFilesDeleted(ctx context.Context, pool *pgxpool.Pool, ids []int64, clock provisioning.Clock) error {
+func RecordLetterFilesDeleted(ctx context.Context, st *provisioning.Store, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	return pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		if _, err := tx.Exec(ctx, `UPDATE letter_batch SET files_deleted_at = $2 WHERE id = ANY($1)`, ids, now); err != nil {
 			return fmt.Errorf("recording deleted letter files: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: audit.ActorSystem, Action: "letters.files_deleted",
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: audit.ActorSystem, Action: "letters.files_deleted",
 			Details: map[string]any{"batch_ids": ids, "reason": "retention after posting"}})
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -22,7 +21,7 @@ const (
 	ResendInterval = 24 * time.Hour
 )
 
-// ErrResendLimit: the person's code was re-sent too recently or too often.
+// ErrResendLimit — the person's code was re-sent too recently or too often.
 var ErrResendLimit = errors.New("the code was already re-sent")
 
 // ResendRequest is an operator's request to send a person's code again.
@@ -55,11 +54,11 @@ type Resend struct {
 // after MaxResends. The request is audited with the operator's name; the
 // notice is queued in the same transaction (emails, or letters for its
 // department).
-func ResendCode(ctx context.Context, pool *pgxpool.Pool, req ResendRequest, emails func(context.Context, pgx.Tx) error,
-	letters provisioning.LetterFunc, clock provisioning.Clock) (*Resend, error) {
+func ResendCode(ctx context.Context, st *provisioning.Store, req ResendRequest, emails func(context.Context, pgx.Tx) error,
+	letters provisioning.LetterFunc) (*Resend, error) {
 	var out *Resend
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		acc, err := provisioning.AccountByNIR(ctx, tx, req.NIR, true)
 		if err != nil {
 			return err
@@ -119,7 +118,7 @@ func ResendCode(ctx context.Context, pool *pgxpool.Pool, req ResendRequest, emai
 		if err != nil {
 			return fmt.Errorf("queueing the resend notice: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: req.Operator, Action: "account.code_resent", WaveID: &acc.WaveID,
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: req.Operator, Action: "account.code_resent", WaveID: &acc.WaveID,
 			AccountIDs: []int64{acc.ID}, Details: map[string]any{"channel": channel, "seq": out.Seq, "notice_id": out.NoticeID}})
 	})
 	return out, err

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -101,7 +100,7 @@ type AcksResult struct {
 
 // AcknowledgeFile records every line of a printer's acknowledgements file
 // (see above); a refused line is listed with its reason, the others count.
-func AcknowledgeFile(ctx context.Context, pool *pgxpool.Pool, r io.Reader, opts PostingOptions) (*AcksResult, error) {
+func AcknowledgeFile(ctx context.Context, st *provisioning.Store, r io.Reader, opts PostingOptions) (*AcksResult, error) {
 	res := &AcksResult{Rejected: []FileLineError{}}
 	err := eachRecord(r, []string{"batch", "posted_on"}, []string{"sha256"}, func(line int, get func(string) string) error {
 		res.Lines++
@@ -110,7 +109,7 @@ func AcknowledgeFile(ctx context.Context, pool *pgxpool.Pool, r io.Reader, opts 
 			res.Rejected = append(res.Rejected, FileLineError{Line: line, Reason: "posted_on: expected YYYY-MM-DD"})
 			return nil
 		}
-		p, err := AcknowledgePosting(ctx, pool, get("batch"), day, strings.ToLower(get("sha256")), opts)
+		p, err := AcknowledgePosting(ctx, st, get("batch"), day, strings.ToLower(get("sha256")), opts)
 		switch {
 		case errors.Is(err, provisioning.ErrNotFound):
 			res.Rejected = append(res.Rejected, FileLineError{Line: line, Reason: "unknown batch"})
@@ -145,7 +144,7 @@ type ReturnsResult struct {
 }
 
 // RecordReturns records a file of letters La Poste brought back (see above).
-func RecordReturns(ctx context.Context, pool *pgxpool.Pool, r io.Reader, actor string, clock provisioning.Clock) (*ReturnsResult, error) {
+func RecordReturns(ctx context.Context, st *provisioning.Store, r io.Reader, actor string) (*ReturnsResult, error) {
 	res := &ReturnsResult{Rejected: []FileLineError{}}
 	err := eachRecord(r, []string{"reference", "returned_on"}, []string{"reason"}, func(line int, get func(string) string) error {
 		res.Lines++
@@ -155,11 +154,11 @@ func RecordReturns(ctx context.Context, pool *pgxpool.Pool, r io.Reader, actor s
 			return nil
 		}
 		day, err := time.Parse(time.DateOnly, get("returned_on"))
-		if err != nil || provisioning.Day(day).After(provisioning.Day(clock.Now())) {
+		if err != nil || provisioning.Day(day).After(provisioning.Day(st.Clock.Now())) {
 			res.Rejected = append(res.Rejected, FileLineError{Line: line, Reason: "returned_on: expected YYYY-MM-DD, not in the future"})
 			return nil
 		}
-		outcome, err := recordReturn(ctx, pool, id, day, get("reason"), actor, clock)
+		outcome, err := recordReturn(ctx, st, id, day, get("reason"), actor)
 		switch {
 		case errors.Is(err, provisioning.ErrNotFound):
 			res.Rejected = append(res.Rejected, FileLineError{Line: line, Reason: "no posted or printed letter has this reference"})
@@ -191,9 +190,9 @@ const copyReturned provisioning.State = "copy returned"
 // no other channel of its round reached the person; it returns the
 // account's state afterwards, copyReturned for a curator's copy (the
 // account untouched), or "" when the return was already recorded.
-func recordReturn(ctx context.Context, pool *pgxpool.Pool, noticeID int64, day time.Time, reason, actor string, clock provisioning.Clock) (provisioning.State, error) {
+func recordReturn(ctx context.Context, st *provisioning.Store, noticeID int64, day time.Time, reason, actor string) (provisioning.State, error) {
 	var state provisioning.State
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		var acc, waveID int64
 		var status, kind string
 		err := tx.QueryRow(ctx, `SELECT n.account_id, a.wave_id, n.status, n.kind, a.state FROM notice n JOIN account a ON a.id = n.account_id
@@ -205,7 +204,7 @@ func recordReturn(ctx context.Context, pool *pgxpool.Pool, noticeID int64, day t
 			state = ""
 			return nil
 		}
-		now := clock.Now()
+		now := st.Clock.Now()
 		if _, err := tx.Exec(ctx, `UPDATE notice SET status = 'returned', returned_on = $2, error = left('returned: ' || $3, 200)
 			WHERE id = $1`, noticeID, day.Format(time.DateOnly), reason); err != nil {
 			return fmt.Errorf("recording a returned letter: %w", err)
@@ -222,14 +221,14 @@ func recordReturn(ctx context.Context, pool *pgxpool.Pool, noticeID int64, day t
 			}
 		}
 		if !reached {
-			if err := markUnreachable(ctx, tx, []int64{acc}, "letter returned", now); err != nil {
+			if err := markUnreachable(ctx, tx, st.AuditKey, []int64{acc}, "letter returned", now); err != nil {
 				return err
 			}
 			if state == provisioning.StatePending || state == provisioning.StateNotified {
 				state = provisioning.StateUnreachable
 			}
 		}
-		if err := audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "letter.returned", WaveID: &waveID, AccountIDs: []int64{acc},
+		if err := audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "letter.returned", WaveID: &waveID, AccountIDs: []int64{acc},
 			Details: map[string]any{"notice_id": noticeID, "kind": kind, "returned_on": day.Format(time.DateOnly), "account_state": string(state)}}); err != nil {
 			return err
 		}

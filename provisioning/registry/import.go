@@ -17,7 +17,6 @@ import (
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/archive"
@@ -57,7 +56,6 @@ type ImportOptions struct {
 	Actor string
 	// RejectsPath is where the rejects CSV goes; default FILE.rejects.csv.
 	RejectsPath string
-	Clock       provisioning.Clock
 	// Progress, when set, is called with the number of rows read so far.
 	Progress func(read int64)
 }
@@ -75,7 +73,7 @@ const personColumns = `nir, sex, last_name, first_name, birth_date, email, addre
 // whole import is one transaction: a failure leaves nothing half-done, and a
 // re-run repairs it. Memory does not grow with the file: rows are validated
 // one at a time and copied into a temporary staging table.
-func Import(ctx context.Context, pool *pgxpool.Pool, path string, opts ImportOptions) (*ImportResult, error) {
+func Import(ctx context.Context, st *provisioning.Store, path string, opts ImportOptions) (*ImportResult, error) {
 	start := time.Now()
 	f, err := os.Open(path)
 	if err != nil {
@@ -114,10 +112,10 @@ func Import(ctx context.Context, pool *pgxpool.Pool, path string, opts ImportOpt
 	defer rejects.abort()
 
 	res := &ImportResult{File: filepath.Base(path), Reasons: map[string]int64{}, Warnings: map[string]int64{}, Phases: map[string]float64{}}
-	now := opts.Clock.Now()
+	now := st.Clock.Now()
 	today := provisioning.Day(now)
 
-	tx, err := pool.Begin(ctx)
+	tx, err := st.Pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("starting import transaction: %w", err)
 	}
@@ -145,7 +143,7 @@ func Import(ctx context.Context, pool *pgxpool.Pool, path string, opts ImportOpt
 		return nil, fmt.Errorf("analysing import staging table: %w", err)
 	}
 	res.phase("copy", start)
-	res.ImportID, err = finishImport(ctx, tx, res, rejects, path, hex.EncodeToString(sum.Sum(nil)), opts.Actor, now)
+	res.ImportID, err = finishImport(ctx, tx, st.AuditKey, importedFile{res, rejects, path, hex.EncodeToString(sum.Sum(nil)), opts.Actor, now})
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +166,19 @@ func Import(ctx context.Context, pool *pgxpool.Pool, path string, opts ImportOpt
 	return res, nil
 }
 
-func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, rejects *rejectsWriter, path, sha, actor string, now time.Time) (int64, error) {
+// importedFile is a registry file staged for merging: its result so far, its
+// rejects, where it came from and its digest, who imports it and when.
+type importedFile struct {
+	res              *ImportResult
+	rejects          *rejectsWriter
+	path, sha, actor string
+	now              time.Time
+}
+
+// finishImport marks duplicates, merges the accepted rows into person,
+// applies deaths, records the import and audits it under key.
+func finishImport(ctx context.Context, tx pgx.Tx, key []byte, f importedFile) (int64, error) {
+	res, rejects, path, sha, actor, now := f.res, f.rejects, f.path, f.sha, f.actor, f.now
 	t := time.Now()
 	// The first appearance of a NIR wins; later ones are duplicates. Only
 	// the NIRs the filter may have seen before need ranking.
@@ -227,7 +237,7 @@ func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, rejects *re
 	t = res.phase("upsert", t)
 
 	// A death cancels what has not been sent and closes what is active.
-	deaths, err := archive.ApplyDeaths(ctx, tx, now)
+	deaths, err := archive.ApplyDeaths(ctx, tx, key, now)
 	if err != nil {
 		return 0, err
 	}
@@ -240,7 +250,7 @@ func finishImport(ctx context.Context, tx pgx.Tx, res *ImportResult, rejects *re
 		importID, now, res.Read, res.Accepted, res.Inserted, res.Updated, res.Unchanged, res.Rejected, warnings); err != nil {
 		return 0, fmt.Errorf("recording import figures: %w", err)
 	}
-	err = audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "registry.import", Details: map[string]any{
+	err = audit.Append(ctx, tx, key, now, audit.Event{Actor: actor, Action: "registry.import", Details: map[string]any{
 		"import_id": importID, "file_sha256": sha, "read": res.Read, "accepted": res.Accepted,
 		"inserted": res.Inserted, "updated": res.Updated, "rejected": res.Rejected, "reasons": res.Reasons,
 	}})
@@ -326,17 +336,10 @@ const (
 func newNIRFilter(f *os.File) *bloom.BloomFilter {
 	n := uint(1 << 10)
 	if fi, err := f.Stat(); err == nil && fi.Size()/filterBytesPerRow > int64(n) {
-		n = uint(fi.Size() / filterBytesPerRow)
+		n = uint(fi.Size() / filterBytesPerRow) //nolint:gosec // a file's size is positive
 	}
 	m, k := bloom.EstimateParameters(n, filterFalsePos)
 	return bloom.New(min(m, filterMaxBits), k)
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 // rejectsWriter writes rejected rows, with their line and reason, in the

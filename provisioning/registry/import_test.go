@@ -33,7 +33,7 @@ func TestImportRejectsEveryReason(t *testing.T) {
 		"too,few,fields\n" + // column_count
 		"184127512345640,Lef\xe8vre,Bad,1984-12-01,a@example.fr,,,,,\n" + // encoding
 		"184127512345640,Nul\x00,Byte,1984-12-01,a@example.fr,,,,,\n" // encoding (NUL)
-	res, err := registry.Import(context.Background(), pool, testdb.WriteRegistry(t, file), registry.ImportOptions{})
+	res, err := registry.Import(context.Background(), testdb.Store(pool), testdb.WriteRegistry(t, file), registry.ImportOptions{})
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
@@ -70,7 +70,7 @@ func TestImportRejectsEveryReason(t *testing.T) {
 	if fi, _ := os.Stat(res.RejectsFile); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("rejects file mode %v, want 0600", fi.Mode().Perm())
 	}
-	again, err := registry.Import(context.Background(), pool, res.RejectsFile, registry.ImportOptions{RejectsPath: res.RejectsFile + ".2"})
+	again, err := registry.Import(context.Background(), testdb.Store(pool), res.RejectsFile, registry.ImportOptions{RejectsPath: res.RejectsFile + ".2"})
 	if err != nil {
 		t.Fatalf("re-importing the rejects file: %v", err)
 	}
@@ -88,7 +88,7 @@ func TestImportRefusesBadHeader(t *testing.T) {
 		"repeated column": "nir,nir,last_name,first_name,birth_date\n",
 		"no header row":   "255081416802538,Martin,Zoé,1955-08-12\n",
 	} {
-		_, err := registry.Import(context.Background(), pool, testdb.WriteRegistry(t, h+"1,2,3,4,5\n"), registry.ImportOptions{})
+		_, err := registry.Import(context.Background(), testdb.Store(pool), testdb.WriteRegistry(t, h+"1,2,3,4,5\n"), registry.ImportOptions{})
 		if !errors.Is(err, registry.ErrHeader) {
 			t.Errorf("%s: err = %v, want ErrHeader", name, err)
 		}
@@ -113,14 +113,14 @@ func TestImportTwiceChangesNothingAndLaterFileUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	first, err := registry.Import(ctx, pool, path, registry.ImportOptions{})
+	first, err := registry.Import(ctx, testdb.Store(pool), path, registry.ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if first.Inserted != first.Accepted || first.Rejected == 0 || len(first.Reasons) < 6 {
 		t.Fatalf("first import: %+v", first)
 	}
-	second, err := registry.Import(ctx, pool, path, registry.ImportOptions{})
+	second, err := registry.Import(ctx, testdb.Store(pool), path, registry.ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,9 +129,9 @@ func TestImportTwiceChangesNothingAndLaterFileUpdates(t *testing.T) {
 	}
 	// A later file changes one person's email.
 	upd := testdb.WriteRegistry(t, testdb.RegistryHeader+"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n")
-	registry.Import(ctx, pool, upd, registry.ImportOptions{})
+	registry.Import(ctx, testdb.Store(pool), upd, registry.ImportOptions{})
 	upd2 := testdb.WriteRegistry(t, testdb.RegistryHeader+"255081416802538,Martin,Zoé,1955-08-12,zoe.martin@example.fr,,,,,\n")
-	res, err := registry.Import(ctx, pool, upd2, registry.ImportOptions{})
+	res, err := registry.Import(ctx, testdb.Store(pool), upd2, registry.ImportOptions{})
 	if err != nil || res.Updated != 1 || res.Inserted != 0 {
 		t.Fatalf("update: %+v %v", res, err)
 	}
@@ -160,7 +160,7 @@ func TestImportKeepsFieldsExactly(t *testing.T) {
 	ctx := context.Background()
 	odd := `O\'Brien \N` + "\tTab"
 	file := testdb.RegistryHeader + `255081416802538,"` + odd + `","Zoé` + "\r\n" + `Anne",1955-08-12,zoe@example.fr,,,,,` + "\n"
-	res, err := registry.Import(ctx, pool, testdb.WriteRegistry(t, file), registry.ImportOptions{})
+	res, err := registry.Import(ctx, testdb.Store(pool), testdb.WriteRegistry(t, file), registry.ImportOptions{})
 	if err != nil || res.Inserted != 1 {
 		t.Fatalf("import: %+v %v", res, err)
 	}
@@ -197,7 +197,7 @@ func TestStrayQuoteLosesNoLine(t *testing.T) {
 	}
 	b.WriteString("295109912611193,Bordeaux,Jean,1995-10-01,,\"12 rue du Port\nBP 4\",33000,Bordeaux,,\n") // lines 16-17: a line break in a quoted field
 	path := testdb.WriteRegistry(t, b.String())
-	res, err := registry.Import(context.Background(), pool, path, registry.ImportOptions{})
+	res, err := registry.Import(context.Background(), testdb.Store(pool), path, registry.ImportOptions{})
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
@@ -210,7 +210,7 @@ func TestStrayQuoteLosesNoLine(t *testing.T) {
 		t.Fatalf("the stray quote's line 3 is not in the rejects file:\n%s", rejects)
 	}
 	// An unclosed quote at the end of the file rejects that line only.
-	res, err = registry.Import(context.Background(), pool, testdb.WriteRegistry(t, testdb.RegistryHeader+
+	res, err = registry.Import(context.Background(), testdb.Store(pool), testdb.WriteRegistry(t, testdb.RegistryHeader+
 		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n\"284052A32102552,Ñúñez\n"), registry.ImportOptions{})
 	if err != nil || res.Read != 2 || res.Rejected != 1 {
 		t.Fatalf("an unclosed quote on the last line: %+v %v", res, err)
@@ -231,7 +231,7 @@ func TestNIRReadOneWayEverywhere(t *testing.T) {
 		"2.84.05.2b.321.025.79,Corse,Anna,1984-05-02,anna@example.fr,,,,,\n" + // line 4: dots and 2b: accepted
 		"222017512345639,Young,Child,2022-01-15,,1 rue A,75001,Paris,2 84 05 2B 321 025 79,\n" + // line 5: guardian with spaces
 		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,2099-01-01\n" // line 6: death in the future
-	res, err := registry.Import(context.Background(), pool, testdb.WriteRegistry(t, file), registry.ImportOptions{})
+	res, err := registry.Import(context.Background(), testdb.Store(pool), testdb.WriteRegistry(t, file), registry.ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestRejectsFileNeutralisesFormulas(t *testing.T) {
 	pool := testdb.Pool(t)
 	path := testdb.WriteRegistry(t, testdb.RegistryHeader+
 		"255081416802538,\"=HYPERLINK(\"\"http://x\"\")\",+33 Zoé,1955-08-12,@zoe,-1 rue,,,,\n") // no_channel
-	if _, err := registry.Import(context.Background(), pool, path, registry.ImportOptions{}); err != nil {
+	if _, err := registry.Import(context.Background(), testdb.Store(pool), path, registry.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rej, _ := os.ReadFile(path + ".rejects.csv")
@@ -289,7 +289,7 @@ func TestRejectsFileNeutralisesFormulas(t *testing.T) {
 	csv.NewWriter(&fixed).WriteAll(recs) //nolint:errcheck
 	fixedPath := filepath.Join(t.TempDir(), "fixed.csv")
 	os.WriteFile(fixedPath, []byte(fixed.String()), 0o600) //nolint:errcheck
-	res, err := registry.Import(context.Background(), pool, fixedPath, registry.ImportOptions{})
+	res, err := registry.Import(context.Background(), testdb.Store(pool), fixedPath, registry.ImportOptions{})
 	if err != nil || res.Accepted != 1 {
 		t.Fatalf("re-import: %+v %v\n%s", res, err, fixed.String())
 	}

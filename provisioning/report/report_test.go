@@ -22,13 +22,13 @@ func TestReportSameDataSameBytes(t *testing.T) {
 	ctx := context.Background()
 	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 300, Seed: 5})
 	testdb.Launch(t, pool, provisioning.WaveSpec{Name: "w", Departments: []string{"75"}, Window: provisioning.Window(3600e9), Actor: "alice"})
-	r, err := wave.BuildReport(ctx, pool, "w", wave.StatusOptions{})
+	r, err := wave.BuildReport(ctx, pool, "w", wave.StatusOptions{AuditKey: testdb.AuditKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, format := range report.Formats {
 		var a, b bytes.Buffer
-		r2, _ := wave.BuildReport(ctx, pool, "w", wave.StatusOptions{})
+		r2, _ := wave.BuildReport(ctx, pool, "w", wave.StatusOptions{AuditKey: testdb.AuditKey})
 		if err := report.Write(&a, r, format); err != nil {
 			t.Fatal(err)
 		}

@@ -128,9 +128,9 @@ func BenchmarkImportAndLaunch(b *testing.B) {
 	}
 	var spread []provisioning.Chunk
 	launchDay := time.Date(2027, 1, 4, 9, 0, 0, 0, provisioning.Paris)
-	sres, err := wave.Launch(ctx, spreadPool, provisioning.WaveSpec{Name: "spread", Actor: "bench",
+	sres, err := wave.Launch(ctx, testdb.Store(spreadPool).At(func() time.Time { return launchDay }), provisioning.WaveSpec{Name: "spread", Actor: "bench",
 		Limit: min(rows, 300_000), PerDay: 100_000}, testdb.CollectChunks(&spread),
-		wave.LaunchOptions{Clock: func() time.Time { return launchDay }})
+		wave.LaunchOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func BenchmarkImportAndLaunch(b *testing.B) {
 			b.Fatal(err)
 		}
 		chunks = chunks[:0]
-		res, err := wave.Launch(ctx, pool, provisioning.WaveSpec{Name: "bench", Actor: "bench", Limit: rows},
+		res, err := wave.Launch(ctx, testdb.Store(pool), provisioning.WaveSpec{Name: "bench", Actor: "bench", Limit: rows},
 			testdb.CollectChunks(&chunks), wave.LaunchOptions{NoAudit: noAudit})
 		if err != nil {
 			b.Fatal(err)
@@ -180,13 +180,13 @@ func BenchmarkImportAndLaunch(b *testing.B) {
 	var ids []int64
 	pool.QueryRow(ctx, `SELECT array_agg(id) FROM account WHERE state = 'active'`).Scan(&ids)
 	start = time.Now()
-	if _, err := archive.ArchiveAccounts(ctx, pool, ids, archive.ReasonRequest, "bench", nil); err != nil {
+	if _, err := archive.ArchiveAccounts(ctx, testdb.Store(pool), ids, archive.ReasonRequest, "bench"); err != nil {
 		b.Fatal(err)
 	}
 	archiveSecs := time.Since(start).Seconds()
 	later := provisioning.Clock(func() time.Time { return time.Now().AddDate(10, 0, 1) })
 	start = time.Now()
-	res, err := archive.Purge(ctx, pool, []byte("bench-key-bench-key-bench-key-32"), false, later)
+	res, err := archive.Purge(ctx, testdb.Store(pool).At(later), []byte("bench-key-bench-key-bench-key-32"), false)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -15,18 +14,18 @@ import (
 
 // Pause stops a wave's dispatch (notices already sent keep their
 // window); Resume lets it go on. Both audited.
-func Pause(ctx context.Context, pool *pgxpool.Pool, name, actor string, clock provisioning.Clock) error {
-	return setPaused(ctx, pool, name, actor, true, clock)
+func Pause(ctx context.Context, st *provisioning.Store, name, actor string) error {
+	return setPaused(ctx, st, name, actor, true)
 }
 
 // Resume lets a paused wave's dispatch go on.
-func Resume(ctx context.Context, pool *pgxpool.Pool, name, actor string, clock provisioning.Clock) error {
-	return setPaused(ctx, pool, name, actor, false, clock)
+func Resume(ctx context.Context, st *provisioning.Store, name, actor string) error {
+	return setPaused(ctx, st, name, actor, false)
 }
 
-func setPaused(ctx context.Context, pool *pgxpool.Pool, name, actor string, pause bool, clock provisioning.Clock) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+func setPaused(ctx context.Context, st *provisioning.Store, name, actor string, pause bool) error {
+	return pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		var id int64
 		var cancelled *time.Time
 		if err := tx.QueryRow(ctx, `SELECT id, cancelled_at FROM wave WHERE name = $1 FOR UPDATE`, name).Scan(&id, &cancelled); err != nil {
@@ -42,17 +41,17 @@ func setPaused(ctx context.Context, pool *pgxpool.Pool, name, actor string, paus
 		if pause {
 			action = "wave.paused"
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: action, WaveID: &id})
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: action, WaveID: &id})
 	})
 }
 
 // Cancel cancels what a wave has not sent: its accounts still pending
 // are cancelled with their notices; those already notified keep their
 // window. Audited; it returns the accounts cancelled.
-func Cancel(ctx context.Context, pool *pgxpool.Pool, name, actor string, clock provisioning.Clock) (int64, error) {
+func Cancel(ctx context.Context, st *provisioning.Store, name, actor string) (int64, error) {
 	var n int64
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		var id int64
 		if err := tx.QueryRow(ctx, `UPDATE wave SET cancelled_at = coalesce(cancelled_at, $2) WHERE name = $1 RETURNING id`, name, now).Scan(&id); err != nil {
 			return provisioning.NotFound(err, "wave "+name)
@@ -67,7 +66,7 @@ func Cancel(ctx context.Context, pool *pgxpool.Pool, name, actor string, clock p
 			return fmt.Errorf("cancelling the wave's notices: %w", err)
 		}
 		n = int64(len(ids))
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "wave.cancelled", WaveID: &id, AccountIDs: ids,
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "wave.cancelled", WaveID: &id, AccountIDs: ids,
 			Details: map[string]any{"cancelled": n}})
 	})
 	return n, err
@@ -78,14 +77,14 @@ func Cancel(ctx context.Context, pool *pgxpool.Pool, name, actor string, clock p
 // discarded), through enqueue, in the transaction that finds them; it
 // returns the accounts re-driven. chunkStates are the River job states
 // that still count as reaching an account.
-func Retry(ctx context.Context, pool *pgxpool.Pool, name, actor, chunkKind string, chunkStates []string, enqueue provisioning.EnqueueFunc, clock provisioning.Clock) (int64, error) {
-	w, err := provisioning.GetWave(ctx, pool, name)
+func Retry(ctx context.Context, st *provisioning.Store, name, actor, chunkKind string, chunkStates []string, enqueue provisioning.EnqueueFunc) (int64, error) {
+	w, err := provisioning.GetWave(ctx, st.Pool, name)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err = pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		var ids []int64
 		err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(a.id ORDER BY a.id), '{}') FROM account a
 			WHERE a.wave_id = $1 AND a.state = 'pending' AND NOT EXISTS (
@@ -104,7 +103,7 @@ func Retry(ctx context.Context, pool *pgxpool.Pool, name, actor, chunkKind strin
 		if err := enqueue(ctx, tx, chunkIDs(w.ID, ids, provisioning.DefaultChunkSize)); err != nil {
 			return fmt.Errorf("queueing the chunks again: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "wave.retried", WaveID: &w.ID, AccountIDs: ids,
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "wave.retried", WaveID: &w.ID, AccountIDs: ids,
 			Details: map[string]any{"accounts": n}})
 	})
 	return n, err

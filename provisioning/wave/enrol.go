@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -35,11 +34,11 @@ func EnrolmentEnabled(ctx context.Context, db provisioning.DBTX) (bool, error) {
 
 // SetEnrolment turns continuous enrolment on or off, audited; it reports
 // whether anything changed.
-func SetEnrolment(ctx context.Context, pool *pgxpool.Pool, on bool, actor string, clock provisioning.Clock) (bool, error) {
+func SetEnrolment(ctx context.Context, st *provisioning.Store, on bool, actor string) (bool, error) {
 	value := map[bool]string{true: "on", false: "off"}[on]
 	changed := false
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		tag, err := tx.Exec(ctx, `INSERT INTO setting (name, value, changed_at, changed_by) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, changed_at = EXCLUDED.changed_at, changed_by = EXCLUDED.changed_by
 			WHERE setting.value <> EXCLUDED.value`, settingEnrolment, value, now, actor)
@@ -49,7 +48,7 @@ func SetEnrolment(ctx context.Context, pool *pgxpool.Pool, on bool, actor string
 		if changed = tag.RowsAffected() > 0; !changed {
 			return nil
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "enrolment." + value})
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "enrolment." + value})
 	})
 	return changed, err
 }
@@ -64,20 +63,20 @@ func EnrolmentWave(clock provisioning.Clock) string {
 // stopped (people are numbered as imported, so the newly imported come
 // after it), and the month's first run looks at the whole registry. It is
 // idempotent: run twice, the second creates nothing.
-func Enrol(ctx context.Context, pool *pgxpool.Pool, enqueue provisioning.EnqueueFunc, opts LaunchOptions) (*LaunchResult, error) {
-	on, err := EnrolmentEnabled(ctx, pool)
+func Enrol(ctx context.Context, st *provisioning.Store, enqueue provisioning.EnqueueFunc, opts LaunchOptions) (*LaunchResult, error) {
+	on, err := EnrolmentEnabled(ctx, st.Pool)
 	if err != nil {
 		return nil, err
 	}
 	if !on {
 		return nil, ErrEnrolmentOff
 	}
-	name := EnrolmentWave(opts.Clock)
+	name := EnrolmentWave(st.Clock)
 	// A finished run of the month reopens when people were imported since.
-	if _, err := pool.Exec(ctx, `UPDATE wave SET completed_at = NULL
+	if _, err := st.Pool.Exec(ctx, `UPDATE wave SET completed_at = NULL
 		WHERE name = $1 AND completed_at IS NOT NULL AND cancelled_at IS NULL
 		  AND EXISTS (SELECT 1 FROM person p WHERE p.id > wave.last_person_id)`, name); err != nil {
 		return nil, fmt.Errorf("reopening the enrolment wave %s: %w", name, err)
 	}
-	return Launch(ctx, pool, provisioning.WaveSpec{Name: name, Actor: audit.ActorSystem}, enqueue, opts)
+	return Launch(ctx, st, provisioning.WaveSpec{Name: name, Actor: audit.ActorSystem}, enqueue, opts)
 }

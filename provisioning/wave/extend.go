@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -16,11 +15,11 @@ import (
 // Extend pushes a wave's deadline to the end of day until (Paris) for
 // every account whose window is still open, and creates an extension notice
 // for each of them. It never shortens a window.
-func Extend(ctx context.Context, pool *pgxpool.Pool, name string, until time.Time, actor string, clock provisioning.Clock) (int64, error) {
+func Extend(ctx context.Context, st *provisioning.Store, name string, until time.Time, actor string) (int64, error) {
 	end := provisioning.EndOfDay(time.Date(until.Year(), until.Month(), until.Day(), 12, 0, 0, 0, provisioning.Paris))
 	var n int64
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		w, err := provisioning.GetWave(ctx, tx, name)
 		if err != nil {
 			return err
@@ -67,7 +66,7 @@ func Extend(ctx context.Context, pool *pgxpool.Pool, name string, until time.Tim
 			WHERE a.id = ANY($1)`, ids, dAcc, dDept); err != nil {
 			return fmt.Errorf("creating extension notices: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "wave.extended", WaveID: &w.ID, AccountIDs: ids,
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "wave.extended", WaveID: &w.ID, AccountIDs: ids,
 			Details: map[string]any{"until": end.Format(time.DateOnly)}})
 	})
 	return n, err

@@ -8,21 +8,19 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
 	"github.com/ens-sante/ens/provisioning/notice"
 )
 
-// ErrWaveMismatch: a wave is relaunched with other criteria than its own.
+// ErrWaveMismatch — a wave is relaunched with other criteria than its own.
 var ErrWaveMismatch = errors.New("a wave with this name exists with other criteria")
 
 // LaunchOptions tunes a launch.
 type LaunchOptions struct {
 	BatchSize int // people scanned per transaction; default 10,000
 	ChunkSize int // accounts per notice job; default 500
-	Clock     provisioning.Clock
 	Progress  func(created int64)
 	// Audit can be turned off only to measure its cost (make bench).
 	NoAudit bool
@@ -45,7 +43,7 @@ type LaunchResult struct {
 // transaction: its accounts, the jobs that will notify them, the audit event
 // and the wave's checkpoint commit together, so a crash resumes where it
 // stopped and never creates an account twice.
-func Launch(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveSpec, enqueue provisioning.EnqueueFunc, opts LaunchOptions) (*LaunchResult, error) {
+func Launch(ctx context.Context, st *provisioning.Store, spec provisioning.WaveSpec, enqueue provisioning.EnqueueFunc, opts LaunchOptions) (*LaunchResult, error) {
 	start := time.Now()
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 10_000
@@ -61,13 +59,13 @@ func Launch(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveSpec,
 	}
 	slices.Sort(spec.Departments)
 	spec.Departments = slices.Compact(spec.Departments)
-	wave, resumed, err := createWave(ctx, pool, spec, opts.Clock.Now())
+	wave, resumed, err := createWave(ctx, st, spec, st.Clock.Now())
 	if err != nil {
 		return nil, err
 	}
 	res := &LaunchResult{Wave: wave, Resumed: resumed}
 	for wave.CompletedAt == nil {
-		done, err := launchBatch(ctx, pool, wave, res, enqueue, opts)
+		done, err := launchBatch(ctx, st, wave, res, enqueue, opts)
 		if err != nil {
 			return res, fmt.Errorf("launching wave %s: %w", wave.Name, err)
 		}
@@ -81,7 +79,7 @@ func Launch(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveSpec,
 	if res.Created > 0 {
 		// The notice chunks look accounts up by id: planned on statistics
 		// from before the launch, they scanned the whole table.
-		if _, err := pool.Exec(ctx, `SELECT ens_analyze_accounts()`); err != nil {
+		if _, err := st.Pool.Exec(ctx, `SELECT ens_analyze_accounts()`); err != nil {
 			return res, fmt.Errorf("refreshing the accounts' statistics after the launch: %w", err)
 		}
 	}
@@ -89,10 +87,10 @@ func Launch(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveSpec,
 	return res, nil
 }
 
-func createWave(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveSpec, now time.Time) (*provisioning.Wave, bool, error) {
+func createWave(ctx context.Context, st *provisioning.Store, spec provisioning.WaveSpec, now time.Time) (*provisioning.Wave, bool, error) {
 	var w *provisioning.Wave
 	resumed := false
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		var id int64
 		err := tx.QueryRow(ctx, `INSERT INTO wave (name, launched_by, launched_at, departments, born_from, born_to, max_accounts, window_seconds, per_day, start_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING RETURNING id`,
@@ -116,7 +114,7 @@ func createWave(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveS
 		if w, err = provisioning.GetWave(ctx, tx, spec.Name); err != nil {
 			return err
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: spec.Actor, Action: "wave.launch", WaveID: &id, Details: map[string]any{
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: spec.Actor, Action: "wave.launch", WaveID: &id, Details: map[string]any{
 			"name": spec.Name, "departments": spec.Departments, "born_from": spec.BornFrom, "born_to": spec.BornTo,
 			"limit": spec.Limit, "window": spec.Window.String(), "per_day": spec.PerDay, "start_at": spec.StartAt,
 		}})
@@ -124,10 +122,10 @@ func createWave(ctx context.Context, pool *pgxpool.Pool, spec provisioning.WaveS
 	return w, resumed, err
 }
 
-func launchBatch(ctx context.Context, pool *pgxpool.Pool, w *provisioning.Wave, res *LaunchResult, enqueue provisioning.EnqueueFunc, opts LaunchOptions) (bool, error) {
+func launchBatch(ctx context.Context, st *provisioning.Store, w *provisioning.Wave, res *LaunchResult, enqueue provisioning.EnqueueFunc, opts LaunchOptions) (bool, error) {
 	done := false
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := opts.Clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		var last, created int64
 		var completed *time.Time
 		if err := tx.QueryRow(ctx, `SELECT last_person_id, created_count, completed_at FROM wave WHERE id = $1 FOR UPDATE`, w.ID).
@@ -204,7 +202,7 @@ func launchBatch(ctx context.Context, pool *pgxpool.Pool, w *provisioning.Wave, 
 			return fmt.Errorf("enqueueing notice jobs: %w", err)
 		}
 		if !opts.NoAudit {
-			if err := audit.Append(ctx, tx, now, audit.Event{Actor: w.LaunchedBy, Action: "account.created", WaveID: &w.ID,
+			if err := audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: w.LaunchedBy, Action: "account.created", WaveID: &w.ID,
 				AccountIDs: ids, Details: map[string]any{"pending": int64(len(ids)) - active, "active": active}}); err != nil {
 				return err
 			}
@@ -253,6 +251,9 @@ type Status struct {
 type StatusOptions struct {
 	At         time.Time
 	PostingSLA time.Duration
+	// AuditKey verifies the audit log a report names the head of
+	// (ENS_AUDIT_KEY).
+	AuditKey []byte
 }
 
 // NoticeStatuses lists every notice status, for zero-filled reports.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -24,14 +23,14 @@ type RenotifyResult struct {
 // wave's unreachable people whose registry row (or their representative's)
 // changed since they became unreachable and now gives a usable email or a
 // complete postal address. Their chunks are queued through enqueue.
-func Renotify(ctx context.Context, pool *pgxpool.Pool, name, actor string, enqueue provisioning.EnqueueFunc, clock provisioning.Clock) (*RenotifyResult, error) {
-	w, err := provisioning.GetWave(ctx, pool, name)
+func Renotify(ctx context.Context, st *provisioning.Store, name, actor string, enqueue provisioning.EnqueueFunc) (*RenotifyResult, error) {
+	w, err := provisioning.GetWave(ctx, st.Pool, name)
 	if err != nil {
 		return nil, err
 	}
 	res := &RenotifyResult{}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err = pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		rows, err := tx.Query(ctx, notice.TargetSelect+`
 			LEFT JOIN person gp ON gp.nir = p.guardian_nir
 			WHERE a.wave_id = $1 AND a.state = 'unreachable'
@@ -70,7 +69,7 @@ func Renotify(ctx context.Context, pool *pgxpool.Pool, name, actor string, enque
 		if err := enqueue(ctx, tx, chunks); err != nil {
 			return fmt.Errorf("queueing the new notices: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "wave.renotified", WaveID: &w.ID, AccountIDs: ids,
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "wave.renotified", WaveID: &w.ID, AccountIDs: ids,
 			Details: map[string]any{"count": len(ids)}})
 	})
 	if err != nil {

@@ -18,7 +18,7 @@ func TestLaunchWaveNeverCreatesAnAccountTwice(t *testing.T) {
 	var chunks []provisioning.Chunk
 	opts := wave.LaunchOptions{BatchSize: 300, ChunkSize: 100}
 	idf := provisioning.WaveSpec{Name: "idf", Departments: []string{"75", "92", "93", "94"}, Actor: "alice"}
-	first, err := wave.Launch(ctx, pool, idf, testdb.CollectChunks(&chunks), opts)
+	first, err := wave.Launch(ctx, testdb.Store(pool), idf, testdb.CollectChunks(&chunks), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,12 +26,12 @@ func TestLaunchWaveNeverCreatesAnAccountTwice(t *testing.T) {
 		t.Fatalf("first launch: %+v", first)
 	}
 	// Relaunch: resumes a completed wave and creates nothing.
-	again, err := wave.Launch(ctx, pool, idf, testdb.CollectChunks(&chunks), opts)
+	again, err := wave.Launch(ctx, testdb.Store(pool), idf, testdb.CollectChunks(&chunks), opts)
 	if err != nil || again.Created != 0 || !again.Resumed {
 		t.Fatalf("relaunch: %+v, %v", again, err)
 	}
 	// An overlapping wave (all departments) creates accounts only for the others.
-	all, err := wave.Launch(ctx, pool, provisioning.WaveSpec{Name: "france", Actor: "bob"}, testdb.CollectChunks(&chunks), opts)
+	all, err := wave.Launch(ctx, testdb.Store(pool), provisioning.WaveSpec{Name: "france", Actor: "bob"}, testdb.CollectChunks(&chunks), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestLaunchWaveNeverCreatesAnAccountTwice(t *testing.T) {
 		t.Fatalf("%d newborns not active, %d dead people with accounts", badNewborn, dead)
 	}
 	// Same name, other criteria: refused.
-	if _, err := wave.Launch(ctx, pool, provisioning.WaveSpec{Name: "idf", Actor: "x"}, testdb.CollectChunks(&chunks), opts); err == nil {
+	if _, err := wave.Launch(ctx, testdb.Store(pool), provisioning.WaveSpec{Name: "idf", Actor: "x"}, testdb.CollectChunks(&chunks), opts); err == nil {
 		t.Fatal("relaunch with other criteria accepted")
 	}
 }
@@ -73,7 +73,7 @@ func TestLaunchWaveLimitAndBirthYears(t *testing.T) {
 	ctx := context.Background()
 	testdb.Import(t, pool, fixtures.RegistryOptions{Count: 1000, Seed: 5})
 	var chunks []provisioning.Chunk
-	res, err := wave.Launch(ctx, pool, provisioning.WaveSpec{Name: "w", BornFrom: 1950, BornTo: 1980, Limit: 120, Actor: "a"},
+	res, err := wave.Launch(ctx, testdb.Store(pool), provisioning.WaveSpec{Name: "w", BornFrom: 1950, BornTo: 1980, Limit: 120, Actor: "a"},
 		testdb.CollectChunks(&chunks), wave.LaunchOptions{BatchSize: 50})
 	if err != nil || res.Created != 120 {
 		t.Fatalf("limited launch: %+v %v", res, err)

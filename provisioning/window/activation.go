@@ -7,13 +7,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
 )
 
-// ErrAlreadyActive: the profile is active already (activated early, or its
+// ErrAlreadyActive — the profile is active already (activated early, or its
 // window ended).
 var ErrAlreadyActive = errors.New("the profile is already active")
 
@@ -30,10 +29,11 @@ type Activation struct {
 // having been told, as an opposition's is. An opposed account must have its
 // opposition withdrawn first (ErrState); a closed window answers
 // ErrWindowClosed, and anything else ErrNoMatch, as opposing does.
-func ActivateEarly(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, channel, actor string, clock provisioning.Clock) (*Activation, error) {
+func ActivateEarly(ctx context.Context, st *provisioning.Store, a Attempt) (*Activation, error) {
+	codeHash, birth, channel, actor := a.CodeHash, a.Birth, a.Channel, a.Actor
 	var out *Activation
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		var id int64
 		var first string
 		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'active', activated_at = $3, activated_by_holder = true
@@ -59,7 +59,7 @@ func ActivateEarly(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, bir
 			return fmt.Errorf("activating the account: %w", err)
 		}
 		out = &Activation{FirstMasked: MaskFirstName(first), At: now, Channel: channel}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "account.activated_by_holder", AccountIDs: []int64{id},
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "account.activated_by_holder", AccountIDs: []int64{id},
 			Details: map[string]any{"channel": channel}})
 	})
 	return out, err

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -24,7 +23,7 @@ type AgentOpposition struct {
 	PostmarkedOn      *time.Time
 }
 
-// ErrActivatedBeforeArrival: a mailed opposition posted in time arrived
+// ErrActivatedBeforeArrival — a mailed opposition posted in time arrived
 // after the window closed and the account was activated; the person's
 // refusal stands, but only an operator's deletion can honour it now.
 var ErrActivatedBeforeArrival = errors.New("the account was activated before this opposition arrived, though it was posted in time: delete it on the person's request (ens account delete --reason request)")
@@ -33,13 +32,13 @@ var ErrActivatedBeforeArrival = errors.New("the account was activated before thi
 // NIR and birth date name, after an agent checked their identity. Both the
 // operator and the agent who checked are audited. A postmark (mailed
 // oppositions) counts instead of today for the deadline.
-func OpposeByAgent(ctx context.Context, pool *pgxpool.Pool, o AgentOpposition, clock provisioning.Clock) (*OpposeResult, error) {
+func OpposeByAgent(ctx context.Context, st *provisioning.Store, o AgentOpposition) (*OpposeResult, error) {
 	if o.Operator == "" || o.IdentityCheckedBy == "" {
 		return nil, errors.New("an opposition without the code needs the operator and the agent who checked the identity")
 	}
 	var out *OpposeResult
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		effective, err := postmarkOr(o.PostmarkedOn, now)
 		if err != nil {
 			return err
@@ -71,7 +70,7 @@ func OpposeByAgent(ctx context.Context, pool *pgxpool.Pool, o AgentOpposition, c
 		if _, err := tx.Exec(ctx, `UPDATE account SET state = 'opposed', opposed_at = $2 WHERE id = $1`, id, now); err != nil {
 			return fmt.Errorf("recording opposition: %w", err)
 		}
-		r, err := recordOpposition(ctx, tx, id, first, now, o.PostmarkedOn, provisioning.ChannelAgent, o.Operator, o.IdentityCheckedBy)
+		r, err := recordOpposition(ctx, tx, st.AuditKey, opposition{id, first, now, o.PostmarkedOn, provisioning.ChannelAgent, o.Operator, o.IdentityCheckedBy})
 		out = &OpposeResult{Receipt: r}
 		return err
 	})
@@ -93,9 +92,23 @@ func postmarkOr(postmark *time.Time, now time.Time) (time.Time, error) {
 	return at, nil
 }
 
+// opposition is one refusal to record: whose account (and their first name,
+// for the receipt), when, by which channel and actor, the postmark of a
+// mailed one, and the agent who checked the identity of one without code.
+type opposition struct {
+	account        int64
+	first          string
+	now            time.Time
+	postmark       *time.Time
+	channel, actor string
+	checkedBy      string
+}
+
 // recordOpposition writes an opposition's row, cancels what is pending for
-// its account, and appends the audit event; it returns the receipt.
-func recordOpposition(ctx context.Context, tx pgx.Tx, id int64, first string, now time.Time, postmark *time.Time, channel, actor, checkedBy string) (*Receipt, error) {
+// its account, and appends the audit event under key; it returns the
+// receipt.
+func recordOpposition(ctx context.Context, tx pgx.Tx, key []byte, o opposition) (*Receipt, error) {
+	id, first, now, postmark, channel, actor, checkedBy := o.account, o.first, o.now, o.postmark, o.channel, o.actor, o.checkedBy
 	r := &Receipt{Reference: newReference(), At: now, Channel: channel, FirstMasked: MaskFirstName(first), PostmarkedOn: postmark}
 	var pm any
 	if postmark != nil {
@@ -121,5 +134,5 @@ func recordOpposition(ctx context.Context, tx pgx.Tx, id int64, first string, no
 	if pm != nil {
 		details["postmarked_on"] = pm
 	}
-	return r, audit.AppendAfter(ctx, tx, &b, now, audit.Event{Actor: actor, Action: "account.opposed", AccountIDs: []int64{id}, Details: details})
+	return r, audit.AppendAfter(ctx, tx, &b, key, now, audit.Event{Actor: actor, Action: "account.opposed", AccountIDs: []int64{id}, Details: details})
 }

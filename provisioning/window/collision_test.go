@@ -29,7 +29,7 @@ func TestCodeCollisionsAreHarmless(t *testing.T) {
 		"284052A32102552,Ñúñez,Gaëlle,1984-05-02,g@example.fr,,,,,\n" +
 		"295109912611193,Bordeaux,Jean,1995-10-01,j@example.fr,,,,,\n" +
 		fixtures.ValidNIR(1, 95, 10, 99, 612) + ",Bordeaux,Paul,1995-10-01,p@example.fr,,,,,\n"
-	if res, err := registry.Import(ctx, pool, testdb.WriteRegistry(t, file), registry.ImportOptions{}); err != nil || res.Accepted != 4 {
+	if res, err := registry.Import(ctx, testdb.Store(pool), testdb.WriteRegistry(t, file), registry.ImportOptions{}); err != nil || res.Accepted != 4 {
 		t.Fatalf("import: %+v %v", res, err)
 	}
 	testdb.Launch(t, pool, provisioning.WaveSpec{Name: "w", Actor: "t"})
@@ -61,7 +61,7 @@ func TestCodeCollisionsAreHarmless(t *testing.T) {
 		s.CodeHash = hash
 		sent = append(sent, s)
 	}
-	if err := notice.MarkEmailsSent(ctx, pool, w, sent, nil); err != nil {
+	if err := notice.MarkEmailsSent(ctx, testdb.Store(pool), w, sent); err != nil {
 		t.Fatalf("notifying accounts whose codes collide: %v", err)
 	}
 	byFirst := map[string]acc{}
@@ -74,7 +74,7 @@ func TestCodeCollisionsAreHarmless(t *testing.T) {
 			t.Fatalf("%s's code and birth date: %+v %v", first, h, err)
 		}
 	}
-	res, err := window.Oppose(ctx, pool, hash, byFirst["Gaëlle"].birth, "web", "t", nil)
+	res, err := window.Oppose(ctx, testdb.Store(pool), window.Attempt{CodeHash: hash, Birth: byFirst["Gaëlle"].birth, Channel: "web", Actor: "t"})
 	if err != nil || res.Receipt == nil {
 		t.Fatalf("Gaëlle opposes: %v", err)
 	}
@@ -90,7 +90,7 @@ func TestCodeCollisionsAreHarmless(t *testing.T) {
 		t.Fatalf("opposed: %v, want Gaëlle only", opposed)
 	}
 	// Jean and Paul share the code and the birth date: nobody is answered for.
-	if _, err := window.Oppose(ctx, pool, hash, byFirst["Jean"].birth, "web", "t", nil); !errors.Is(err, window.ErrNoMatch) {
+	if _, err := window.Oppose(ctx, testdb.Store(pool), window.Attempt{CodeHash: hash, Birth: byFirst["Jean"].birth, Channel: "web", Actor: "t"}); !errors.Is(err, window.ErrNoMatch) {
 		t.Fatalf("an ambiguous pair: %v, want no match", err)
 	}
 	var n int
@@ -112,7 +112,7 @@ func TestMinorityJudgedAtNoticeTime(t *testing.T) {
 	row := func(sex int, b time.Time, first string) string {
 		return fixtures.ValidNIR(sex, b.Year(), int(b.Month()), 75, 300+b.Day()) + ",Durand," + first + "," + b.Format(time.DateOnly) + "," + first + "@example.fr,,,,,\n"
 	}
-	res, err := registry.Import(context.Background(), pool, testdb.WriteRegistry(t, testdb.RegistryHeader+row(1, soon, "soon")+row(2, later, "later")), registry.ImportOptions{})
+	res, err := registry.Import(context.Background(), testdb.Store(pool), testdb.WriteRegistry(t, testdb.RegistryHeader+row(1, soon, "soon")+row(2, later, "later")), registry.ImportOptions{})
 	if err != nil || res.Accepted != 1 || res.Reasons["minor_without_guardian"] != 1 {
 		t.Fatalf("import: %+v %v", res, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -120,20 +119,28 @@ type OpposeResult struct {
 	AlreadyOpposed bool
 }
 
-// Oppose records an opposition for the account holding codeHash, if birth
-// matches and its window is open. The database decides atomically: the
-// account must still be notified with a deadline not passed at the moment
-// the row is locked, so a concurrent window closing wins or loses whole.
-func Oppose(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, channel, actor string, clock provisioning.Clock) (*OpposeResult, error) {
-	return OpposePostmarked(ctx, pool, codeHash, birth, nil, channel, actor, clock)
+// Attempt is what someone gives to act on an account with its code: the
+// code's lookup hash and the holder's birth date, the channel and actor
+// recorded, and for a mailed opposition its postmark, which counts instead
+// of today for the deadline.
+type Attempt struct {
+	CodeHash []byte
+	Birth    time.Time
+	Channel  string
+	Actor    string
+	Postmark *time.Time
 }
 
-// OpposePostmarked is Oppose for a mailed opposition, whose postmark (when
-// given) counts instead of today for the deadline.
-func OpposePostmarked(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, postmark *time.Time, channel, actor string, clock provisioning.Clock) (*OpposeResult, error) {
+// Oppose records an opposition for the account holding a.CodeHash, if the
+// birth date matches and its window is open (at the postmark, for a mailed
+// one). The database decides atomically: the account must still be
+// notified with a deadline not passed at the moment the row is locked, so a
+// concurrent window closing wins or loses whole.
+func Oppose(ctx context.Context, st *provisioning.Store, a Attempt) (*OpposeResult, error) {
+	codeHash, birth, postmark, channel, actor := a.CodeHash, a.Birth, a.Postmark, a.Channel, a.Actor
 	var out *OpposeResult
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		effective, err := postmarkOr(postmark, now)
 		if err != nil {
 			return err
@@ -163,7 +170,7 @@ func OpposePostmarked(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, 
 		if err != nil {
 			return fmt.Errorf("recording opposition: %w", err)
 		}
-		r, err := recordOpposition(ctx, tx, id, first, now, postmark, channel, actor, "")
+		r, err := recordOpposition(ctx, tx, st.AuditKey, opposition{id, first, now, postmark, channel, actor, ""})
 		out = &OpposeResult{Receipt: r}
 		return err
 	})
@@ -172,10 +179,11 @@ func OpposePostmarked(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, 
 
 // UndoOpposition withdraws an opposition while the window is open ("j'ai
 // changé d'avis"): the account is notified again, with its same deadline.
-func UndoOpposition(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, birth time.Time, channel, actor string, clock provisioning.Clock) (*Receipt, error) {
+func UndoOpposition(ctx context.Context, st *provisioning.Store, a Attempt) (*Receipt, error) {
+	codeHash, birth, channel, actor := a.CodeHash, a.Birth, a.Channel, a.Actor
 	var out *Receipt
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		now := clock.Now()
+	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+		now := st.Clock.Now()
 		var id int64
 		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'notified', opposed_at = NULL
 			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
@@ -196,7 +204,7 @@ func UndoOpposition(ctx context.Context, pool *pgxpool.Pool, codeHash []byte, bi
 			id, now).Scan(&out.Reference); err != nil {
 			return fmt.Errorf("withdrawing opposition: %w", err)
 		}
-		return audit.Append(ctx, tx, now, audit.Event{Actor: actor, Action: "account.opposition_withdrawn", AccountIDs: []int64{id},
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "account.opposition_withdrawn", AccountIDs: []int64{id},
 			Details: map[string]any{"channel": channel, "reference": out.Reference}})
 	})
 	return out, err

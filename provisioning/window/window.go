@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -20,15 +19,15 @@ import (
 // LOCKED, so several workers share the sweep, and the state is re-checked
 // under the row lock, so an opposition racing the closing either wins
 // entirely or loses entirely.
-func Close(ctx context.Context, pool *pgxpool.Pool, clock provisioning.Clock, batch int) (int64, error) {
+func Close(ctx context.Context, st *provisioning.Store, batch int) (int64, error) {
 	if batch <= 0 {
 		batch = 5000
 	}
 	var total int64
 	for {
 		var n int64
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			now := clock.Now()
+		err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
+			now := st.Clock.Now()
 			var ids []int64
 			err := tx.QueryRow(ctx, `WITH due AS (
 					SELECT id FROM account a WHERE state = 'notified' AND deadline < $1 AND code_hash IS NOT NULL AND `+notice.InformedProof+`
@@ -43,7 +42,7 @@ func Close(ctx context.Context, pool *pgxpool.Pool, clock provisioning.Clock, ba
 			if n == 0 {
 				return nil
 			}
-			return audit.Append(ctx, tx, now, audit.Event{Actor: audit.ActorSystem, Action: "account.activated", AccountIDs: ids,
+			return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: audit.ActorSystem, Action: "account.activated", AccountIDs: ids,
 				Details: map[string]any{"reason": "window_closed"}})
 		})
 		if err != nil {
