@@ -23,6 +23,7 @@ func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pg
 	river.AddWorker(workers, &CloseWindowsWorker{deps: deps, letters: letters, client: client})
 	river.AddWorker(workers, &PurgeArchiveWorker{deps: deps})
 	river.AddWorker(workers, &EnrolWorker{deps: deps, client: client})
+	river.AddWorker(workers, &PushChangesWorker{deps: deps})
 }
 
 // rescueAfter is Config.RescueAfter, or the longest job timeout plus half a
@@ -83,6 +84,11 @@ func NewClient(deps *Deps, cfg Config) (*river.Client[pgx.Tx], error) {
 			river.NewPeriodicJob(river.PeriodicInterval(cfg.PurgeInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return EnrolArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "enrol"}),
+		}
+		if deps.Platform != nil {
+			rc.PeriodicJobs = append(rc.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(cfg.PushInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return PushChangesArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true, ID: "push_changes"}))
 		}
 	}
 	c, err := river.NewClient(riverpgxv5.New(deps.Pool), rc)

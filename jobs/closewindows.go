@@ -36,14 +36,14 @@ type CloseWindowsWorker struct {
 
 // Work runs one sweep: ended windows closed, stray letters queued.
 func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindowsArgs]) error {
-	n, err := window.Close(ctx, w.deps.Store(), 0)
+	n, err := window.Close(ctx, w.deps.Store(), w.deps.ActivationGrace, 0)
 	if n > 0 {
 		w.deps.Logger.Info("windows closed", "activated", n)
 	}
 	if err != nil {
 		return err
 	}
-	if withheld, err := window.WithheldActivations(ctx, w.deps.Pool, w.deps.Clock.Now()); err != nil {
+	if withheld, err := window.WithheldActivations(ctx, w.deps.Pool, w.deps.Clock.Now(), w.deps.ActivationGrace); err != nil {
 		return err
 	} else if withheld > 0 {
 		w.deps.Logger.Warn("windows ended but accounts not activated: no proof their person was informed (letter not posted) or no code",

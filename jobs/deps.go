@@ -38,6 +38,11 @@ type Deps struct {
 	// waits for its wave's other chunks (default DefaultMaxLetterWait).
 	ChunkTimeout, RenderTimeout, MaxLetterWait time.Duration
 	Clock                                      provisioning.Clock
+	// ActivationGrace: an account waits this long after its deadline before
+	// the window sweep activates it (ENS_ACTIVATION_GRACE; zero: at once).
+	ActivationGrace time.Duration
+	// Platform receives the change feed (ENS_PLATFORM_URL); nil: no push.
+	Platform *notify.Platform
 	// AuditKey keys the audit events the workers append (ENS_AUDIT_KEY).
 	AuditKey []byte
 	Logger   *slog.Logger

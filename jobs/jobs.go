@@ -58,6 +58,7 @@ type Config struct {
 	Periodic      bool
 	SweepInterval time.Duration // default 1 minute
 	PurgeInterval time.Duration // default 24h; also continuous enrolment's
+	PushInterval  time.Duration // default 5s: how often the change feed is pushed
 	Logger        *slog.Logger
 	ID            string
 }
@@ -89,6 +90,9 @@ func (c *Config) defaults() {
 	}
 	if c.PurgeInterval <= 0 {
 		c.PurgeInterval = 24 * time.Hour
+	}
+	if c.PushInterval <= 0 {
+		c.PushInterval = 5 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

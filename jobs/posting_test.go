@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -51,7 +52,7 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 		t.Fatal("no printed letter with the printed deadline")
 	}
 	late := printedDeadline.AddDate(0, 1, 0)
-	if n, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(late)), 0); err != nil || n != 0 {
+	if n, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(late)), 0, 0); err != nil || n != 0 {
 		t.Fatalf("the sweep activated %d account(s) whose letters were never posted (%v)", n, err)
 	}
 	bs, err := notice.ListLetterBatches(ctx, e.pool, notice.BatchFilter{State: notice.BatchOverdue}, rendered.Add(4*24*time.Hour))
@@ -96,7 +97,7 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 	if !first.Equal(printedDeadline) || !second.Equal(time.Date(2027, 3, 1, 23, 59, 59, 0, provisioning.Paris)) {
 		t.Fatalf("deadlines after posting: %s (want the printed %s), %s (want 1 March)", first, printedDeadline, second)
 	}
-	n, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(late)), 0)
+	n, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(late)), 0, 0)
 	posted := e.count(t, `SELECT count(DISTINCT n.account_id) FROM notice n JOIN letter_batch b ON b.id = n.batch_id
 		WHERE b.posted_on IS NOT NULL AND n.kind = 'opposition'`)
 	if err != nil || int(n) != posted {
@@ -126,7 +127,7 @@ func TestEmailOnlyPersonWhoseEmailFailsIsUnreachable(t *testing.T) {
 	if refused == 0 || unreachable == 0 || addressless != 0 {
 		t.Fatalf("%d emails refused, %d people unreachable, %d addressless letters", refused, unreachable, addressless)
 	}
-	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0); err != nil {
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.count(t, `SELECT count(*) FROM account WHERE state = 'unreachable'`); n != unreachable {
@@ -153,7 +154,7 @@ func TestLateBounceOnActiveAccountPrintsNoLetter(t *testing.T) {
 	e := setup(t, 40, nil)
 	e.runUntilIdle(t)
 	ctx := context.Background()
-	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0); err != nil {
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	var noticeID int64
@@ -200,7 +201,7 @@ func TestReturnedLetterBlocksActivationUntilANewAddress(t *testing.T) {
 	if again, _ := notice.RecordReturns(ctx, testdb.Store(e.pool), strings.NewReader(file), "la-poste"); again.Returned != 0 {
 		t.Fatalf("a return recorded twice: %+v", again)
 	}
-	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0); err != nil {
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	var state string
@@ -316,5 +317,51 @@ func TestExtensionStatesTheChosenDayOnEveryChannel(t *testing.T) {
 	}
 	if n := e.count(t, `SELECT count(*) FROM notice WHERE account_id = $1 AND kind = 'extension'`, opposedID); n != 0 {
 		t.Fatalf("the opposed person got %d extension notice(s)", n)
+	}
+}
+
+// A letter La Poste brings back after the window activated its person says
+// they were never told: they are unreachable again, listed for the call
+// centre (before: an active account for someone never told, only listed).
+// A return that cannot be true — of a letter never posted, or dated before
+// its posting day — is refused with its line (before: recorded).
+func TestLetterReturnedAfterActivation(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 30, nil, 40, -1) // letters only
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	bs, _ := notice.ListLetterBatches(ctx, e.pool, notice.BatchFilter{}, time.Now())
+	if len(bs) < 2 {
+		t.Fatalf("%d letter batches; the test needs one posted and one not", len(bs))
+	}
+	for _, b := range bs[1:] {
+		if _, err := notice.AcknowledgePosting(ctx, testdb.Store(e.pool), b.File, time.Now(), "", notice.PostingOptions{Operator: "imprimeur"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(time.Now().AddDate(0, 3, 0))), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	var posted, other, unposted, accountID int64
+	e.pool.QueryRow(ctx, `SELECT n.id, n.account_id FROM notice n JOIN account a ON a.id = n.account_id
+		WHERE n.channel = 'letter' AND n.status = 'sent' AND a.state = 'active' ORDER BY n.id LIMIT 1`).Scan(&posted, &accountID)
+	e.pool.QueryRow(ctx, `SELECT id FROM notice WHERE channel = 'letter' AND status = 'sent' AND id <> $1 ORDER BY id LIMIT 1`, posted).Scan(&other)
+	e.pool.QueryRow(ctx, `SELECT id FROM notice WHERE channel = 'letter' AND status = 'printed' ORDER BY id LIMIT 1`).Scan(&unposted)
+	if posted == 0 || other == 0 || unposted == 0 {
+		t.Fatalf("letters: posted %d, another posted %d, printed %d", posted, other, unposted)
+	}
+	today, yesterday := time.Now().Format(time.DateOnly), time.Now().AddDate(0, 0, -1).Format(time.DateOnly)
+	file := fmt.Sprintf("reference,returned_on,reason\nENS-%d,%s,NPAI\nENS-%d,%s,NPAI\nENS-%d,%s,NPAI\n", posted, today, unposted, today, other, yesterday)
+	res, err := notice.RecordReturns(ctx, testdb.Store(e.pool), strings.NewReader(file), "la-poste")
+	if err != nil || res.Returned != 1 || res.Unreachable != 1 || res.AfterActivation != 1 || len(res.Rejected) != 2 {
+		t.Fatalf("returns: %+v %v; want one returned after activation, two refused", res, err)
+	}
+	if got := res.Rejected[0].Reason + " / " + res.Rejected[1].Reason; !strings.Contains(got, "never posted") || !strings.Contains(got, "before the letter's posting day") {
+		t.Fatalf("refused returns: %s", got)
+	}
+	var state string
+	e.pool.QueryRow(ctx, `SELECT state FROM account WHERE id = $1`, accountID).Scan(&state)
+	if state != "unreachable" {
+		t.Fatalf("a person whose letter came back after the window activated them is %s; want unreachable", state)
 	}
 }

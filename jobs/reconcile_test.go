@@ -67,6 +67,15 @@ func TestReconcileCatchesWhatAnAuditorMust(t *testing.T) {
 			UPDATE account SET state = 'active', activated_at = now() WHERE id = $1`, victim},
 		{"without_code", `UPDATE account SET code_hash = NULL WHERE id = $1`, victim},
 		{"standing_opposition_not_opposed", `INSERT INTO opposition (reference, account_id, at, channel, actor) VALUES ('OPP-TEST0-00000', $1, now(), 'web', 't')`, victim},
+		// The three blind spots: an account made active with no notice at
+		// all, a notice set back to pending, and an opposition withdrawn
+		// behind the application's back then activated. (Before, reconcile
+		// exited 0 for each.)
+		{"active_without_any_notice", `DELETE FROM notice WHERE account_id = $1;
+			UPDATE account SET state = 'active', activated_at = now() WHERE id = $1`, victim},
+		{"notified_without_dispatch", `UPDATE notice SET status = 'pending', sent_at = NULL WHERE account_id = $1 AND channel = 'email'`, victim},
+		{"withdrawal_not_audited", `INSERT INTO opposition (reference, account_id, at, channel, actor, undone_at) VALUES ('OPP-TEST0-00001', $1, now(), 'web', 't', now());
+			UPDATE account SET state = 'active', activated_at = now() WHERE id = $1`, victim},
 	} {
 		tx, err := e.pool.Begin(ctx)
 		if err != nil {
@@ -256,7 +265,8 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 		case 1:
 			var nir string
 			e.pool.QueryRow(ctx, `SELECT p.nir FROM account a JOIN person p ON p.id = a.person_id WHERE a.id = $1`, id).Scan(&nir)
-			if _, err := archive.Reinstate(ctx, testdb.Store(e.pool).At(clock), provisioning.NIR(nir), "agent"); err != nil {
+			if _, err := archive.Reinstate(ctx, testdb.Store(e.pool).At(clock), archive.Reinstatement{NIR: provisioning.NIR(nir), BirthDate: birth,
+				Operator: "agent", IdentityCheckedBy: "bob"}); err != nil {
 				t.Fatalf("reinstating: %v", err)
 			}
 		}
@@ -283,7 +293,7 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 		e.postAll(t, t0.AddDate(0, 0, 44))
 	}
 	at(90 * 24 * time.Hour)
-	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clock), 0); err != nil {
+	if _, err := window.Close(ctx, testdb.Store(e.pool).At(clock), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.reconciled(t); !r.Clean {

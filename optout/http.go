@@ -113,7 +113,9 @@ func outcomeOf(err error) outcome {
 	case errors.Is(err, window.ErrAlreadyActive):
 		return outcome{http.StatusConflict, "already_active", "Ce profil est déjà activé. Vous pouvez le fermer à tout moment depuis Mon espace santé.", ""}
 	case errors.Is(err, window.ErrActivatedBeforeArrival):
-		return outcome{http.StatusConflict, "activated_before_arrival", "Le profil a été activé avant l'arrivée de ce courrier, posté dans les délais : seule une fermeture à la demande de la personne peut l'honorer.", ""}
+		return outcome{http.StatusConflict, "activated_before_arrival", "La personne a activé elle-même son profil avant l'arrivée de ce courrier, posté dans les délais : seule une fermeture à sa demande peut l'honorer.", ""}
+	case errors.Is(err, window.ErrPostmarkBeforeNotice):
+		return outcome{http.StatusUnprocessableEntity, "postmark_before_notice", "Le cachet de la poste est antérieur à l'envoi du code : vérifiez la date.", "received_on"}
 	case errors.Is(err, provisioning.ErrState):
 		return outcome{http.StatusConflict, "state", "Cette demande ne correspond pas à l'état du profil.", ""}
 	case errors.As(err, &mbe):
@@ -198,8 +200,10 @@ func (h *Handler) verify(ctx context.Context, req Request) (pageData, error) {
 	if err != nil {
 		return pageData{}, err
 	}
-	d := pageData{Code: req.Code, BirthDate: req.BirthDate, FirstMasked: holder.FirstMasked,
-		Deadline: provisioning.FrenchDeadline(*holder.Deadline)}
+	d := pageData{Code: req.Code, BirthDate: req.BirthDate, FirstMasked: holder.FirstMasked}
+	if holder.Deadline != nil {
+		d.Deadline = provisioning.FrenchDeadline(*holder.Deadline)
+	}
 	if holder.Opposition != nil {
 		d.Title, d.Step, d.Reference, d.At = "Opposition déjà enregistrée", "opposed", holder.Opposition.Reference, provisioning.FrenchDateTime(holder.Opposition.At)
 	} else {

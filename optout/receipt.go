@@ -39,8 +39,13 @@ func ReceiptPDF(r *window.Receipt) ([]byte, error) {
 	if r.Undone {
 		lines = append(lines, "Cette opposition a ensuite été annulée à la demande de la personne.")
 	} else {
-		lines = append(lines, "Le profil Mon espace santé ne sera pas créé.",
-			"Vous pouvez annuler cette opposition "+provisioning.FrenchDeadline(r.Deadline)+" avec le même code.")
+		lines = append(lines, "Le profil Mon espace santé ne sera pas créé.")
+		if r.Deadline.IsZero() {
+			// Refused before any notice: there is no code to undo it with.
+			lines = append(lines, "Pour annuler cette opposition, appelez le 34 22 : un conseiller vérifiera votre identité.")
+		} else {
+			lines = append(lines, "Vous pouvez annuler cette opposition "+provisioning.FrenchDeadline(r.Deadline)+" avec le même code.")
+		}
 	}
 	for _, l := range lines {
 		pdf.MultiCell(0, 7, tr(l), "", "L", false)

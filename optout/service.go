@@ -141,7 +141,8 @@ func (s *Service) Lookup(ctx context.Context, r Request) (*window.Holder, error)
 	// An opposed account is answered as opposed, window open or not: the
 	// form, the API and the CLI all say "opposition already recorded".
 	if err == nil && holder.State != provisioning.StateOpposed &&
-		(holder.Deadline == nil || holder.Deadline.Before(s.Clock.Now()) || holder.State == provisioning.StateActive) {
+		(holder.Deadline == nil || provisioning.LocalDeadline(*holder.Deadline, holder.Department).Before(s.Clock.Now()) ||
+			holder.State == provisioning.StateActive) {
 		err = window.ErrWindowClosed
 	}
 	return holder, err

@@ -235,14 +235,14 @@ func TestOppositionRacingTheClosingHasOneWinner(t *testing.T) {
 		})
 		if i%25 == 0 {
 			wg.Go(func() {
-				if _, err := window.Close(ctx, testdb.Store(pool).At(after), 10); err != nil {
+				if _, err := window.Close(ctx, testdb.Store(pool).At(after), 0, 10); err != nil {
 					t.Error(err)
 				}
 			})
 		}
 	}
 	wg.Wait()
-	window.Close(ctx, testdb.Store(pool).At(after), 0)
+	window.Close(ctx, testdb.Store(pool).At(after), 0, 0)
 	rows, _ := pool.Query(ctx, `SELECT a.id, a.state, EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id AND o.undone_at IS NULL)
 		FROM account a WHERE a.state IN ('opposed', 'active', 'notified')`)
 	defer rows.Close()
@@ -329,8 +329,10 @@ func TestOpposedAccountAnsweredAlikeAndReinstatementWithdraws(t *testing.T) {
 		t.Fatalf("form after the window: %d\n%s", resp.StatusCode, body)
 	}
 	var nir string
-	pool.QueryRow(ctx, `SELECT p.nir FROM person p JOIN account a ON a.person_id = p.id WHERE a.id = $1`, h.id).Scan(&nir)
-	if _, err := archive.Reinstate(ctx, testdb.Store(pool), provisioning.NIR(nir), "agent-olga"); err != nil {
+	var birth time.Time
+	pool.QueryRow(ctx, `SELECT p.nir, p.birth_date FROM person p JOIN account a ON a.person_id = p.id WHERE a.id = $1`, h.id).Scan(&nir, &birth)
+	if _, err := archive.Reinstate(ctx, testdb.Store(pool), archive.Reinstatement{NIR: provisioning.NIR(nir), BirthDate: birth,
+		Operator: "agent-olga", IdentityCheckedBy: "bob"}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := window.ReceiptByReference(ctx, pool, ref)

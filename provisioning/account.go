@@ -41,11 +41,11 @@ var States = []State{StatePending, StateNotified, StateOpposed, StateActive, Sta
 // Transitions are the allowed state changes, mirrored by the schema's
 // account_transition table.
 var Transitions = map[State][]State{
-	StatePending:     {StateNotified, StateCancelled, StateUnreachable},
+	StatePending:     {StateNotified, StateCancelled, StateUnreachable, StateOpposed},
 	StateNotified:    {StateOpposed, StateActive, StateCancelled, StateUnreachable},
-	StateUnreachable: {StatePending, StateCancelled},
-	StateOpposed:     {StateNotified, StateActive},
-	StateActive:      {StateClosed},
+	StateUnreachable: {StatePending, StateCancelled, StateOpposed},
+	StateOpposed:     {StateNotified, StateActive, StatePending},
+	StateActive:      {StateClosed, StateUnreachable},
 	StateClosed:      {StateArchived},
 	StateArchived:    {StateActive, StatePurged},
 }
@@ -134,8 +134,17 @@ func AccountByNIR(ctx context.Context, db DBTX, nir NIR, lock bool) (*Account, e
 }
 
 // GetAccount reads the account of one person.
+// A person who refused before any wave selected them has no account: they
+// are shown opposed, with ID 0 and no wave.
 func GetAccount(ctx context.Context, db DBTX, nir NIR) (*Account, error) {
-	return AccountByNIR(ctx, db, nir, false)
+	a, err := AccountByNIR(ctx, db, nir, false)
+	if errors.Is(err, ErrNotFound) {
+		var at *time.Time
+		if e := db.QueryRow(ctx, `SELECT opposed_at FROM person WHERE nir = $1`, string(nir)).Scan(&at); e == nil && at != nil {
+			return &Account{State: StateOpposed, CreatedAt: *at, OpposedAt: at, NIRMasked: nir.Masked()}, nil
+		}
+	}
+	return a, err
 }
 
 // NIRHash is the keyed hash kept after a purge, so that a re-registration of

@@ -33,3 +33,22 @@ func DepartmentOf(postcode, country string) string {
 	}
 	return postcode[:2]
 }
+
+// CaisseDepartment is the department of an organisme d'affiliation's code
+// (the registry's caisse, three characters): its first two characters
+// (2A and 2B for Corsica), or three for the overseas 97x and 98x. "" when
+// code is not one.
+func CaisseDepartment(code string) string {
+	if len(code) != 3 || !isDigits(code[2:]) {
+		return ""
+	}
+	switch {
+	case code[:2] == "2A" || code[:2] == "2B":
+		return code[:2]
+	case !isDigits(code[:2]) || code[:2] == "00":
+		return ""
+	case code[:2] == "97" || code[:2] == "98":
+		return code
+	}
+	return code[:2]
+}

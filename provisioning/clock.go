@@ -45,10 +45,10 @@ func EndOfDay(t time.Time) time.Time {
 }
 
 // AddDays adds d to t: whole days as Europe/Paris calendar days (the same
-// clock time d/24h days later, whatever clock change lies between), any
-// other duration as elapsed time (rehearsals and tests).
+// clock time d/24h days later or earlier, whatever clock change lies
+// between), any other duration as elapsed time (rehearsals and tests).
 func AddDays(t time.Time, d time.Duration) time.Time {
-	if d > 0 && d%(24*time.Hour) == 0 {
+	if d != 0 && d%(24*time.Hour) == 0 {
 		return t.In(Paris).AddDate(0, 0, int(d/(24*time.Hour)))
 	}
 	return t.Add(d)
@@ -96,4 +96,41 @@ func FormatDuration(d time.Duration) string {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
 	return d.String()
+}
+
+// timeZones are the departments of residence whose clocks are not Paris's.
+var timeZones = map[string]*time.Location{
+	"971": mustLoad("America/Guadeloupe"), "972": mustLoad("America/Martinique"), "973": mustLoad("America/Cayenne"),
+	"974": mustLoad("Indian/Reunion"), "975": mustLoad("America/Miquelon"), "976": mustLoad("Indian/Mayotte"),
+	"977": mustLoad("America/St_Barthelemy"), "978": mustLoad("America/Marigot"),
+	"986": mustLoad("Pacific/Wallis"), "987": mustLoad("Pacific/Tahiti"), "988": mustLoad("Pacific/Noumea"),
+}
+
+// TimeZone is the time zone of a department of residence: Paris's unless
+// it is one overseas (971 Guadeloupe … 988 Nouvelle-Calédonie).
+func TimeZone(department string) *time.Location {
+	if tz, ok := timeZones[department]; ok {
+		return tz
+	}
+	return Paris
+}
+
+// LocalDeadline is the last moment an opposition counts for deadline, for a
+// person living in department: a deadline at the end of a day (23:59:59 in
+// Paris, as every notice prints it) lasts to the end of that calendar day in
+// the person's time zone — 23:59 in Guadeloupe is 05:59 the next morning in
+// Paris — and never ends before it does in Paris; a rehearsal's deadline
+// (any other time of day) is kept. The database's ens_local_deadline is the
+// same rule.
+func LocalDeadline(deadline time.Time, department string) time.Time {
+	p := deadline.In(Paris)
+	if h, m, s := p.Clock(); h != 23 || m != 59 || s != 59 || p.Nanosecond() != 0 {
+		return deadline
+	}
+	y, mo, d := p.Date()
+	local := time.Date(y, mo, d, 23, 59, 59, 0, TimeZone(department))
+	if local.After(deadline) {
+		return local
+	}
+	return deadline
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/archive"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -87,13 +88,28 @@ func (a *app) accountCommand() *cobra.Command {
 		c.Flags().StringVar(&op, "operator", "", "name of the operator (audited)")
 		return c
 	}
-	reinstate := act("reinstate", "Give an account to a person who opposed and changed their mind", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
-		pool, err := a.db(cmd.Context(), 2)
-		if err != nil {
-			return nil, err
-		}
-		return archive.Reinstate(cmd.Context(), a.store(pool), nir, op)
-	})
+	var birth, checkedBy string
+	reinstate := act("reinstate", "Give an account to a person who opposed and changed their mind, after an identity check (--birth-date, --identity-checked-by)",
+		func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
+			if checkedBy == "" {
+				return nil, usageError(errors.New("--identity-checked-by is required: a reinstatement gives an account to someone who refused it"))
+			}
+			b, err := optout.ParseBirthDate(birth)
+			if err != nil {
+				return nil, usageError(fmt.Errorf("--birth-date: %w", err))
+			}
+			pool, err := a.db(cmd.Context(), 2)
+			if err != nil {
+				return nil, err
+			}
+			acc, err := archive.Reinstate(cmd.Context(), a.store(pool), archive.Reinstatement{NIR: nir, BirthDate: b, Operator: op, IdentityCheckedBy: checkedBy})
+			if errors.Is(err, provisioning.ErrNotFound) {
+				return nil, usageError(errors.New("no account matches this NIR and birth date"))
+			}
+			return acc, err
+		})
+	reinstate.Flags().StringVar(&birth, "birth-date", "", "the person's birth date (YYYY-MM-DD): the NIR alone gives nobody an account")
+	reinstate.Flags().StringVar(&checkedBy, "identity-checked-by", "", "the agent who checked the person's identity (audited)")
 	del := act("delete", "Close an active account and archive its data for ten years", func(cmd *cobra.Command, nir provisioning.NIR) (*provisioning.Account, error) {
 		r := provisioning.DeletionReason(reason)
 		if r != archive.ReasonRequest && r != archive.ReasonDeceased && r != archive.ReasonFraud {
@@ -124,6 +140,10 @@ func (a *app) printAccount(acc *provisioning.Account) {
 			return "-"
 		}
 		return t.In(provisioning.Paris).Format("2006-01-02 15:04:05 MST")
+	}
+	if acc.ID == 0 {
+		fmt.Fprintf(a.stdout, "no account (%s): opposed %s, before any wave selected them; no wave will\n", acc.NIRMasked, ts(acc.OpposedAt))
+		return
 	}
 	fmt.Fprintf(a.stdout, "account %d (%s), wave %s: %s\n  created %s, notified %s, deadline %s\n  opposed %s, activated %s, closed %s, cancelled %s\n",
 		acc.ID, acc.NIRMasked, acc.Wave, acc.State, acc.CreatedAt.In(provisioning.Paris).Format("2006-01-02 15:04:05 MST"),
@@ -233,38 +253,61 @@ func (a *app) archiveCommand() *cobra.Command {
 
 func (a *app) auditCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "The hash-chained audit log"}
-	var asJSON bool
+	var asJSON, unkeyed bool
 	var anchorFile string
+	var maxAnchorAge durationFlag = durationFlag(2 * time.Hour)
 	verify := &cobra.Command{
 		Use:   "verify",
-		Short: "Walk the chain and name the first changed or removed event",
-		Args:  cobra.NoArgs,
+		Short: "Walk the chain and name the first changed or removed event (needs ENS_AUDIT_KEY)",
+		Long: "Walk the audit chain under ENS_AUDIT_KEY and name the first changed, removed or re-hashed event. Without the key\n" +
+			"ens refuses to vouch for the log: whoever owns the tables could have re-chained it. --unkeyed checks the chain's\n" +
+			"consistency alone, which proves nothing against the tables' owner. --anchor FILE also checks the signed heads\n" +
+			"shipped out of the database's reach: their chain, and that the newest is younger than --max-anchor-age.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			key := a.auditKey
+			switch {
+			case key == nil && !unkeyed:
+				return usageError(errors.New("ens audit verify needs ENS_AUDIT_KEY: without it, whoever owns the tables could have " +
+					"re-chained the log and it would still look intact (--unkeyed checks consistency only, and proves nothing against them)"))
+			case key == nil && anchorFile != "":
+				return usageError(errors.New("--anchor needs ENS_AUDIT_KEY: anchors are signed with it"))
+			case key != nil && unkeyed:
+				return usageError(errors.New("--unkeyed is for a machine without ENS_AUDIT_KEY; with the key, verify it"))
+			}
 			pool, err := a.db(cmd.Context(), 2)
 			if err != nil {
 				return err
 			}
 			var anchors []audit.Anchor
 			if anchorFile != "" {
-				f, err := os.Open(anchorFile)
-				if err != nil {
-					return fmt.Errorf("reading the anchors file: %w", err)
-				}
-				anchors, err = audit.ReadAnchors(f)
-				f.Close()
-				if err != nil {
-					return usageError(err)
+				if anchors, err = readAnchors(anchorFile); err != nil {
+					return err
 				}
 			}
-			key := a.auditKey
 			res, err := audit.VerifyAnchored(cmd.Context(), pool, anchors, key)
 			if err != nil {
 				return err
+			}
+			if anchorFile != "" && res.OK {
+				switch last := len(anchors) - 1; {
+				case last < 0:
+					res.OK, res.Problem = false, "the anchors file holds no anchor"
+				case a.clock.Now().Sub(anchors[last].At) > time.Duration(maxAnchorAge):
+					res.OK, res.Problem = false, fmt.Sprintf("the newest anchor was taken %s, more than %s ago: anchors stopped, or the file was cut back",
+						anchors[last].At.Format(time.RFC3339), maxAnchorAge.String())
+				}
+				if !res.OK {
+					next := res.Events + 1
+					res.FirstBroken = &next
+				}
 			}
 			if asJSON {
 				if err := a.printJSON(res); err != nil {
 					return err
 				}
+			} else if res.OK && unkeyed {
+				fmt.Fprintf(a.stdout, "audit log consistent: %d events (unkeyed check: it proves nothing against whoever owns the tables)\n", res.Events)
 			} else if res.OK {
 				fmt.Fprintf(a.stdout, "audit log intact: %d events\n", res.Events)
 			} else {
@@ -278,6 +321,8 @@ func (a *app) auditCommand() *cobra.Command {
 	}
 	verify.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	verify.Flags().StringVar(&anchorFile, "anchor", "", "also check the heads recorded in this anchors file (detects events removed from the end)")
+	verify.Flags().BoolVar(&unkeyed, "unkeyed", false, "without ENS_AUDIT_KEY: check the chain's consistency only (proves nothing against the tables' owner)")
+	verify.Flags().Var(&maxAnchorAge, "max-anchor-age", "with --anchor: the newest anchor must be younger than this")
 	anchor := &cobra.Command{
 		Use:   "anchor [--file FILE]",
 		Short: "Print the audit log's head (id, hash, time; signed with ENS_AUDIT_KEY) and append it to FILE, to ship elsewhere",
@@ -291,7 +336,19 @@ func (a *app) auditCommand() *cobra.Command {
 			if key == nil {
 				a.log.Warn("ENS_AUDIT_KEY is not set: the anchor is not signed")
 			}
-			anc, err := audit.TakeAnchor(cmd.Context(), pool, key, a.clock.Now())
+			prev := ""
+			if anchorFile != "" {
+				if _, err := os.Stat(anchorFile); err == nil {
+					anchors, err := readAnchors(anchorFile)
+					if err != nil {
+						return err
+					}
+					if len(anchors) > 0 {
+						prev = anchors[len(anchors)-1].MAC
+					}
+				}
+			}
+			anc, err := audit.TakeAnchor(cmd.Context(), pool, key, a.clock.Now(), prev)
 			if err != nil {
 				return err
 			}
@@ -314,4 +371,18 @@ func (a *app) auditCommand() *cobra.Command {
 	anchor.Flags().StringVar(&anchorFile, "file", "", "append the anchor to this file")
 	cmd.AddCommand(verify, anchor)
 	return cmd
+}
+
+// readAnchors reads an anchors file.
+func readAnchors(path string) ([]audit.Anchor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the anchors file: %w", err)
+	}
+	defer f.Close()
+	anchors, err := audit.ReadAnchors(f)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return anchors, nil
 }

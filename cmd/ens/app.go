@@ -85,7 +85,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.cfg.VarDir, "var-dir", a.cfg.VarDir, "directory for local state: private database, letters, outbox, secrets (ENS_VAR_DIR)")
 	root.AddCommand(a.migrateCommand(), a.dbCommand(), a.registryCommand(), a.fixturesCommand(), a.waveCommand(),
 		a.workerCommand(), a.demoCommand(), a.bouncesCommand(), a.mailsinkCommand(),
-		a.serveCommand(), a.optoutCommand(), a.accountCommand(), a.archiveCommand(), a.auditCommand(), a.reportCommand(), a.opsCommand(), a.lettersCommand(), a.reconcileCommand(), a.enrolCommand(), a.codeCommand(), a.configCommand())
+		a.serveCommand(), a.optoutCommand(), a.accountCommand(), a.archiveCommand(), a.auditCommand(), a.reportCommand(), a.opsCommand(), a.lettersCommand(), a.reconcileCommand(), a.enrolCommand(), a.codeCommand(), a.configCommand(), a.changesCommand())
 	return root
 }
 

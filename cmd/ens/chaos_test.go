@@ -149,7 +149,8 @@ type chaosRun struct {
 	sink     *mailsink.Sink
 	messages [][]byte // of sinks closed by a fault
 	workers  []*exec.Cmd
-	kills    int // processes killed while sending (each may leave messages in flight)
+	platform *platformReceiver // receives the change feed the workers push
+	kills    int               // processes killed while sending (each may leave messages in flight)
 	faultEnd time.Time
 	// oppositions the public API answered 200 for, by account id
 	opposed map[int64]bool
@@ -180,7 +181,8 @@ func (h *chaosHarness) newRun(t *testing.T, name string, people int, seed uint64
 	}
 	r.sink, r.sinkAddr = sink, sink.Addr()
 	t.Cleanup(func() { r.stopAll(); r.currentSink().Close() })
-	r.env = append(os.Environ(), "SMTP_URL=smtp://"+r.sinkAddr+"?tls=none", "ENS_CODE_KEY="+hex.EncodeToString(h.key),
+	r.platform = startPlatform(t)
+	r.env = append(append(os.Environ(), r.platform.env()...), "SMTP_URL=smtp://"+r.sinkAddr+"?tls=none", "ENS_CODE_KEY="+hex.EncodeToString(h.key),
 		"ENS_LETTERS_DIR="+r.letters, "ENS_POST_DELAY=0", "ENS_RETRY_BASE=200ms", "ENS_DB_WAIT=2m", "ENS_LOG_FORMAT=json",
 		"ENS_SMTP_CONNECTIONS="+strconv.Itoa(chaosConnections), "ENS_NOTICE_WORKERS="+strconv.Itoa(chaosNoticeWorkers))
 	if out, err := r.ens("", "--database-url", owner, "migrate"); err != nil {
@@ -545,6 +547,15 @@ func (r *chaosRun) finish() chaosResult {
 
 	if out, err := r.ens("", "reconcile", "w"); err != nil {
 		t.Errorf("%s: ens reconcile: %v\n%s", r.name, err, out)
+		res.lost++
+	}
+	// The platform holds every change, once, in order, whatever died.
+	var head int64
+	if err := conn.QueryRow(ctx, `SELECT seq FROM account_feed_head`).Scan(&head); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.platform.check(head); err != nil {
+		t.Errorf("%s: the platform's feed: %v", r.name, err)
 		res.lost++
 	}
 	if res.lost > 0 || res.duplicates > res.inFlight || res.renderedTwice != 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/notice"
+	"github.com/ens-sante/ens/provisioning/window"
 )
 
 // config is every variable ens reads, parsed once when a command starts.
@@ -42,6 +43,7 @@ type config struct {
 	DKIMKeyFile      string
 	DKIMSelector     string
 	EmailGiveUpAfter time.Duration
+	ActivationGrace  time.Duration
 	SMTPConnections  int
 	SMTPRate         float64
 	NoticeWorkers    int
@@ -64,6 +66,9 @@ type config struct {
 	MetricsAllow   []netip.Prefix
 	OpsUsersFile   string
 	OpsUsers       string
+
+	PlatformURL string
+	PlatformKey []byte // ENS_PLATFORM_KEY: signs the pushes of the change feed
 
 	LetterPostage float64
 	EmailRate     float64
@@ -107,6 +112,7 @@ var variables = []variable{
 	str("ENS_DKIM_KEY_FILE", "", "", "PEM private key (RSA or Ed25519) that signs every notice", "/etc/ens/dkim.pem", func(c *config) *string { return &c.DKIMKeyFile }),
 	str("ENS_DKIM_SELECTOR", "", "", "the DKIM selector", "ens2027", func(c *config) *string { return &c.DKIMSelector }),
 	duration("ENS_EMAIL_GIVE_UP_AFTER", "", notice.DefaultEmailGiveUpAfter, 1, "how long a recipient's temporary refusals may last before their email falls back to a letter", func(c *config) *time.Duration { return &c.EmailGiveUpAfter }),
+	duration("ENS_ACTIVATION_GRACE", "", window.DefaultActivationGrace, 0, "how long an account waits after its deadline before it is activated: a refusal postmarked in time, a returned letter, still count", func(c *config) *time.Duration { return &c.ActivationGrace }),
 	integer("ENS_SMTP_CONNECTIONS", "--smtp-connections", 4, 1, 1000, "SMTP connections kept open per worker", func(c *config) *int { return &c.SMTPConnections }),
 	number("ENS_SMTP_RATE", "--smtp-rate", 0, "messages per second per worker, 0: no cap", func(c *config) *float64 { return &c.SMTPRate }),
 	integer("ENS_NOTICE_WORKERS", "--notice-workers", jobs.DefaultNoticeWorkers, 1, 1000, "notice chunks worked at once per worker", func(c *config) *int { return &c.NoticeWorkers }),
@@ -141,6 +147,20 @@ var variables = []variable{
 	str("ENS_OPS_USERS_FILE", "", "", "the ops area's users, one name:operator|auditor|agent:bcrypt-hash a line", "/etc/ens/ops-users", func(c *config) *string { return &c.OpsUsersFile }),
 	str("ENS_OPS_USERS", "", "", "the same users inline, newline- or comma-separated", "alice:operator:$2a$10$…", func(c *config) *string { return &c.OpsUsers }).masked(maskUsers),
 
+	str("ENS_PLATFORM_URL", "", "", "where ens worker pushes the change feed (signed batches, at least once, in order); empty: no push", "https://plateforme.internal/ens/changes",
+		func(c *config) *string { return &c.PlatformURL }).masked(maskURL),
+	{name: "ENS_PLATFORM_KEY", help: "signs each push (HMAC-SHA256): hex, at least 32 bytes, shared with the platform", example: strings.Repeat("ef", 32), secret: true,
+		set: func(c *config, v string) error {
+			if v == "" {
+				return nil
+			}
+			k, err := hex.DecodeString(strings.TrimSpace(v))
+			if err != nil || len(k) < 32 {
+				return errors.New("must be hex, at least 32 bytes")
+			}
+			c.PlatformKey = k
+			return nil
+		}, get: func(c *config) string { return keyState(c.PlatformKey, "") }},
 	number("ENS_LETTER_POSTAGE", "", 0.80, "euros per letter, for a wave's dry run", func(c *config) *float64 { return &c.LetterPostage }),
 	number("ENS_EMAIL_RATE", "", 1000, "emails per second, for a wave's dry run", func(c *config) *float64 { return &c.EmailRate }),
 	number("ENS_LETTER_RATE", "", 2500, "letters rendered per second, for a wave's dry run", func(c *config) *float64 { return &c.LetterRate }),
@@ -172,6 +192,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if c.DBConns == 0 {
 		c.DBConns = 2 * runtime.GOMAXPROCS(0)
+	}
+	if c.PlatformURL != "" && c.PlatformKey == nil {
+		errs = append(errs, errors.New("ENS_PLATFORM_URL is set without ENS_PLATFORM_KEY: every push must be signed (for example ENS_PLATFORM_KEY=$(openssl rand -hex 32))"))
 	}
 	if err := c.setCodeKey(getenv("ENS_CODE_KEY"), c.CodeKeyFile); err != nil {
 		errs = append(errs, err)

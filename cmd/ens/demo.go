@@ -128,8 +128,9 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	a.step("ens worker --until-idle   (emails over SMTP, letters as PDF)")
-	// A rehearsal: letters count from their posting day.
-	if err := errors.Join(os.Setenv("ENS_POST_DELAY", "0"), os.Setenv("ENS_DELIVERY_DELAY", "1s")); err != nil {
+	// A rehearsal: letters count from their posting day, and the windows
+	// that close are activated without the grace a real campaign keeps.
+	if err := errors.Join(os.Setenv("ENS_POST_DELAY", "0"), os.Setenv("ENS_DELIVERY_DELAY", "1s"), os.Setenv("ENS_ACTIVATION_GRACE", "0s")); err != nil {
 		return err
 	}
 	if err := a.sub(ctx, "worker", "--until-idle"); err != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/audit"
 )
 
 func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
@@ -127,6 +130,7 @@ func mailSink(t *testing.T, opts mailsink.Options) *mailsink.Sink {
 }
 
 func TestWaveEndToEnd(t *testing.T) {
+	t.Setenv("ENS_AUDIT_KEY", strings.Repeat("ef", 32))
 	sink, err := mailsink.Start(mailsink.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -498,6 +502,11 @@ func TestAuditAnchorsCatchARemovedTail(t *testing.T) {
 	if code, out, errs := c.run("audit", "anchor", "--file", anchors); code != 0 || !strings.Contains(out, `"mac"`) {
 		t.Fatalf("anchor: %d %s %s", code, out, errs)
 	}
+	// Anchors must be fresh: a file cut back to an older line, or anchors
+	// that stopped, no longer vouch (before: any old anchor passed).
+	if code, out, _ := c.run("audit", "verify", "--anchor", anchors, "--max-anchor-age", "1ms"); code != 3 || !strings.Contains(out, "newest anchor was taken") {
+		t.Fatalf("verify --anchor with an anchor older than --max-anchor-age: %d %s", code, out)
+	}
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testdb.OwnerURL(c.url)) // a DBA's rights
 	if err != nil {
@@ -526,4 +535,105 @@ func TestAuditAnchorsCatchARemovedTail(t *testing.T) {
 	if code, out, _ := c.run("audit", "verify", "--anchor", anchors); code != 3 || !strings.Contains(out, "not signed") {
 		t.Fatalf("a forged anchor: %d %s", code, out)
 	}
+}
+
+// Whoever owns the tables can re-chain the whole audit log as plain SHA-256,
+// with no key: without ENS_AUDIT_KEY, ens audit verify refuses to vouch
+// rather than answer "intact" (before: "audit log intact", exit 0); asked
+// for a consistency check only, it says that it proves nothing; with the
+// key, the forgery is caught. Each anchor names the one before it.
+func TestAuditVerifyWithoutTheKeyRefusesToVouch(t *testing.T) {
+	t.Setenv("ENS_AUDIT_KEY", strings.Repeat("ef", 32))
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	c.importFixture("20", "8")
+	c.run("wave", "launch", "w1")
+	anchors := filepath.Join(c.dir, "anchors.jsonl")
+	for range 2 {
+		if code, _, errs := c.run("audit", "anchor", "--file", anchors); code != 0 {
+			t.Fatal(errs)
+		}
+	}
+	got, err := readAnchors(anchors)
+	if err != nil || len(got) != 2 || got[1].Prev != got[0].MAC || got[1].Prev == "" {
+		t.Fatalf("anchors: %+v %v; want the second naming the first", got, err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testdb.OwnerURL(c.url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The owner re-chains every event as plain SHA-256, keyed = false.
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT id, at, actor, action, wave_id, account_ids, details::text FROM audit_event ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		type ev struct {
+			e       audit.Event
+			details string
+		}
+		events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ev, error) {
+			var x ev
+			err := r.Scan(&x.e.ID, &x.e.At, &x.e.Actor, &x.e.Action, &x.e.WaveID, &x.e.AccountIDs, &x.details)
+			return x, err
+		})
+		if err != nil {
+			return err
+		}
+		prev := make([]byte, 32)
+		for _, x := range events {
+			h := plainEventHash(prev, x.e, []byte(x.details))
+			if _, err := tx.Exec(ctx, `UPDATE audit_event SET prev_hash = $2, hash = $3, keyed = false WHERE id = $1`, x.e.ID, prev, h); err != nil {
+				return err
+			}
+			prev = h
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ENS_AUDIT_KEY", "")
+	if code, out, errs := c.run("audit", "verify"); code != 2 || !strings.Contains(errs, "needs ENS_AUDIT_KEY") {
+		t.Fatalf("verify without the key, after the owner re-chained the log: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := c.run("audit", "verify", "--anchor", anchors); code != 2 {
+		t.Fatalf("verify --anchor without the key: exit %d %s", code, out)
+	}
+	if code, out, _ := c.run("audit", "verify", "--unkeyed"); code != 0 || !strings.Contains(out, "proves nothing") {
+		t.Fatalf("an unkeyed consistency check: exit %d %s", code, out)
+	}
+	t.Setenv("ENS_AUDIT_KEY", strings.Repeat("ef", 32))
+	if code, out, _ := c.run("audit", "verify", "--anchor", anchors); code != 3 {
+		t.Fatalf("verify --anchor with the key, after the owner re-chained the log: exit %d %s", code, out)
+	}
+}
+
+// plainEventHash is the audit chain's hash without a key, as whoever owns
+// the tables can compute it (the audit package's own, unkeyed).
+func plainEventHash(prev []byte, e audit.Event, details []byte) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	var buf [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(b)))
+		h.Write(buf[:])
+		h.Write(b)
+	}
+	field(fmt.Appendf(nil, "%d", e.ID))
+	field([]byte(e.At.UTC().Format(time.RFC3339Nano)))
+	field([]byte(e.Actor))
+	field([]byte(e.Action))
+	if e.WaveID != nil {
+		field(fmt.Appendf(nil, "%d", *e.WaveID))
+	} else {
+		field(nil)
+	}
+	field(fmt.Appendf(nil, "%v", e.AccountIDs))
+	field(details)
+	return h.Sum(nil)
 }

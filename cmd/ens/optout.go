@@ -211,8 +211,15 @@ func (a *app) optoutCommand() *cobra.Command {
 			}
 			var res *window.OpposeResult
 			switch {
+			case nir != "" && undo:
+				var rec *window.Receipt
+				rec, err = a.undoWithoutCode(cmd.Context(), svc, nir, birth, op, checkedBy)
+				if err == nil {
+					fmt.Fprintf(a.stdout, "opposition %s withdrawn\n", rec.Reference)
+					return nil
+				}
 			case nir != "":
-				res, err = a.opposeWithoutCode(cmd.Context(), svc, nir, birth, op, checkedBy, postmark, undo)
+				res, err = a.opposeWithoutCode(cmd.Context(), svc, nir, birth, op, checkedBy, postmark)
 			case undo:
 				var rec *window.Receipt
 				rec, err = svc.Undo(cmd.Context(), optout.Request{Code: code, BirthDate: birth, Client: "agent:" + op, Channel: optout.ChannelAgent, Actor: op})
@@ -234,7 +241,16 @@ func (a *app) optoutCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "already opposed on %s (receipt %s); nothing changed\n", res.Receipt.At.In(provisioning.Paris).Format(time.DateTime), res.Receipt.Reference)
 				return nil
 			}
-			fmt.Fprintf(a.stdout, "opposition recorded for %s: receipt %s\n", res.Receipt.FirstMasked, res.Receipt.Reference)
+			switch {
+			case res.Late:
+				fmt.Fprintf(a.stdout, "opposition postmarked in time, read after the activation: %s's account is closed as opposed late, "+
+					"its data purged within three months; receipt %s\n", res.Receipt.FirstMasked, res.Receipt.Reference)
+			case res.BeforeAnyWave:
+				fmt.Fprintf(a.stdout, "opposition recorded for %s before any wave: no wave will select them; receipt %s\n",
+					res.Receipt.FirstMasked, res.Receipt.Reference)
+			default:
+				fmt.Fprintf(a.stdout, "opposition recorded for %s: receipt %s\n", res.Receipt.FirstMasked, res.Receipt.Reference)
+			}
 			return nil
 		},
 	}
@@ -249,25 +265,41 @@ func (a *app) optoutCommand() *cobra.Command {
 	return cmd
 }
 
-// opposeWithoutCode records an opposition for the person a NIR and birth
-// date name, once an agent has checked their identity.
-func (a *app) opposeWithoutCode(ctx context.Context, svc *optout.Service, nirArg, birthArg, op, checkedBy string, postmark *time.Time, undo bool) (*window.OpposeResult, error) {
+// agentOpposition reads what an act without the code needs: the NIR, the
+// birth date, and the agent who checked the person's identity.
+func agentOpposition(nirArg, birthArg, op, checkedBy string, postmark *time.Time) (window.AgentOpposition, error) {
 	if checkedBy == "" {
-		return nil, usageError(errors.New("--identity-checked-by is required: an opposition without the code needs an agent's identity check"))
-	}
-	if undo {
-		return nil, usageError(errors.New("--undo needs the code"))
+		return window.AgentOpposition{}, usageError(errors.New("--identity-checked-by is required: an opposition without the code needs an agent's identity check"))
 	}
 	nir, err := parseNIRArg(nirArg)
 	if err != nil {
-		return nil, err
+		return window.AgentOpposition{}, err
 	}
 	birth, err := optout.ParseBirthDate(birthArg)
 	if err != nil {
-		return nil, usageError(err)
+		return window.AgentOpposition{}, usageError(err)
 	}
-	return window.OpposeByAgent(ctx, svc.Store().At(a.clock), window.AgentOpposition{NIR: nir, BirthDate: birth, Operator: op,
-		IdentityCheckedBy: checkedBy, PostmarkedOn: postmark})
+	return window.AgentOpposition{NIR: nir, BirthDate: birth, Operator: op, IdentityCheckedBy: checkedBy, PostmarkedOn: postmark}, nil
+}
+
+// opposeWithoutCode records an opposition for the person a NIR and birth
+// date name, once an agent has checked their identity.
+func (a *app) opposeWithoutCode(ctx context.Context, svc *optout.Service, nirArg, birthArg, op, checkedBy string, postmark *time.Time) (*window.OpposeResult, error) {
+	o, err := agentOpposition(nirArg, birthArg, op, checkedBy, postmark)
+	if err != nil {
+		return nil, err
+	}
+	return window.OpposeByAgent(ctx, svc.Store().At(a.clock), o)
+}
+
+// undoWithoutCode withdraws the opposition of the person a NIR and birth
+// date name, once an agent has checked their identity.
+func (a *app) undoWithoutCode(ctx context.Context, svc *optout.Service, nirArg, birthArg, op, checkedBy string) (*window.Receipt, error) {
+	o, err := agentOpposition(nirArg, birthArg, op, checkedBy, nil)
+	if err != nil {
+		return nil, err
+	}
+	return window.UndoByAgent(ctx, svc.Store().At(a.clock), o)
 }
 
 // publicError words an opposition failure for an operator; never the code.
@@ -281,7 +313,7 @@ func publicError(err error) error {
 		return usageError(errors.New("no account matches this code and birth date"))
 	case errors.Is(err, window.ErrWindowClosed):
 		return usageError(errors.New("the opposition window is closed for this account"))
-	case errors.Is(err, window.ErrActivatedBeforeArrival), errors.Is(err, provisioning.ErrState):
+	case errors.Is(err, window.ErrActivatedBeforeArrival), errors.Is(err, window.ErrPostmarkBeforeNotice), errors.Is(err, provisioning.ErrState):
 		return usageError(err)
 	}
 	return err

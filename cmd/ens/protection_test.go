@@ -213,12 +213,21 @@ func TestReturnedCuratorsCopyLeavesThePersonNotified(t *testing.T) {
 	}
 	ctx := context.Background()
 	conn := c.db()
+	today := time.Now().In(provisioning.Paris).Format(time.DateOnly)
+	var batches []struct {
+		File string `json:"file"`
+	}
+	c.json(&batches, "letters", "batches", "--wave", "w", "--json")
+	for _, b := range batches {
+		if code, out, errs := c.run("letters", "posted", filepath.Base(b.File), "--on", today, "--operator", "imprimeur"); code != 0 {
+			t.Fatalf("letters posted: exit %d\n%s%s", code, out, errs)
+		}
+	}
 	var copyID int64
-	if err := conn.QueryRow(ctx, `SELECT id FROM notice WHERE kind = 'copy' AND channel = 'letter' AND status = 'printed'`).Scan(&copyID); err != nil {
-		t.Fatalf("the curator's printed copy: %v", err)
+	if err := conn.QueryRow(ctx, `SELECT id FROM notice WHERE kind = 'copy' AND channel = 'letter' AND status = 'sent'`).Scan(&copyID); err != nil {
+		t.Fatalf("the curator's posted copy: %v", err)
 	}
 	returns := filepath.Join(c.dir, "returns.csv")
-	today := time.Now().In(provisioning.Paris).Format(time.DateOnly)
 	os.WriteFile(returns, []byte(fmt.Sprintf("reference,returned_on,reason\nENS-%d,%s,destinataire inconnu\n", copyID, today)), 0o600)
 	var res struct {
 		Returned    int `json:"returned"`

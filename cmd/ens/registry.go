@@ -54,6 +54,9 @@ func (a *app) registryCommand() *cobra.Command {
 				res.File, res.Read, res.Accepted, res.Inserted, res.Updated, res.Unchanged, res.Rejected)
 			printCounts(a, "  rejected", res.Reasons)
 			printCounts(a, "  warning", res.Warnings)
+			for _, r := range res.Renamed {
+				fmt.Fprintf(a.stdout, "  name changed (audited): line %d, %s\n", r.Line, r.NIRMasked)
+			}
 			if res.Cancelled+res.Closed > 0 {
 				fmt.Fprintf(a.stdout, "  deaths: %d account(s) cancelled, %d closed and archived\n", res.Cancelled, res.Closed)
 			}

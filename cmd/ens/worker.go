@@ -17,6 +17,7 @@ import (
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/feed"
 	"github.com/ens-sante/ens/provisioning/notice"
 	"github.com/ens-sante/ens/provisioning/wave"
 	"github.com/ens-sante/ens/provisioning/window"
@@ -54,7 +55,11 @@ func (a *app) workerDeps(ctx context.Context) (*jobs.Deps, error) {
 		return nil, usageError(err)
 	}
 	deps := &jobs.Deps{Pool: pool, AuditKey: a.auditKey, Key: key, LettersDir: c.lettersDir(),
-		PostDelay: c.PostDelay, Clock: a.clock, Logger: a.log, GiveUpAfter: c.EmailGiveUpAfter, LetterRetention: c.LetterRetention}
+		PostDelay: c.PostDelay, Clock: a.clock, Logger: a.log, GiveUpAfter: c.EmailGiveUpAfter, LetterRetention: c.LetterRetention,
+		ActivationGrace: c.ActivationGrace}
+	if c.PlatformURL != "" {
+		deps.Platform = &notify.Platform{URL: c.PlatformURL, Key: c.PlatformKey}
+	}
 	if c.SMTPRate > 0 {
 		// A capped rate shares its messages among the notice workers: a chunk
 		// may wait its turn, and must not time out meanwhile.
@@ -204,7 +209,7 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		if quiet++; quiet < 3 {
 			continue // jobs inserted by a finishing transaction show a moment later
 		}
-		closed, err := window.Close(ctx, deps.Store(), 0)
+		closed, err := window.Close(ctx, deps.Store(), deps.ActivationGrace, 0)
 		if err != nil {
 			if err = db.wait(err); err != nil {
 				return err
@@ -236,6 +241,23 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 				continue
 			}
 			if followedUp = true; followUps {
+				continue
+			}
+		}
+		// Last, the platform is told everything the run changed (while it
+		// does not answer, the push is retried and the run goes on).
+		if deps.Platform != nil {
+			push, err := feed.PushState(ctx, deps.Pool)
+			if err != nil {
+				if err = db.wait(err); err != nil {
+					return err
+				}
+				continue
+			}
+			if push.Lag() > 0 {
+				if _, err := client.Insert(ctx, jobs.PushChangesArgs{}, nil); err != nil {
+					return fmt.Errorf("queueing the platform push: %w", err)
+				}
 				continue
 			}
 		}

@@ -24,6 +24,9 @@ const (
 	RoleOperator Role = "operator"
 	RoleAuditor  Role = "auditor"
 	RoleAgent    Role = "agent"
+	// RolePlatform is the Mon espace santé platform: it reads the change
+	// feed, and nothing else.
+	RolePlatform Role = "platform"
 )
 
 // User is one account of the ops area.
@@ -54,7 +57,9 @@ func ParseUsers(r io.Reader) (map[string]User, error) {
 	return users, sc.Err()
 }
 
-func validRole(r Role) bool { return r == RoleOperator || r == RoleAuditor || r == RoleAgent }
+func validRole(r Role) bool {
+	return r == RoleOperator || r == RoleAuditor || r == RoleAgent || r == RolePlatform
+}
 
 // LoadUsers reads the users from the file named (ENS_OPS_USERS_FILE), or
 // else from inline (ENS_OPS_USERS).
@@ -85,11 +90,13 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.
 
 // may reports whether a user of role have may reach a route needing need:
 // operators everywhere; auditors where an auditor suffices, to read; agents
-// only on the agents' API.
+// only on the agents' API; the platform on its feed only.
 func may(have, need Role, method string) (bool, string) {
 	switch {
 	case have == RoleOperator:
 		return true, ""
+	case have == RolePlatform && need != RolePlatform, need == RolePlatform && have != RolePlatform:
+		return false, "the platform's feed only"
 	case have != need && need != RoleAuditor:
 		return false, string(need) + "s only"
 	case have == RoleAgent && need == RoleAuditor:

@@ -81,10 +81,15 @@ var (
 	descBatches     = prometheus.NewDesc("ens_letter_batches", "Letter batches by posting state (overdue: unacknowledged past ENS_POSTING_SLA).", []string{"state"}, nil)
 	descEnrolment   = prometheus.NewDesc("ens_enrolment_enabled", "1 while continuous enrolment is on.", nil, nil)
 	descRelayUp     = prometheus.NewDesc("ens_smtp_relay_up", "1 when the worker's SMTP relay answers, 0 while its sending is paused.", []string{"worker"}, nil)
+	descFeedSeq     = prometheus.NewDesc("ens_platform_feed_sequence", "The change feed's last sequence.", nil, nil)
+	descFeedLag     = prometheus.NewDesc("ens_platform_feed_lag", "Changes the platform has not acknowledged yet (when the feed is pushed).", nil, nil)
+	descPushFail    = prometheus.NewDesc("ens_platform_push_failures", "Consecutive failed pushes of the change feed.", nil, nil)
+	descPushAge     = prometheus.NewDesc("ens_platform_push_age_seconds", "Seconds since the platform last acknowledged a push.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp, descBatches, descEnrolment} {
+	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp, descBatches,
+		descEnrolment, descFeedSeq, descFeedLag, descPushFail, descPushAge} {
 		ch <- d
 	}
 }
@@ -122,6 +127,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		LATERAL (VALUES ('read', read), ('accepted', accepted), ('rejected', rejected), ('inserted', inserted), ('updated', updated)) v(o, n) GROUP BY 1`, 1, prometheus.CounterValue)
 	gauge(descRelayUp, `SELECT worker, up::int::float8 FROM smtp_relay`, 1, prometheus.GaugeValue)
 	gauge(descEnrolment, `SELECT count(*)::float8 FROM setting WHERE name = 'enrolment' AND value = 'on'`, 0, prometheus.GaugeValue)
+	gauge(descFeedSeq, `SELECT seq::float8 FROM account_feed_head`, 0, prometheus.GaugeValue)
+	gauge(descFeedLag, `SELECT (h.seq - p.acked_seq)::float8 FROM account_feed_head h, platform_push p`, 0, prometheus.GaugeValue)
+	gauge(descPushFail, `SELECT failures::float8 FROM platform_push`, 0, prometheus.GaugeValue)
+	gauge(descPushAge, `SELECT extract(epoch FROM now() - acked_at)::float8 FROM platform_push WHERE acked_at IS NOT NULL`, 0, prometheus.GaugeValue)
 	gauge(descBatches, fmt.Sprintf(`SELECT s, count(b.id)::float8 FROM (VALUES ('rendered'), ('posted'), ('overdue')) v(s)
 		LEFT JOIN letter_batch b ON s = CASE WHEN b.posted_on IS NOT NULL THEN 'posted'
 			WHEN b.rendered_at < now() - interval '%d seconds' THEN 'overdue' ELSE 'rendered' END GROUP BY 1`, int64(c.sla.Seconds())),

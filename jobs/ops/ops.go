@@ -11,12 +11,14 @@ package ops
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ import (
 
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/feed"
 	"github.com/ens-sante/ens/provisioning/notice"
 	"github.com/ens-sante/ens/provisioning/reconcile"
 	"github.com/ens-sante/ens/provisioning/report"
@@ -91,6 +94,7 @@ func NewHandler(o Options) (*Handler, error) {
 	mux.Handle("/ops/river/", h.auth(RoleOperator, h.auditRiverUI(ui)))
 	mux.Handle("GET /ops/{$}", h.auth(RoleAuditor, http.HandlerFunc(h.index)))
 	mux.Handle("GET /ops/reports/{wave}", h.auth(RoleAuditor, http.HandlerFunc(h.report)))
+	mux.Handle("GET /ops/api/v1/changes", h.auth(RolePlatform, http.HandlerFunc(h.changes)))
 	mux.Handle("POST /ops/api/v1/oppositions", h.auth(RoleAgent,
 		optout.NewAgentHandler(o.Service, func(r *http.Request) string { return userOf(r).Name })))
 	// Every state-changing request from another site is refused, whatever
@@ -175,4 +179,34 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) fail(w http.ResponseWriter, err error) {
 	h.log.Error("ops page", "error", err)
 	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+// changes serves the change feed after ?after=SEQ (and at most ?limit=N),
+// one JSON object a line, as ens changes prints it: to the platform and to
+// operators.
+func (h *Handler) changes(w http.ResponseWriter, r *http.Request) {
+	after, err := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	limit := 1000
+	if l := r.URL.Query().Get("limit"); l != "" {
+		limit, err = strconv.Atoi(l)
+		if limit <= 0 || limit > feed.MaxLimit {
+			err = errors.New("limit out of range")
+		}
+	}
+	if err != nil || after < 0 {
+		http.Error(w, "after=SEQ (0: from the start) and limit=N (1–10000) expected", http.StatusBadRequest)
+		return
+	}
+	changes, err := feed.After(r.Context(), h.pool, after, limit)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	for _, c := range changes {
+		if err := enc.Encode(c); err != nil {
+			return
+		}
+	}
 }

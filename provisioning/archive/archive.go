@@ -16,24 +16,28 @@ const (
 	ReasonRequest  provisioning.DeletionReason = "request"
 	ReasonDeceased provisioning.DeletionReason = "deceased"
 	ReasonFraud    provisioning.DeletionReason = "fraud"
+	// ReasonOpposedLate — a refusal postmarked by the deadline arrived after
+	// the window activated the account: closed, and purged within three
+	// months, never kept ten years.
+	ReasonOpposedLate provisioning.DeletionReason = "opposed_late"
 )
 
-// deletion is the deletion of active accounts, by actor, at now. An express
-// deletion (the holder's request) is due for purge within three months
-// instead of ten years.
-type deletion struct {
-	ids     []int64
-	reason  provisioning.DeletionReason
-	actor   string
-	now     time.Time
-	express bool
+// Deletion is the deletion of active accounts, by Actor, at Now. An express
+// deletion (the holder's request, or an opposition read late) is due for
+// purge within three months instead of ten years.
+type Deletion struct {
+	IDs     []int64
+	Reason  provisioning.DeletionReason
+	Actor   string
+	Now     time.Time
+	Express bool
 }
 
-// closeAndArchive moves active accounts to closed then archived, snapshotting
-// their person's data into the archive, cancels any unsent notice, and
-// audits it under key.
-func closeAndArchive(ctx context.Context, tx pgx.Tx, key []byte, d deletion) (int64, error) {
-	ids, reason, actor, now, fast := d.ids, d.reason, d.actor, d.now, d.express
+// CloseAndArchive moves active accounts to closed then archived, inside tx,
+// snapshotting their person's data into the archive, cancels any unsent
+// notice, and audits it under key; it returns how many it closed.
+func CloseAndArchive(ctx context.Context, tx pgx.Tx, key []byte, d Deletion) (int64, error) {
+	ids, reason, actor, now, fast := d.IDs, d.Reason, d.Actor, d.Now, d.Express
 	retain := provisioning.RetainUntil(now)
 	if fast {
 		retain = provisioning.PurgeDue(now)
@@ -73,7 +77,7 @@ func Delete(ctx context.Context, st *provisioning.Store, nir provisioning.NIR, r
 		if a.State != provisioning.StateActive {
 			return fmt.Errorf("%w: deleting an account in state %s", provisioning.ErrState, a.State)
 		}
-		_, err := closeAndArchive(ctx, tx, st.AuditKey, deletion{[]int64{a.ID}, reason, actor, now, express})
+		_, err := CloseAndArchive(ctx, tx, st.AuditKey, Deletion{[]int64{a.ID}, reason, actor, now, express})
 		return err
 	})
 }
@@ -188,10 +192,16 @@ func purgeBatch(ctx context.Context, st *provisioning.Store, nirKey []byte, now 
 		if _, err := tx.Exec(ctx, `DELETE FROM archive WHERE account_id = ANY($1)`, ids); err != nil {
 			return fmt.Errorf("deleting archives: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `WITH a AS (
+		// Two statements: the change feed reads the person's NIR when the
+		// account turns purged, before the person is deleted.
+		var people []int64
+		if err := tx.QueryRow(ctx, `WITH a AS (
 				UPDATE account a SET state = 'purged', person_id = NULL, code_hash = NULL
 				FROM account old WHERE old.id = a.id AND a.id = ANY($1) RETURNING old.person_id)
-			DELETE FROM person WHERE id IN (SELECT person_id FROM a)`, ids); err != nil {
+			SELECT coalesce(array_agg(person_id), '{}') FROM a`, ids).Scan(&people); err != nil {
+			return fmt.Errorf("purging accounts: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM person WHERE id = ANY($1)`, people); err != nil {
 			return fmt.Errorf("purging personal data: %w", err)
 		}
 		n = int64(len(ids))
@@ -226,7 +236,7 @@ func ArchiveAccounts(ctx context.Context, st *provisioning.Store, ids []int64, r
 		batch := ids[:min(5000, len(ids))]
 		ids = ids[len(batch):]
 		err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
-			n, err := closeAndArchive(ctx, tx, st.AuditKey, deletion{batch, reason, actor, st.Clock.Now(), false})
+			n, err := CloseAndArchive(ctx, tx, st.AuditKey, Deletion{batch, reason, actor, st.Clock.Now(), false})
 			total += n
 			return err
 		})

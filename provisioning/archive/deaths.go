@@ -48,7 +48,7 @@ func ApplyDeaths(ctx context.Context, tx pgx.Tx, key []byte, now time.Time) (Dea
 		return out, fmt.Errorf("finding active accounts of deceased people: %w", err)
 	}
 	if len(active) > 0 {
-		n, err := closeAndArchive(ctx, tx, key, deletion{active, ReasonDeceased, audit.ActorSystem, now, false})
+		n, err := CloseAndArchive(ctx, tx, key, Deletion{active, ReasonDeceased, audit.ActorSystem, now, false})
 		if err != nil {
 			return out, err
 		}

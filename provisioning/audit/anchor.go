@@ -23,24 +23,32 @@ import (
 // reach. The chain alone cannot show that its last events were removed: an
 // anchor can — every anchored event must still be there with the same hash.
 // With ENS_AUDIT_KEY an anchor carries an HMAC, so that it cannot be
-// rewritten either.
+// rewritten either, and names the anchor before it in its file (Prev, that
+// anchor's MAC): the anchors form a chain, so a file cut back to an older
+// line shows — its last anchor is old, or the next one names a missing one.
 type Anchor struct {
 	ID   int64     `json:"id"`
 	Hash string    `json:"hash"`
 	At   time.Time `json:"at"`
+	Prev string    `json:"prev,omitempty"`
 	MAC  string    `json:"mac,omitempty"`
 }
 
 func anchorMAC(key []byte, a Anchor) string {
 	m := hmac.New(sha256.New, key)
-	fmt.Fprintf(m, "ens-audit-anchor-v1|%d|%s|%s", a.ID, a.Hash, a.At.UTC().Format(time.RFC3339Nano))
+	if a.Prev == "" {
+		fmt.Fprintf(m, "ens-audit-anchor-v1|%d|%s|%s", a.ID, a.Hash, a.At.UTC().Format(time.RFC3339Nano))
+	} else {
+		fmt.Fprintf(m, "ens-audit-anchor-v2|%d|%s|%s|%s", a.ID, a.Hash, a.At.UTC().Format(time.RFC3339Nano), a.Prev)
+	}
 	return hex.EncodeToString(m.Sum(nil))
 }
 
 // TakeAnchor reads the log's head as an anchor, signed with key when one
-// is given.
-func TakeAnchor(ctx context.Context, db provisioning.DBTX, key []byte, now time.Time) (*Anchor, error) {
-	a := &Anchor{At: now.UTC()}
+// is given, naming prev (the MAC of the anchor before it in its file; ""
+// for the first).
+func TakeAnchor(ctx context.Context, db provisioning.DBTX, key []byte, now time.Time, prev string) (*Anchor, error) {
+	a := &Anchor{At: now.UTC(), Prev: prev}
 	var hash []byte
 	err := db.QueryRow(ctx, `SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1`).Scan(&a.ID, &hash)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -76,9 +84,13 @@ func ReadAnchors(r io.Reader) ([]Anchor, error) {
 // still be there with its hash, and with key each anchor's MAC must hold.
 // It returns the first problem, or "" when every anchor holds.
 func CheckAnchors(ctx context.Context, db provisioning.DBTX, anchors []Anchor, key []byte) (string, error) {
-	for _, a := range anchors {
+	for i, a := range anchors {
 		if len(key) > 0 && !hmac.Equal([]byte(a.MAC), []byte(anchorMAC(key, a))) {
 			return fmt.Sprintf("the anchor of event %d taken %s is not signed with ENS_AUDIT_KEY: the anchors file was altered",
+				a.ID, a.At.Format(time.RFC3339)), nil
+		}
+		if i > 0 && a.Prev != "" && a.Prev != anchors[i-1].MAC {
+			return fmt.Sprintf("the anchor of event %d taken %s follows another anchor than the line before it: the anchors file was cut",
 				a.ID, a.At.Format(time.RFC3339)), nil
 		}
 		if a.ID == 0 {

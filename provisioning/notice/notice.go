@@ -121,7 +121,7 @@ func PrepareChunk(ctx context.Context, st *provisioning.Store, waveID, first, la
 		if err != nil {
 			return fmt.Errorf("reading chunk accounts: %w", err)
 		}
-		var emailIDs, unreachable []int64
+		var emailIDs, unreachableIDs []int64
 		var kinds []string
 		reachable := targets[:0]
 		for _, t := range targets {
@@ -137,7 +137,7 @@ func PrepareChunk(ctx context.Context, st *provisioning.Store, waveID, first, la
 				t.Channel = provisioning.ChannelLetter
 			case t.Kind == provisioning.NoticeOpposition:
 				// No channel at all: never an addressless letter.
-				unreachable = append(unreachable, t.AccountID)
+				unreachableIDs = append(unreachableIDs, t.AccountID)
 				continue
 			default:
 				continue // a newborn's representative out of reach: the account is active anyway
@@ -146,7 +146,7 @@ func PrepareChunk(ctx context.Context, st *provisioning.Store, waveID, first, la
 			reachable = append(reachable, t)
 		}
 		targets = reachable
-		if err := markUnreachable(ctx, tx, st.AuditKey, unreachable, "no deliverable channel", now); err != nil {
+		if err := markUnreachable(ctx, tx, st.AuditKey, unreachable{ids: unreachableIDs, reason: "no deliverable channel", now: now}); err != nil {
 			return err
 		}
 		ids := make([]int64, len(targets))
@@ -302,17 +302,30 @@ func createLetters(ctx context.Context, tx pgx.Tx, from []int64, depts map[int64
 	return nil
 }
 
+// unreachable is accounts found with no deliverable channel left, why and
+// when; active says that accounts the window activated move too (a letter
+// returned after activation: they were never told).
+type unreachable struct {
+	ids    []int64
+	reason string
+	now    time.Time
+	active bool
+}
+
 // markUnreachable moves accounts with no deliverable channel left to
 // unreachable (never activated, listed for the call centre), with the
-// audit event.
-func markUnreachable(ctx context.Context, tx pgx.Tx, key []byte, ids []int64, reason string, now time.Time) error {
+// audit event under key.
+func markUnreachable(ctx context.Context, tx pgx.Tx, key []byte, u unreachable) error {
+	ids, reason, now := u.ids, u.reason, u.now
 	if len(ids) == 0 {
 		return nil
 	}
 	var moved []int64
+	// An active account moves back only when the window activated it (a
+	// holder who activated with their code was told).
 	err := tx.QueryRow(ctx, `WITH u AS (UPDATE account SET state = 'unreachable', unreachable_reason = $2, unreachable_at = $3
-			WHERE id = ANY($1) AND state IN ('pending', 'notified') RETURNING id)
-		SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM u`, ids, reason, now).Scan(&moved)
+			WHERE id = ANY($1) AND (state IN ('pending', 'notified') OR state = 'active' AND NOT activated_by_holder AND $4) RETURNING id)
+		SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM u`, ids, reason, now, u.active).Scan(&moved)
 	if err != nil {
 		return fmt.Errorf("marking accounts unreachable: %w", err)
 	}
@@ -539,7 +552,7 @@ func FallBackToLetter(ctx context.Context, st *provisioning.Store, noticeIDs []i
 		if err != nil {
 			return err
 		}
-		unreachable := own.letters(recips)
+		unreachableIDs := own.letters(recips)
 		undelivered := copies.letters(curators)
 		for _, fn := range []failedNotices{own, copies} {
 			if len(fn.depts) == 0 {
@@ -550,7 +563,7 @@ func FallBackToLetter(ctx context.Context, st *provisioning.Store, noticeIDs []i
 			}
 		}
 		n = len(own.depts) + len(copies.depts)
-		if err := markUnreachable(ctx, tx, st.AuditKey, unreachable, "email failed, no postal address", now); err != nil {
+		if err := markUnreachable(ctx, tx, st.AuditKey, unreachable{ids: unreachableIDs, reason: "email failed, no postal address", now: now}); err != nil {
 			return err
 		}
 		var events []audit.Event

@@ -162,6 +162,8 @@ func RecordReturns(ctx context.Context, st *provisioning.Store, r io.Reader, act
 		switch {
 		case errors.Is(err, provisioning.ErrNotFound):
 			res.Rejected = append(res.Rejected, FileLineError{Line: line, Reason: "no posted or printed letter has this reference"})
+		case errors.Is(err, errNeverPosted), errors.Is(err, errReturnedBeforePosting):
+			res.Rejected = append(res.Rejected, FileLineError{Line: line, Reason: err.Error()})
 		case err != nil:
 			return fmt.Errorf("returns line %d: %w", line, err)
 		case outcome == "":
@@ -174,6 +176,9 @@ func RecordReturns(ctx context.Context, st *provisioning.Store, r io.Reader, act
 				res.Unreachable++
 			case provisioning.StateActive:
 				res.AfterActivation++
+			case unreachableAfterActivation:
+				res.AfterActivation++
+				res.Unreachable++
 			}
 		}
 		return nil
@@ -186,6 +191,17 @@ func RecordReturns(ctx context.Context, st *provisioning.Store, r io.Reader, act
 // told by their own notice.
 const copyReturned provisioning.State = "copy returned"
 
+// unreachableAfterActivation is recordReturn's outcome for a letter returned
+// after the window activated its person: never told, they are unreachable
+// again.
+const unreachableAfterActivation provisioning.State = "unreachable after activation"
+
+// A return that cannot be true is refused with its line.
+var (
+	errNeverPosted           = errors.New("this letter was never posted: it cannot have come back")
+	errReturnedBeforePosting = errors.New("returned_on is before the letter's posting day")
+)
+
 // recordReturn marks one letter returned and its account unreachable when
 // no other channel of its round reached the person; it returns the
 // account's state afterwards, copyReturned for a curator's copy (the
@@ -195,14 +211,23 @@ func recordReturn(ctx context.Context, st *provisioning.Store, noticeID int64, d
 	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		var acc, waveID int64
 		var status, kind string
-		err := tx.QueryRow(ctx, `SELECT n.account_id, a.wave_id, n.status, n.kind, a.state FROM notice n JOIN account a ON a.id = n.account_id
-			WHERE n.id = $1 AND n.channel = 'letter' AND n.status IN ('printed', 'sent', 'returned') FOR UPDATE`, noticeID).Scan(&acc, &waveID, &status, &kind, &state)
+		var postedOn *time.Time
+		var byHolder bool
+		err := tx.QueryRow(ctx, `SELECT n.account_id, a.wave_id, n.status, n.kind, a.state, b.posted_on, a.activated_by_holder
+			FROM notice n JOIN account a ON a.id = n.account_id LEFT JOIN letter_batch b ON b.id = n.batch_id
+			WHERE n.id = $1 AND n.channel = 'letter' AND n.status IN ('printed', 'sent', 'returned') FOR UPDATE OF n, a`, noticeID).
+			Scan(&acc, &waveID, &status, &kind, &state, &postedOn, &byHolder)
 		if err != nil {
 			return provisioning.NotFound(err, "letter")
 		}
-		if status == "returned" {
+		switch {
+		case status == "returned":
 			state = ""
 			return nil
+		case postedOn == nil:
+			return errNeverPosted
+		case day.Before(*postedOn):
+			return errReturnedBeforePosting
 		}
 		now := st.Clock.Now()
 		if _, err := tx.Exec(ctx, `UPDATE notice SET status = 'returned', returned_on = $2, error = left('returned: ' || $3, 200)
@@ -220,8 +245,17 @@ func recordReturn(ctx context.Context, st *provisioning.Store, noticeID int64, d
 				return fmt.Errorf("recording a returned letter: %w", err)
 			}
 		}
-		if !reached {
-			if err := markUnreachable(ctx, tx, st.AuditKey, []int64{acc}, "letter returned", now); err != nil {
+		switch {
+		case reached:
+		case state == provisioning.StateActive && !byHolder:
+			// The window activated someone who was never told: unreachable
+			// again, listed for the call centre.
+			if err := markUnreachable(ctx, tx, st.AuditKey, unreachable{ids: []int64{acc}, reason: "letter returned after activation", now: now, active: true}); err != nil {
+				return err
+			}
+			state = unreachableAfterActivation
+		default:
+			if err := markUnreachable(ctx, tx, st.AuditKey, unreachable{ids: []int64{acc}, reason: "letter returned", now: now}); err != nil {
 				return err
 			}
 			if state == provisioning.StatePending || state == provisioning.StateNotified {

@@ -80,16 +80,33 @@ var checks = []check{
 		`SELECT a.id FROM account a JOIN wave w ON w.id = a.wave_id WHERE a.wave_id = $1 AND a.state = 'active'
 		   AND ` + hasOppositionNotice + ` AND NOT ` + informed + `
 		   AND NOT EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id) AND NOT a.activated_by_holder`},
-	{"opposed_without_notice", "opposed accounts with no notice sent (nobody could have their code)",
+	{"active_without_any_notice", "active accounts of people born before 2022 with no opposition notice at all (only a newborn, or a person an agent spoke with, is active without one)",
+		`SELECT a.id FROM account a JOIN person p ON p.id = a.person_id WHERE a.wave_id = $1 AND a.state = 'active'
+		   AND p.birth_date < '2022-01-01' AND NOT ` + hasOppositionNotice + `
+		   AND NOT EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id AND o.identity_checked_by IS NOT NULL)`},
+	{"notified_without_dispatch", "notified accounts whose current opposition notice never left (still pending: set back, or never sent)",
+		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state = 'notified'
+		   AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition' AND n.seq = a.notice_round
+		                   AND n.status NOT IN ('pending', 'cancelled'))`},
+	{"withdrawal_not_audited", "oppositions withdrawn without the audit event that withdrew them (changed behind the application's back)",
+		`SELECT o.account_id FROM opposition o JOIN account a ON a.id = o.account_id WHERE a.wave_id = $1 AND o.undone_at IS NOT NULL
+		   AND NOT EXISTS (SELECT 1 FROM audit_event e WHERE e.action = 'account.opposition_withdrawn' AND e.details->>'reference' = o.reference)
+		   AND NOT EXISTS (SELECT 1 FROM audit_event e WHERE e.action = 'account.reinstated'
+		                   AND (e.details->'opposition_withdrawn')::jsonb ? o.reference)`},
+	{"opposed_without_notice", "opposed accounts with no notice sent (nobody could have their code), unless an agent checked the person's identity",
 		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state = 'opposed'
-		   AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition' AND n.status IN ('printed', 'sent'))`},
+		   AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition' AND n.status IN ('printed', 'sent'))
+		   AND NOT EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id AND o.undone_at IS NULL AND o.identity_checked_by IS NOT NULL)`},
 	{"without_code", "notified, opposed or active accounts with a code notice but no code hash (their code would answer 'incorrect')",
 		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state IN ('notified', 'opposed', 'active')
 		   AND a.code_hash IS NULL AND ` + hasOppositionNotice},
-	{"notified_without_deadline", "notified or opposed accounts without a deadline",
-		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state IN ('notified', 'opposed') AND a.deadline IS NULL`},
-	{"standing_opposition_not_opposed", "standing oppositions whose account is not opposed (reinstated, activated or closed without withdrawing it)",
-		`SELECT a.id FROM opposition o JOIN account a ON a.id = o.account_id WHERE a.wave_id = $1 AND o.undone_at IS NULL AND a.state <> 'opposed'`},
+	{"notified_without_deadline", "notified accounts, or opposed ones that were notified, without a deadline",
+		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state IN ('notified', 'opposed') AND a.deadline IS NULL
+		   AND (a.state = 'notified' OR a.notified_at IS NOT NULL)`},
+	{"standing_opposition_not_opposed", "standing oppositions whose account is not opposed (reinstated, activated or closed without withdrawing it), but for a refusal read late that closed the account",
+		`SELECT a.id FROM opposition o JOIN account a ON a.id = o.account_id WHERE a.wave_id = $1 AND o.undone_at IS NULL AND a.state <> 'opposed'
+		   AND NOT (a.state IN ('archived', 'purged') AND EXISTS (SELECT 1 FROM archive x WHERE x.account_id = a.id AND x.reason = 'opposed_late')
+		            OR a.state = 'purged' AND EXISTS (SELECT 1 FROM purge_trace t WHERE t.account_id = a.id AND t.reason = 'opposed_late'))`},
 	{"opposed_without_opposition", "opposed accounts without a standing opposition",
 		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state = 'opposed'
 		   AND NOT EXISTS (SELECT 1 FROM opposition o WHERE o.account_id = a.id AND o.undone_at IS NULL)`},

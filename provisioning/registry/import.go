@@ -38,6 +38,9 @@ type ImportResult struct {
 	RejectsFile string           `json:"rejects_file,omitempty"`
 	// Cancelled and Closed count accounts of people this import reported
 	// dead: cancelled before activation, or closed and archived.
+	// Renamed lists the people whose name this import changed (applied
+	// and audited); a changed birth date is refused (identity_conflict).
+	Renamed   []Renamed     `json:"renamed"`
 	Cancelled int64         `json:"cancelled"`
 	Closed    int64         `json:"closed"`
 	Duration  time.Duration `json:"-"`
@@ -63,11 +66,11 @@ type ImportOptions struct {
 // stageColumns are the staging table's columns, in the order stageSource
 // writes them.
 const stageColumns = `line, reason, nir_masked, nir, sex, last_name, first_name, birth_date, email, address_line2,
-	address_line3, address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, protection, maybe_dup`
+	address_line3, address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, protection, caisse, maybe_dup`
 
 // personColumns are the person columns an import sets, in stage order.
 const personColumns = `nir, sex, last_name, first_name, birth_date, email, address_line2, address_line3,
-	address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, protection`
+	address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, protection, caisse`
 
 // Import streams a registry file into the person table (SPEC §1). The
 // whole import is one transaction: a failure leaves nothing half-done, and a
@@ -182,45 +185,24 @@ func finishImport(ctx context.Context, tx pgx.Tx, key []byte, f importedFile) (i
 	t := time.Now()
 	// The first appearance of a NIR wins; later ones are duplicates. Only
 	// the NIRs the filter may have seen before need ranking.
-	dups, err := tx.Query(ctx, `UPDATE registry_stage s SET reason = 'duplicate_nir'
+	if err := rejectStaged(ctx, tx, rejects, res, RejectDuplicateNIR, `
 		FROM (SELECT line, row_number() OVER (PARTITION BY nir ORDER BY line) AS rn
 		      FROM registry_stage WHERE nir IN (SELECT nir FROM registry_stage WHERE maybe_dup)) d
-		WHERE d.line = s.line AND d.rn > 1 AND s.reason IS NULL
-		RETURNING s.line, s.nir, s.last_name, s.first_name, s.birth_date::text, coalesce(s.email, ''),
-		    coalesce(s.address_line2, ''), coalesce(s.address_line3, ''), coalesce(s.address_line4, ''),
-		    coalesce(s.address_line5, ''), coalesce(s.postcode, ''), coalesce(s.city, ''), coalesce(s.country, ''),
-		    coalesce(s.guardian_nir, ''), coalesce(s.death_date::text, ''), coalesce(s.protection, '')`)
+		WHERE d.line = s.line AND d.rn > 1 AND s.reason IS NULL`); err != nil {
+		return 0, err
+	}
+	// A known NIR with another birth date is a decision, not an update: the
+	// birth date is half of what lets someone refuse.
+	if err := rejectStaged(ctx, tx, rejects, res, RejectIdentityConflict, `
+		FROM person p WHERE p.nir = s.nir AND s.reason IS NULL AND p.birth_date <> s.birth_date`); err != nil {
+		return 0, err
+	}
+	// A name change is applied, audited and listed.
+	renamed, err := renamedPeople(ctx, tx)
 	if err != nil {
-		return 0, fmt.Errorf("finding duplicate NIRs: %w", err)
+		return 0, err
 	}
-	for dups.Next() {
-		var line int64
-		vals := make([]string, len(RequiredColumns)+len(OptionalColumns))
-		ptrs := []any{&line}
-		for i := range vals {
-			ptrs = append(ptrs, &vals[i])
-		}
-		if err := dups.Scan(ptrs...); err != nil {
-			dups.Close()
-			return 0, fmt.Errorf("reading duplicate NIRs: %w", err)
-		}
-		fields := map[string]string{}
-		for i, c := range append(append([]string{}, RequiredColumns...), OptionalColumns...) {
-			fields[c] = vals[i]
-		}
-		if err := rejects.write(line, RejectDuplicateNIR, fields); err != nil {
-			dups.Close()
-			return 0, err
-		}
-		res.Reasons[string(RejectDuplicateNIR)]++
-		res.Rejected++
-		res.Accepted--
-	}
-	dups.Close()
-	if err := dups.Err(); err != nil {
-		return 0, fmt.Errorf("finding duplicate NIRs: %w", err)
-	}
-
+	res.Renamed = renamed
 	t = res.phase("duplicates", t)
 	var importID int64
 	if err := tx.QueryRow(ctx, `INSERT INTO registry_import (file_name, file_sha256) VALUES ($1, $2) RETURNING id`,
@@ -250,11 +232,90 @@ func finishImport(ctx context.Context, tx pgx.Tx, key []byte, f importedFile) (i
 		importID, now, res.Read, res.Accepted, res.Inserted, res.Updated, res.Unchanged, res.Rejected, warnings); err != nil {
 		return 0, fmt.Errorf("recording import figures: %w", err)
 	}
-	err = audit.Append(ctx, tx, key, now, audit.Event{Actor: actor, Action: "registry.import", Details: map[string]any{
+	events := []audit.Event{{Actor: actor, Action: "registry.import", Details: map[string]any{
 		"import_id": importID, "file_sha256": sha, "read": res.Read, "accepted": res.Accepted,
 		"inserted": res.Inserted, "updated": res.Updated, "rejected": res.Rejected, "reasons": res.Reasons,
-	}})
+	}}}
+	if len(res.Renamed) > 0 {
+		people := make([]int64, len(res.Renamed))
+		for i, r := range res.Renamed {
+			people[i] = r.PersonID
+		}
+		events = append(events, audit.Event{Actor: actor, Action: "person.renamed", Details: map[string]any{
+			"import_id": importID, "person_ids": people}})
+	}
+	err = audit.Append(ctx, tx, key, now, events...)
 	return importID, err
+}
+
+// rejectStaged marks the staged rows that from (a FROM and WHERE clause on
+// registry_stage s) selects as rejected for reason, and writes each to the
+// rejects file with its line.
+func rejectStaged(ctx context.Context, tx pgx.Tx, rejects *rejectsWriter, res *ImportResult, reason RejectReason, from string) error {
+	rows, err := tx.Query(ctx, `UPDATE registry_stage s SET reason = '`+string(reason)+`' `+from+`
+		RETURNING s.line, s.nir, s.last_name, s.first_name, s.birth_date::text, coalesce(s.email, ''),
+		    coalesce(s.address_line2, ''), coalesce(s.address_line3, ''), coalesce(s.address_line4, ''),
+		    coalesce(s.address_line5, ''), coalesce(s.postcode, ''), coalesce(s.city, ''), coalesce(s.country, ''),
+		    coalesce(s.guardian_nir, ''), coalesce(s.death_date::text, ''), coalesce(s.protection, ''), coalesce(s.caisse, '')`)
+	if err != nil {
+		return fmt.Errorf("finding rows to reject as %s: %w", reason, err)
+	}
+	defer rows.Close()
+	columns := append(append([]string{}, RequiredColumns...), OptionalColumns...)
+	for rows.Next() {
+		var line int64
+		vals := make([]string, len(columns))
+		ptrs := []any{&line}
+		for i := range vals {
+			ptrs = append(ptrs, &vals[i])
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return fmt.Errorf("reading rows rejected as %s: %w", reason, err)
+		}
+		fields := map[string]string{}
+		for i, c := range columns {
+			fields[c] = vals[i]
+		}
+		if err := rejects.write(line, reason, fields); err != nil {
+			return err
+		}
+		res.Reasons[string(reason)]++
+		res.Rejected++
+		res.Accepted--
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("finding rows to reject as %s: %w", reason, err)
+	}
+	return nil
+}
+
+// Renamed is a person whose name a registry file changed: the line, and
+// the NIR masked.
+type Renamed struct {
+	Line      int64  `json:"line"`
+	NIRMasked string `json:"nir"`
+	PersonID  int64  `json:"-"`
+}
+
+// renamedPeople lists the accepted staged rows that change a known
+// person's name.
+func renamedPeople(ctx context.Context, tx pgx.Tx) ([]Renamed, error) {
+	rows, err := tx.Query(ctx, `SELECT s.line, s.nir, p.id FROM registry_stage s JOIN person p ON p.nir = s.nir
+		WHERE s.reason IS NULL AND (p.last_name, p.first_name) IS DISTINCT FROM (s.last_name, s.first_name) ORDER BY s.line`)
+	if err != nil {
+		return nil, fmt.Errorf("finding name changes: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Renamed, error) {
+		var n Renamed
+		var nir string
+		err := r.Scan(&n.Line, &nir, &n.PersonID)
+		n.NIRMasked = provisioning.MaskNIR(nir)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finding name changes: %w", err)
+	}
+	return out, nil
 }
 
 // upsertPeople moves the accepted staged rows into person.
@@ -273,14 +334,14 @@ func upsertPeople(ctx context.Context, tx pgx.Tx, res *ImportResult) error {
 		    email = s.email, address_line2 = s.address_line2, address_line3 = s.address_line3,
 		    address_line4 = s.address_line4, address_line5 = s.address_line5, postcode = s.postcode, city = s.city,
 		    country = s.country, guardian_nir = s.guardian_nir, death_date = s.death_date, department = s.department,
-		    protection = s.protection, updated_at = now()
+		    protection = s.protection, caisse = s.caisse, updated_at = now()
 		FROM registry_stage s
 		WHERE s.reason IS NULL AND p.nir = s.nir
 		  AND (p.sex, p.last_name, p.first_name, p.birth_date, p.email, p.address_line2, p.address_line3,
-		       p.address_line4, p.address_line5, p.postcode, p.city, p.country, p.guardian_nir, p.death_date, p.protection)
+		       p.address_line4, p.address_line5, p.postcode, p.city, p.country, p.guardian_nir, p.death_date, p.protection, p.caisse)
 		    IS DISTINCT FROM
 		      (s.sex, s.last_name, s.first_name, s.birth_date, s.email, s.address_line2, s.address_line3,
-		       s.address_line4, s.address_line5, s.postcode, s.city, s.country, s.guardian_nir, s.death_date, s.protection)
+		       s.address_line4, s.address_line5, s.postcode, s.city, s.country, s.guardian_nir, s.death_date, s.protection, s.caisse)
 		RETURNING 1)
 		SELECT count(*) FROM u`).Scan(&res.Updated)
 	if err != nil {

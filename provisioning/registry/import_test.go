@@ -299,3 +299,40 @@ func TestRejectsFileNeutralisesFormulas(t *testing.T) {
 		t.Fatalf("re-imported as %q %q", last, first)
 	}
 }
+
+// The same NIR imported with another birth date is refused
+// identity_conflict and changes nothing (before: "updated": 1, the birth
+// date — half of the secret that lets someone refuse — overwritten); a name
+// change is applied, audited and listed.
+func TestIdentityChangesAreDecisionsNotUpdates(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	st := testdb.Store(pool)
+	first := testdb.RegistryHeader + "255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n" +
+		"284052A32102552,Ñúñez,Gaëlle,1984-05-02,g@example.fr,,,,,\n"
+	if _, err := registry.Import(ctx, st, testdb.WriteRegistry(t, first), registry.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	later := testdb.RegistryHeader + "255081416802538,Martin,Zoé,1955-08-13,zoe@example.fr,,,,,\n" + // another birth date
+		"284052A32102552,Ñúñez-Petit,Gaëlle,1984-05-02,g@example.fr,,,,,\n" // a new name
+	res, err := registry.Import(ctx, st, testdb.WriteRegistry(t, later), registry.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reasons["identity_conflict"] != 1 || res.Updated != 1 || len(res.Renamed) != 1 || res.Renamed[0].Line != 3 {
+		t.Fatalf("a later file with a birth date changed and a name changed: %+v", res)
+	}
+	if strings.Contains(res.Renamed[0].NIRMasked, "032102552") {
+		t.Fatalf("the renamed person's NIR is listed in clear: %s", res.Renamed[0].NIRMasked)
+	}
+	var birth string
+	var renamedEvents int
+	if err := pool.QueryRow(ctx, `SELECT birth_date::text, (SELECT count(*) FROM audit_event WHERE action = 'person.renamed')
+		FROM person WHERE nir = '255081416802538'`).Scan(&birth, &renamedEvents); err != nil {
+		t.Fatal(err)
+	}
+	if birth != "1955-08-12" || renamedEvents != 1 {
+		t.Fatalf("after the conflict: birth date %s, %d person.renamed events; want unchanged and one", birth, renamedEvents)
+	}
+}

@@ -39,6 +39,10 @@ const (
 	// RejectProtectedWithoutGuardian: an adult under protection whose
 	// representative (guardian_nir) is not given.
 	RejectProtectedWithoutGuardian RejectReason = "protected_without_guardian"
+	// RejectIdentityConflict — the NIR is known with another birth date: an
+	// identity change is a decision for an operator, never an update (the
+	// birth date is half of what lets someone refuse).
+	RejectIdentityConflict RejectReason = "identity_conflict"
 )
 
 // Protections of an adult the registry may record (column protection).
@@ -51,6 +55,11 @@ const (
 // row is kept and the email treated as absent.
 const WarningEmailInvalid = "email_invalid"
 
+// WarningCaisseInvalid is counted when a caisse is present but not three
+// characters of an organisme's code (311, 2A1, 974); the row is kept and the
+// caisse treated as absent.
+const WarningCaisseInvalid = "caisse_invalid"
+
 // MaxAddressLine is the AFNOR NF Z10-011 line length: a DL window holds 38
 // characters a line.
 const MaxAddressLine = 38
@@ -59,7 +68,7 @@ const MaxAddressLine = 38
 var (
 	RequiredColumns = []string{"nir", "last_name", "first_name", "birth_date"}
 	OptionalColumns = []string{"email", "address_line2", "address_line3", "address_line4", "address_line5",
-		"postcode", "city", "country", "guardian_nir", "death_date", "protection"}
+		"postcode", "city", "country", "guardian_nir", "death_date", "protection", "caisse"}
 	// AnnotationColumns are written by the rejects CSV and ignored on import,
 	// so that a corrected rejects file re-imports as it is.
 	AnnotationColumns = []string{"reject_line", "reject_reason"}
@@ -80,8 +89,8 @@ type Header struct {
 
 // columnIndex holds each known column's position, -1 when absent.
 type columnIndex struct {
-	nir, lastName, firstName, birthDate, email, postcode, city, country, guardianNIR, deathDate, protection int
-	addressLines                                                                                            [4]int
+	nir, lastName, firstName, birthDate, email, postcode, city, country, guardianNIR, deathDate, protection, caisse int
+	addressLines                                                                                                    [4]int
 }
 
 // ParseHeader validates the header row: every required column present, no
@@ -125,7 +134,7 @@ func ParseHeader(fields []string) (*Header, error) {
 	}
 	h.col = columnIndex{nir: at("nir"), lastName: at("last_name"), firstName: at("first_name"), birthDate: at("birth_date"),
 		email: at("email"), postcode: at("postcode"), city: at("city"), country: at("country"),
-		guardianNIR: at("guardian_nir"), deathDate: at("death_date"), protection: at("protection")}
+		guardianNIR: at("guardian_nir"), deathDate: at("death_date"), protection: at("protection"), caisse: at("caisse")}
 	for i := range h.col.addressLines {
 		h.col.addressLines[i] = at(fmt.Sprintf("address_line%d", i+2))
 	}
@@ -173,8 +182,11 @@ type Person struct {
 	Country      string // empty for France
 	GuardianNIR  string
 	DeathDate    *time.Time
-	Department   string // of residence, from the postcode; "99" abroad
-	Protection   string // an adult's: ProtectionTutelle, ProtectionCuratelle or ""
+	// Department of residence, from the postcode ("99" abroad), or else
+	// from the caisse: what places a person in a department's wave.
+	Department string
+	Protection string // an adult's: ProtectionTutelle, ProtectionCuratelle or ""
+	Caisse     string // the organisme d'affiliation, "" when absent or invalid
 }
 
 // RowResult is the outcome of validating one row: a Person, or a reason.
@@ -262,7 +274,17 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 			r.Warnings = append(r.Warnings, WarningEmailInvalid)
 		}
 	}
+	if v := strings.ToUpper(field(rec, c.caisse)); v != "" {
+		if provisioning.CaisseDepartment(v) != "" {
+			p.Caisse = v
+		} else {
+			r.Warnings = append(r.Warnings, WarningCaisseInvalid)
+		}
+	}
 	p.Department = provisioning.DepartmentOf(p.Postcode, p.Country)
+	if p.Department == "" {
+		p.Department = provisioning.CaisseDepartment(p.Caisse)
+	}
 	if g := field(rec, c.guardianNIR); g != "" {
 		if gn, err := provisioning.ParseNIR(g); err == nil {
 			p.GuardianNIR = string(gn)

@@ -197,13 +197,14 @@ func (s *stageSource) validate(recs []rawRecord) stageBatch {
 		}
 		buf = copyText(buf, p.Department)
 		buf = copyText(buf, p.Protection)
+		buf = copyText(buf, p.Caisse)
 		row.text = buf[start:]
 	}
 	return stageBatch{rows: rows}
 }
 
 // rejectedTail is a rejected row's columns after its NIR: all NULL.
-var rejectedTail = strings.Repeat("\t\\N", 16)
+var rejectedTail = strings.Repeat("\t\\N", 17)
 
 // copyText appends a tab and s as a COPY text field: "" is NULL, and the
 // backslash and the characters that end a field or a line are escaped.

@@ -146,7 +146,7 @@ func launchBatch(ctx context.Context, st *provisioning.Store, w *provisioning.Wa
 		if limit > 0 {
 			err := tx.QueryRow(ctx, `WITH cand AS (
 				SELECT p.id, p.birth_date FROM person p
-				WHERE p.id > $2 AND p.death_date IS NULL
+				WHERE p.id > $2 AND p.death_date IS NULL AND p.opposed_at IS NULL
 				  AND (cardinality($3::text[]) = 0 OR p.department = ANY($3))
 				  AND ($4::int IS NULL OR p.birth_date >= make_date($4, 1, 1))
 				  AND ($5::int IS NULL OR p.birth_date < make_date($5 + 1, 1, 1))
@@ -178,7 +178,7 @@ func launchBatch(ctx context.Context, st *provisioning.Store, w *provisioning.Wa
 		var selected, deceased, enrolled int64
 		if err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE p.death_date IS NOT NULL),
 				count(*) FILTER (WHERE p.death_date IS NULL AND EXISTS (SELECT 1 FROM account a WHERE a.person_id = p.id AND a.wave_id <> $1))
-			FROM person p WHERE p.id > $2 AND ($6 OR p.id <= $7)
+			FROM person p WHERE p.id > $2 AND ($6 OR p.id <= $7) AND p.opposed_at IS NULL
 			  AND (cardinality($3::text[]) = 0 OR p.department = ANY($3))
 			  AND ($4::int IS NULL OR p.birth_date >= make_date($4, 1, 1))
 			  AND ($5::int IS NULL OR p.birth_date < make_date($5 + 1, 1, 1))`,

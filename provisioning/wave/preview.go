@@ -48,7 +48,7 @@ func DryRun(ctx context.Context, db provisioning.DBTX, spec provisioning.WaveSpe
 	rows, err := db.Query(ctx, `WITH sel AS (
 			SELECT p.*, (p.death_date IS NOT NULL) AS dead, EXISTS (SELECT 1 FROM account a WHERE a.person_id = p.id) AS enrolled
 			FROM person p
-			WHERE (cardinality($1::text[]) = 0 OR p.department = ANY($1))
+			WHERE p.opposed_at IS NULL AND (cardinality($1::text[]) = 0 OR p.department = ANY($1))
 			  AND ($2::int IS NULL OR p.birth_date >= make_date($2, 1, 1))
 			  AND ($3::int IS NULL OR p.birth_date < make_date($3 + 1, 1, 1))),
 		elig AS (SELECT * FROM sel WHERE NOT dead AND NOT enrolled ORDER BY id LIMIT $4),

@@ -97,7 +97,7 @@ func TestSchemaRefusesForbiddenTransitions(t *testing.T) {
 	testdb.LaunchAll(t, pool, 50, 1, wave.LaunchOptions{})
 	for name, q := range map[string]string{
 		"pending to active":           `UPDATE account SET state = 'active', activated_at = now() WHERE state = 'pending'`,
-		"pending to opposed":          `UPDATE account SET state = 'opposed', opposed_at = now() WHERE state = 'pending'`,
+		"opposed without its time":    `UPDATE account SET state = 'opposed' WHERE state = 'pending'`,
 		"notified without a deadline": `UPDATE account SET state = 'notified', notified_at = now() WHERE state = 'pending'`,
 		"unknown state":               `UPDATE account SET state = 'frozen' WHERE state = 'pending'`,
 	} {

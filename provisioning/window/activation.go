@@ -38,7 +38,7 @@ func ActivateEarly(ctx context.Context, st *provisioning.Store, a Attempt) (*Act
 		var first string
 		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'active', activated_at = $3, activated_by_holder = true
 			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
-			  AND a.state = 'notified' AND a.deadline >= $3 AND `+uniqueHolder+`
+			  AND a.state = 'notified' AND ens_local_deadline(a.deadline, p.department) >= $3 AND `+uniqueHolder+`
 			RETURNING a.id, p.first_name`, codeHash, birth, now).Scan(&id, &first)
 		if errors.Is(err, pgx.ErrNoRows) {
 			h, err := FindHolder(ctx, tx, codeHash, birth)

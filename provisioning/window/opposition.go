@@ -31,6 +31,12 @@ type Holder struct {
 	State       provisioning.State
 	Deadline    *time.Time
 	Opposition  *Receipt
+	// What deciding a mailed opposition needs, never shown: the person's
+	// department of residence (their time zone), when the account was
+	// notified, and whether its holder activated it themselves.
+	Department        string     `json:"-"`
+	NotifiedAt        *time.Time `json:"-"`
+	ActivatedByHolder bool       `json:"-"`
 }
 
 // Receipt is the proof of an opposition.
@@ -39,7 +45,7 @@ type Receipt struct {
 	At          time.Time `json:"at"`
 	Channel     string    `json:"channel"`
 	FirstMasked string    `json:"first_name"`
-	Deadline    time.Time `json:"deadline"`
+	Deadline    time.Time `json:"deadline,omitzero"` // none for a refusal before any notice
 	Undone      bool      `json:"undone,omitempty"`
 	// PostmarkedOn: a mailed opposition, counted by its postmark.
 	PostmarkedOn *time.Time `json:"postmarked_on,omitempty"`
@@ -62,7 +68,8 @@ func FindHolder(ctx context.Context, db provisioning.DBTX, codeHash []byte, birt
 	var o Receipt
 	var ref, channel *string
 	var at *time.Time
-	rows, err := db.Query(ctx, `SELECT a.id, p.first_name, a.state, a.deadline, o.reference, o.at, o.channel, o.postmarked_on
+	rows, err := db.Query(ctx, `SELECT a.id, p.first_name, a.state, a.deadline, o.reference, o.at, o.channel, o.postmarked_on,
+		       coalesce(p.department, ''), a.notified_at, a.activated_by_holder
 		FROM account a JOIN person p ON p.id = a.person_id
 		LEFT JOIN opposition o ON o.account_id = a.id AND o.undone_at IS NULL AND a.state = 'opposed'
 		WHERE a.code_hash = $1 AND p.birth_date = $2 LIMIT 2`, codeHash, birth)
@@ -71,7 +78,8 @@ func FindHolder(ctx context.Context, db provisioning.DBTX, codeHash []byte, birt
 	}
 	n := 0
 	for rows.Next() {
-		if err := rows.Scan(&h.AccountID, &first, &h.State, &h.Deadline, &ref, &at, &channel, &o.PostmarkedOn); err != nil {
+		if err := rows.Scan(&h.AccountID, &first, &h.State, &h.Deadline, &ref, &at, &channel, &o.PostmarkedOn,
+			&h.Department, &h.NotifiedAt, &h.ActivatedByHolder); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("looking up code: %w", err)
 		}
@@ -88,10 +96,13 @@ func FindHolder(ctx context.Context, db provisioning.DBTX, codeHash []byte, birt
 	}
 	h.FirstMasked = MaskFirstName(first)
 	if h.State == provisioning.StateOpposed {
-		if ref == nil || at == nil || channel == nil || h.Deadline == nil {
+		if ref == nil || at == nil || channel == nil {
 			return nil, fmt.Errorf("looking up code: account %d is opposed without a standing opposition", h.AccountID)
 		}
-		o.Reference, o.At, o.Channel, o.FirstMasked, o.Deadline = *ref, *at, *channel, h.FirstMasked, *h.Deadline
+		o.Reference, o.At, o.Channel, o.FirstMasked = *ref, *at, *channel, h.FirstMasked
+		if h.Deadline != nil {
+			o.Deadline = *h.Deadline
+		}
 		h.Opposition = &o
 	}
 	return &h, nil
@@ -100,10 +111,14 @@ func FindHolder(ctx context.Context, db provisioning.DBTX, codeHash []byte, birt
 // standingReceipt reads the opposition standing on an account.
 func standingReceipt(ctx context.Context, db provisioning.DBTX, accountID int64, first string) (*Receipt, error) {
 	r := &Receipt{FirstMasked: MaskFirstName(first)}
+	var deadline *time.Time // none when the person refused before any notice
 	err := db.QueryRow(ctx, `SELECT o.reference, o.at, o.channel, a.deadline, o.postmarked_on FROM opposition o JOIN account a ON a.id = o.account_id
-		WHERE o.account_id = $1 AND o.undone_at IS NULL`, accountID).Scan(&r.Reference, &r.At, &r.Channel, &r.Deadline, &r.PostmarkedOn)
+		WHERE o.account_id = $1 AND o.undone_at IS NULL`, accountID).Scan(&r.Reference, &r.At, &r.Channel, &deadline, &r.PostmarkedOn)
 	if err != nil {
 		return nil, fmt.Errorf("reading opposition: %w", err)
+	}
+	if deadline != nil {
+		r.Deadline = *deadline
 	}
 	return r, nil
 }
@@ -117,6 +132,12 @@ const uniqueHolder = `(SELECT count(*) FROM account a2 JOIN person p2 ON p2.id =
 type OpposeResult struct {
 	Receipt        *Receipt
 	AlreadyOpposed bool
+	// Late: the refusal, postmarked by the deadline, arrived after the
+	// window activated the account, which is closed as opposed late.
+	Late bool `json:"opposed_late,omitempty"`
+	// BeforeAnyWave: the person had no account; the refusal is recorded on
+	// them, and no wave will select them.
+	BeforeAnyWave bool `json:"before_any_wave,omitempty"`
 }
 
 // Attempt is what someone gives to act on an account with its code: the
@@ -145,23 +166,43 @@ func Oppose(ctx context.Context, st *provisioning.Store, a Attempt) (*OpposeResu
 		if err != nil {
 			return err
 		}
+		var postmarkDay any
+		if postmark != nil {
+			postmarkDay = postmark.Format(time.DateOnly)
+		}
 		var id int64
 		var first string
 		err = tx.QueryRow(ctx, `UPDATE account a SET state = 'opposed', opposed_at = $3
 			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
-			  AND a.state = 'notified' AND a.deadline >= $4 AND `+uniqueHolder+`
-			RETURNING a.id, p.first_name`, codeHash, birth, now, effective).Scan(&id, &first)
+			  AND a.state = 'notified' AND ens_local_deadline(a.deadline, p.department) >= $4 AND `+uniqueHolder+`
+			  AND ($5::date IS NULL OR $5::date >= (a.notified_at AT TIME ZONE 'Europe/Paris')::date)
+			RETURNING a.id, p.first_name`, codeHash, birth, now, effective, postmarkDay).Scan(&id, &first)
 		if errors.Is(err, pgx.ErrNoRows) {
 			h, err := FindHolder(ctx, tx, codeHash, birth)
 			if err != nil {
 				return err
 			}
+			inTime := h.Deadline != nil && !effective.After(provisioning.LocalDeadline(*h.Deadline, h.Department))
 			switch {
 			case h.State == provisioning.StateOpposed:
 				out = &OpposeResult{Receipt: h.Opposition, AlreadyOpposed: true}
 				return nil
-			case h.State == provisioning.StateActive && postmark != nil && h.Deadline != nil && !effective.After(*h.Deadline):
+			case postmark != nil && h.NotifiedAt != nil && provisioning.Day(effective).Before(provisioning.Day(*h.NotifiedAt)):
+				return ErrPostmarkBeforeNotice
+			case h.State == provisioning.StateActive && postmark != nil && inTime && h.ActivatedByHolder:
 				return ErrActivatedBeforeArrival
+			case h.State == provisioning.StateActive && postmark != nil && inTime:
+				if _, err := tx.Exec(ctx, `SELECT 1 FROM account WHERE id = $1 AND state = 'active' FOR UPDATE`, h.AccountID); err != nil {
+					return fmt.Errorf("locking the account: %w", err)
+				}
+				r, err := opposeLate(ctx, tx, st.AuditKey, opposition{account: h.AccountID, now: now, postmark: postmark,
+					channel: channel, actor: actor})
+				if err != nil {
+					return err
+				}
+				r.FirstMasked = h.FirstMasked
+				out = &OpposeResult{Receipt: r, Late: true}
+				return nil
 			case h.State == provisioning.StateNotified || h.State == provisioning.StateActive:
 				return ErrWindowClosed
 			}
@@ -170,7 +211,8 @@ func Oppose(ctx context.Context, st *provisioning.Store, a Attempt) (*OpposeResu
 		if err != nil {
 			return fmt.Errorf("recording opposition: %w", err)
 		}
-		r, err := recordOpposition(ctx, tx, st.AuditKey, opposition{id, first, now, postmark, channel, actor, ""})
+		r, err := recordOpposition(ctx, tx, st.AuditKey, opposition{account: id, first: first, now: now, postmark: postmark,
+			channel: channel, actor: actor})
 		out = &OpposeResult{Receipt: r}
 		return err
 	})
@@ -187,7 +229,7 @@ func UndoOpposition(ctx context.Context, st *provisioning.Store, a Attempt) (*Re
 		var id int64
 		err := tx.QueryRow(ctx, `UPDATE account a SET state = 'notified', opposed_at = NULL
 			FROM person p WHERE p.id = a.person_id AND a.code_hash = $1 AND p.birth_date = $2
-			  AND a.state = 'opposed' AND a.deadline >= $3 AND `+uniqueHolder+` RETURNING a.id`, codeHash, birth, now).Scan(&id)
+			  AND a.state = 'opposed' AND ens_local_deadline(a.deadline, p.department) >= $3 AND `+uniqueHolder+` RETURNING a.id`, codeHash, birth, now).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			if h, err := FindHolder(ctx, tx, codeHash, birth); err != nil {
 				return err
@@ -217,12 +259,15 @@ func ReceiptByReference(ctx context.Context, db provisioning.DBTX, ref string) (
 	}
 	r := &Receipt{Reference: ref}
 	var first string
-	var undone *time.Time
+	var deadline, undone *time.Time
 	err := db.QueryRow(ctx, `SELECT o.at, o.channel, p.first_name, a.deadline, o.undone_at FROM opposition o
-		JOIN account a ON a.id = o.account_id JOIN person p ON p.id = a.person_id WHERE o.reference = $1`, ref).
-		Scan(&r.At, &r.Channel, &first, &r.Deadline, &undone)
+		LEFT JOIN account a ON a.id = o.account_id JOIN person p ON p.id = coalesce(a.person_id, o.person_id) WHERE o.reference = $1`, ref).
+		Scan(&r.At, &r.Channel, &first, &deadline, &undone)
 	if err != nil {
 		return nil, provisioning.NotFound(err, "receipt")
+	}
+	if deadline != nil {
+		r.Deadline = *deadline
 	}
 	r.FirstMasked, r.Undone = MaskFirstName(first), undone != nil
 	return r, nil

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/notify/mailsink"
+	"github.com/ens-sante/ens/optout"
+	"github.com/ens-sante/ens/provisioning"
+)
+
+// person is one row of the CLI's database the edge tests act on.
+type person struct {
+	id, account int64
+	nir, birth  string
+}
+
+// pick reads the first person matching where (SQL on person p and account a,
+// left-joined), ordered by person id.
+func (c *cli) pick(where string, args ...any) person {
+	c.t.Helper()
+	var p person
+	var acc *int64
+	err := c.db().QueryRow(context.Background(), `SELECT p.id, a.id, p.nir, p.birth_date::text FROM person p
+		LEFT JOIN account a ON a.person_id = p.id WHERE `+where+` ORDER BY p.id LIMIT 1`, args...).Scan(&p.id, &acc, &p.nir, &p.birth)
+	if err != nil {
+		c.t.Fatalf("picking a person (%s): %v", where, err)
+	}
+	if acc != nil {
+		p.account = *acc
+	}
+	return p
+}
+
+// agentOptout records a refusal through an agent after an identity check,
+// the NIR on stdin.
+func (c *cli) agentOptout(p person, extra ...string) (int, string, string) {
+	return c.runStdin(p.nir+"\n", append([]string{"optout", "--nir", "-", "--birth-date", p.birth, "--operator", "olga",
+		"--identity-checked-by", "bob"}, extra...)...)
+}
+
+func (c *cli) state(account int64) string {
+	c.t.Helper()
+	var s string
+	if err := c.db().QueryRow(context.Background(), `SELECT state FROM account WHERE id = $1`, account).Scan(&s); err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}
+
+// A refusal is possible in every state before activation, through an agent
+// after an identity check: a person no wave has selected yet (recorded on
+// the person: no later wave selects them), a pending one, an unreachable one
+// — exactly the people who call because the letter never came. Before,
+// each was answered "no account matches".
+func TestAgentRefusalInEveryStateBeforeActivation(t *testing.T) {
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	c.importFixture("40", "23")
+	early := c.pick(`p.death_date IS NULL AND p.birth_date < '2000-01-01'`)
+	code, out, errs := c.agentOptout(early)
+	if code != 0 || !strings.Contains(out, "before any wave") {
+		t.Fatalf("a person in no wave: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := c.runStdin(early.nir+"\n", "account", "show"); code != 0 || !strings.Contains(out, "opposed") {
+		t.Fatalf("account show of a person who refused before any wave: exit %d\n%s", code, out)
+	}
+	if code, _, errs := c.run("wave", "launch", "w"); code != 0 {
+		t.Fatal(errs)
+	}
+	if p := c.pick(`p.id = $1`, early.id); p.account != 0 {
+		t.Fatalf("the wave created an account for a person who had refused")
+	}
+	pending := c.pick(`a.state = 'pending'`)
+	if code, out, errs := c.agentOptout(pending); code != 0 || !strings.Contains(out, "opposition recorded") || c.state(pending.account) != "opposed" {
+		t.Fatalf("a pending person: exit %d, state %s\n%s%s", code, c.state(pending.account), out, errs)
+	}
+	lost := c.pick(`a.state = 'pending' AND p.id <> $1`, pending.id)
+	if _, err := c.db().Exec(context.Background(), `UPDATE account SET state = 'unreachable', unreachable_reason = 'letter returned',
+		unreachable_at = now() WHERE id = $1`, lost.account); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := c.agentOptout(lost); code != 0 || c.state(lost.account) != "opposed" {
+		t.Fatalf("an unreachable person: exit %d, state %s\n%s%s", code, c.state(lost.account), out, errs)
+	}
+	if code, out, _ := c.agentOptout(lost); code != 0 || !strings.Contains(out, "already opposed") {
+		t.Fatalf("the same refusal twice: exit %d\n%s", code, out)
+	}
+	// A reinstatement needs the birth date and an identity check, as the
+	// opposition did (before: the NIR alone gave an account to someone who
+	// refused it).
+	if code, _, errs := c.runStdin(lost.nir+"\n", "account", "reinstate", "--operator", "olga"); code != 2 || !strings.Contains(errs, "identity-checked-by") {
+		t.Fatalf("a reinstatement on the NIR alone: exit %d\n%s", code, errs)
+	}
+	if code, _, errs := c.runStdin(lost.nir+"\n", "account", "reinstate", "--operator", "olga", "--identity-checked-by", "bob",
+		"--birth-date", "1901-01-01"); code != 2 || !strings.Contains(errs, "no account matches") || c.state(lost.account) != "opposed" {
+		t.Fatalf("a reinstatement with another birth date: exit %d, state %s\n%s", code, c.state(lost.account), errs)
+	}
+	if code, out, errs := c.runStdin(lost.nir+"\n", "account", "reinstate", "--operator", "olga", "--identity-checked-by", "bob",
+		"--birth-date", lost.birth); code != 0 || c.state(lost.account) != "active" {
+		t.Fatalf("a reinstatement after an identity check: exit %d, state %s\n%s%s", code, c.state(lost.account), out, errs)
+	}
+	if code, out, errs := c.run("reconcile", "w"); code != 0 {
+		t.Fatalf("reconcile after refusals before any notice: exit %d\n%s%s", code, out, errs)
+	}
+	// Reversible by the same path: the pending person's account waits for
+	// its notice again, and a later wave selects the person who had refused
+	// before any wave.
+	if code, out, errs := c.agentOptout(pending, "--undo"); code != 0 || !strings.Contains(out, "withdrawn") || c.state(pending.account) != "pending" {
+		t.Fatalf("withdrawing a refusal made before any notice: exit %d, state %s\n%s%s", code, c.state(pending.account), out, errs)
+	}
+	if code, out, errs := c.agentOptout(early, "--undo"); code != 0 || !strings.Contains(out, "withdrawn") {
+		t.Fatalf("withdrawing a refusal made before any wave: exit %d\n%s%s", code, out, errs)
+	}
+	var res struct {
+		Created int `json:"created"`
+	}
+	c.json(&res, "wave", "launch", "w2", "--json")
+	if p := c.pick(`p.id = $1`, early.id); res.Created != 1 || p.account == 0 {
+		t.Fatalf("after the refusal was withdrawn, a later wave created %d accounts (the person's: %d)", res.Created, p.account)
+	}
+}
+
+// notifyWithDeadline makes the pending account of p notified with its
+// opposition email sent, and its deadline at the end of day (Paris), as a
+// wave sent days ago would have left it; it returns p's code.
+func (c *cli) notifyWithDeadline(key optout.Key, p person, day time.Time) string {
+	c.t.Helper()
+	code := key.Derive(p.account)
+	deadline := provisioning.EndOfDay(day)
+	sent := deadline.AddDate(0, 0, -42)
+	ctx := context.Background()
+	if _, err := c.db().Exec(ctx, `UPDATE account SET state = 'notified', notified_at = $2, deadline = $3, code_hash = $4 WHERE id = $1`,
+		p.account, sent, deadline, key.LookupHash(code)); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.db().Exec(ctx, `INSERT INTO notice (account_id, kind, channel, status, sent_at, deadline, seq)
+		VALUES ($1, 'opposition', 'email', 'sent', $2, $3, 0)`, p.account, sent, deadline); err != nil {
+		c.t.Fatal(err)
+	}
+	return code.String()
+}
+
+// Nobody is activated the moment the window closes: during the grace
+// (ENS_ACTIVATION_GRACE) a refusal postmarked by the deadline is honoured as
+// on time; after it, the window activates, and a refusal postmarked in time
+// closes the account as opposed late — purged within three months, never
+// the ten-year archive. Before, the account was active the instant the
+// window closed, and the refusal answered "activated before this
+// opposition arrived … delete it".
+func TestPostmarkedRefusalReadAfterTheDeadline(t *testing.T) {
+	mailSink(t, mailsink.Options{})
+	key, err := optout.ParseKey(os.Getenv("ENS_CODE_KEY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	c.importFixture("30", "29")
+	if code, _, errs := c.run("wave", "launch", "w", "--limit", "3"); code != 0 {
+		t.Fatal(errs)
+	}
+	lastDay := time.Now().In(provisioning.Paris).AddDate(0, 0, -3)
+	inGrace := c.pick(`a.state = 'pending'`)
+	inGraceCode := c.notifyWithDeadline(key, inGrace, lastDay)
+	late := c.pick(`a.state = 'pending' AND p.id <> $1`, inGrace.id)
+	lateCode := c.notifyWithDeadline(key, late, lastDay)
+	if code, out, errs := c.run("worker", "--until-idle"); code != 0 {
+		t.Fatalf("worker: exit %d\n%s%s", code, out, errs)
+	}
+	if s := c.state(inGrace.account); s != "notified" {
+		t.Fatalf("three days after its deadline, within the grace, the account is %s; want notified", s)
+	}
+	postmark := lastDay.Format(time.DateOnly)
+	code, out, errs := c.runStdin(inGraceCode+"\n", "optout", "--code-stdin", "--birth-date", inGrace.birth, "--operator", "olga", "--received-on", postmark)
+	if code != 0 || !strings.Contains(out, "opposition recorded") || c.state(inGrace.account) != "opposed" {
+		t.Fatalf("a refusal postmarked on the last day, read during the grace: exit %d, %s\n%s%s", code, c.state(inGrace.account), out, errs)
+	}
+
+	t.Setenv("ENS_ACTIVATION_GRACE", "0s")
+	if code, out, errs := c.run("worker", "--until-idle"); code != 0 {
+		t.Fatalf("worker: exit %d\n%s%s", code, out, errs)
+	}
+	if s := c.state(late.account); s != "active" {
+		t.Fatalf("without a grace the window activates: %s", s)
+	}
+	code, out, errs = c.runStdin(lateCode+"\n", "optout", "--code-stdin", "--birth-date", late.birth, "--operator", "olga", "--received-on", postmark)
+	if code != 0 || !strings.Contains(out, "opposed late") {
+		t.Fatalf("a refusal postmarked in time, read after the activation: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = c.runStdin(late.nir+"\n", "account", "show")
+	if code != 0 || !strings.Contains(out, "opposed_late, express") || c.state(late.account) != "archived" {
+		t.Fatalf("the account opposed late: exit %d, state %s\n%s", code, c.state(late.account), out)
+	}
+	var purgeDue time.Time
+	if err := c.db().QueryRow(context.Background(), `SELECT retain_until FROM archive WHERE account_id = $1`, late.account).Scan(&purgeDue); err != nil {
+		t.Fatal(err)
+	}
+	if purgeDue.After(time.Now().AddDate(0, 3, 0)) {
+		t.Fatalf("an account opposed late is kept until %s; want its purge within three months", purgeDue)
+	}
+	// A postmark earlier than the notice that carried the code cannot be.
+	other := c.pick(`a.state = 'notified' AND a.deadline > now()`)
+	before := time.Now().AddDate(0, -3, 0).Format(time.DateOnly)
+	if code, _, errs := c.runStdin(key.Derive(other.account).String()+"\n", "optout", "--code-stdin", "--birth-date", other.birth,
+		"--operator", "olga", "--received-on", before); code != 2 || !strings.Contains(errs, "postmark is earlier") {
+		t.Fatalf("a postmark before the notice existed: exit %d\n%s", code, errs)
+	}
+	if code, out, errs := c.run("reconcile", "w"); code != 0 {
+		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// A person with only an email has no postal address, hence no department of
+// residence: the caisse (organisme d'affiliation) places them in a
+// department's wave. Before, no department wave ever selected them, and the
+// registry had no column for it.
+func TestCaisseWave(t *testing.T) {
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	reg := filepath.Join(c.dir, "caisse.csv")
+	rows := "nir,last_name,first_name,birth_date,email,address_line4,postcode,city,caisse\n" +
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,311\n" + // email only, caisse of Haute-Garonne
+		"284052A32102552,Ñúñez,Gaëlle,1984-05-02,gaelle@example.fr,,,,2A1\n" + // Corse-du-Sud
+		"295109912611193,Bordeaux,Jean,1995-10-01,jean@example.fr,,,,974\n" + // La Réunion
+		"284052B32102579,Santoni,Marc,1984-05-02,marc@example.fr,3 rue du Port,31000,Toulouse,2B1\n" // residence first
+	os.WriteFile(reg, []byte(rows), 0o600) //nolint:errcheck
+	var imp struct {
+		Accepted int64 `json:"accepted"`
+	}
+	c.json(&imp, "registry", "import", reg, "--json")
+	if imp.Accepted != 4 {
+		t.Fatalf("registry with a caisse column: %+v", imp)
+	}
+	for _, tc := range []struct {
+		departments string
+		want        int
+	}{{"31", 2}, {"2A", 1}, {"974", 1}, {"2B", 0}} {
+		var res struct {
+			Created int `json:"created"`
+		}
+		c.json(&res, "wave", "launch", "w-"+tc.departments, "--departments", tc.departments, "--json")
+		if res.Created != tc.want {
+			t.Errorf("wave --departments %s: %d accounts, want %d", tc.departments, res.Created, tc.want)
+		}
+	}
+	os.WriteFile(reg, []byte("nir,last_name,first_name,birth_date,email,caisse\n"+ //nolint:errcheck
+		"255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,X1\n"), 0o600)
+	var again struct {
+		Warnings map[string]int64 `json:"warnings"`
+	}
+	c.json(&again, "registry", "import", reg, "--json")
+	if again.Warnings["caisse_invalid"] != 1 {
+		t.Fatalf("a caisse that is no organisme's code: %+v, want the warning caisse_invalid", again)
+	}
+}
+
+// The person's day: a deadline printed "jusqu'au 5 mai inclus" lasts to
+// 23:59:59 that day where they live, never less than in Paris.
+func TestLocalDeadlines(t *testing.T) {
+	t.Parallel()
+	day := time.Date(2027, 5, 5, 12, 0, 0, 0, provisioning.Paris)
+	printed := provisioning.EndOfDay(day)
+	for _, tc := range []struct {
+		department string
+		localEnd   time.Time
+	}{
+		{"75", printed},
+		{"971", time.Date(2027, 5, 5, 23, 59, 59, 0, provisioning.TimeZone("971"))},
+		{"973", time.Date(2027, 5, 5, 23, 59, 59, 0, provisioning.TimeZone("973"))},
+		{"974", printed}, // ahead of Paris: never before Paris's end of day
+		{"976", printed},
+		{"987", time.Date(2027, 5, 5, 23, 59, 59, 0, provisioning.TimeZone("987"))},
+	} {
+		t.Run(tc.department, func(t *testing.T) {
+			if got := provisioning.LocalDeadline(printed, tc.department); !got.Equal(tc.localEnd) {
+				t.Fatalf("deadline for %s: got %s, want %s", tc.department, got, tc.localEnd)
+			}
+		})
+	}
+	rehearsal := time.Date(2027, 5, 5, 14, 3, 0, 0, provisioning.Paris)
+	if got := provisioning.LocalDeadline(rehearsal, "971"); !got.Equal(rehearsal) {
+		t.Fatalf("a rehearsal's deadline moved: %s", got)
+	}
+}
