@@ -255,7 +255,7 @@ func (a *app) auditCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "The hash-chained audit log"}
 	var asJSON, unkeyed bool
 	var anchorFile string
-	var maxAnchorAge durationFlag = durationFlag(2 * time.Hour)
+	maxAnchorAge := durationFlag(2 * time.Hour)
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Walk the chain and name the first changed or removed event (needs ENS_AUDIT_KEY)",
