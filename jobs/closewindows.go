@@ -52,7 +52,7 @@ func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindows
 	if _, _, err := RecoverLetterFiles(ctx, w.deps.Pool, w.deps.LettersDir, stagedMaxAge, w.deps.Logger); err != nil {
 		return err
 	}
-	if _, err := DeleteExpiredLetterFiles(ctx, w.deps.Store(), w.deps.LetterRetention, w.deps.Logger); err != nil {
+	if _, err := DeleteExpiredLetterFiles(ctx, w.deps.Store(), w.deps.LetterRetention, w.deps.PostingSLA, w.deps.Logger); err != nil {
 		return err
 	}
 	if _, err = SweepLetters(ctx, w.deps.Pool, w.letters); err != nil {

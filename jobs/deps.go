@@ -22,6 +22,10 @@ type Deps struct {
 	// LetterRetention: a posted batch's PDF is deleted this long after its
 	// posting day (default provisioning.DefaultLetterRetention).
 	LetterRetention time.Duration
+	// PostingSLA: a batch not acknowledged this long after rendering is
+	// overdue; its PDF is deleted LetterRetention later (default
+	// notice.DefaultPostingSLA).
+	PostingSLA time.Duration
 	// SettleEvery: each accepted email is recorded at once, so a crash
 	// re-sends at most the messages in flight (same Message-ID, same code);
 	// the accounts' move to notified and the audit event follow in groups of

@@ -83,11 +83,12 @@ func settleStaged(ctx context.Context, db provisioning.DBTX, dir string, match f
 	return published, removed, nil
 }
 
-// DeleteExpiredLetterFiles deletes the PDFs of batches posted more than
-// retention ago (they hold codes); the manifests, rows and SHA-256 stay. It
-// runs with each window sweep.
-func DeleteExpiredLetterFiles(ctx context.Context, st *provisioning.Store, retention time.Duration, log *slog.Logger) (int, error) {
-	files, err := notice.ExpiredLetterFiles(ctx, st.Pool, retention, st.Clock.Now())
+// DeleteExpiredLetterFiles deletes the PDFs (they hold codes) of batches
+// posted more than retention ago, and of batches never acknowledged
+// retention after their posting SLA; the manifests, rows and SHA-256 stay.
+// It runs with each window sweep.
+func DeleteExpiredLetterFiles(ctx context.Context, st *provisioning.Store, retention, sla time.Duration, log *slog.Logger) (int, error) {
+	files, err := notice.ExpiredLetterFiles(ctx, st.Pool, retention, sla, st.Clock.Now())
 	if err != nil || len(files) == 0 {
 		return 0, err
 	}

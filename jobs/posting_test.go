@@ -249,10 +249,10 @@ func TestPostedLetterFilesDeletedAfterRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	if n, err := jobs.DeleteExpiredLetterFiles(ctx, testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 30))), 30*24*time.Hour, log); err != nil || n != 0 {
+	if n, err := jobs.DeleteExpiredLetterFiles(ctx, testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 30))), 30*24*time.Hour, 3*24*time.Hour, log); err != nil || n != 0 {
 		t.Fatalf("within retention: %d deleted (%v)", n, err)
 	}
-	if n, err := jobs.DeleteExpiredLetterFiles(ctx, testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 32))), 30*24*time.Hour, log); err != nil || n != 1 {
+	if n, err := jobs.DeleteExpiredLetterFiles(ctx, testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 32))), 30*24*time.Hour, 3*24*time.Hour, log); err != nil || n != 1 {
 		t.Fatalf("after retention: %d deleted (%v)", n, err)
 	}
 	if _, err := os.Stat(bs[0].File); err == nil {
@@ -269,6 +269,20 @@ func TestPostedLetterFilesDeletedAfterRetention(t *testing.T) {
 	after, _ := notice.ListLetterBatches(ctx, e.pool, notice.BatchFilter{}, rendered)
 	if after[0].FilesDeleted == nil || after[0].SHA256 != bs[0].SHA256 {
 		t.Fatalf("batch after deletion: %+v", after[0])
+	}
+	// The batches never acknowledged hold codes too: their PDFs go once the
+	// retention has passed after the posting SLA (before: never).
+	if len(bs) < 2 {
+		t.Fatalf("%d batches: the test needs one never acknowledged", len(bs))
+	}
+	if n, err := jobs.DeleteExpiredLetterFiles(ctx, testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 34))), 30*24*time.Hour, 3*24*time.Hour, log); err != nil || n != len(bs)-1 {
+		t.Fatalf("past the SLA and the retention: %d deleted (%v), want the %d never acknowledged", n, err, len(bs)-1)
+	}
+	if _, err := os.Stat(bs[1].File); err == nil {
+		t.Fatal("a never acknowledged batch's PDF is still there")
+	}
+	if n := e.count(t, `SELECT count(*) FROM audit_event WHERE action = 'letters.files_deleted' AND details::text LIKE '%never_acknowledged%'`); n != 1 {
+		t.Fatalf("%d audit events for never acknowledged batches' files", n)
 	}
 }
 

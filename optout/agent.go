@@ -88,7 +88,7 @@ func (h *Handler) opposeByNIR(r *http.Request, in agentRequest, agent string, po
 		return nil, &TooManyError{RetryAfter: wait}
 	}
 	res, err := window.OpposeByAgent(r.Context(), h.svc.Store(), window.AgentOpposition{NIR: nir, BirthDate: birth,
-		Operator: agent, IdentityCheckedBy: in.IdentityCheckedBy, PostmarkedOn: postmark})
+		Operator: agent, IdentityCheckedBy: in.IdentityCheckedBy, PostmarkedOn: postmark, DailyCap: h.svc.AgentDailyCap})
 	h.svc.settle(r.Context(), keys, err)
 	return res, err
 }

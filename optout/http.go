@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"log/slog"
@@ -97,7 +98,10 @@ type outcome struct {
 func outcomeOf(err error) outcome {
 	var tm *TooManyError
 	var mbe *http.MaxBytesError
+	var capped *window.AgentCapError
 	switch {
+	case errors.As(err, &capped):
+		return outcome{http.StatusTooManyRequests, "agent_daily_cap", fmt.Sprintf("Plafond atteint : %d oppositions sans code par agent et par jour.", capped.Cap), ""}
 	case errors.As(err, &tm):
 		return outcome{http.StatusTooManyRequests, "too_many_attempts", "Trop de tentatives. Merci de réessayer dans quelques minutes.", ""}
 	case errors.Is(err, ErrMistyped):
@@ -252,11 +256,26 @@ func (h *Handler) receiptPDF(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	// A reference is guessed as a code is: each try counts against the
+	// client, a receipt found takes it back.
+	keys := []string{"ip:" + h.svc.ClientAddr(r)}
+	wait, err := h.svc.Limiter.Reserve(r.Context(), keys...)
+	if err != nil {
+		h.log.Error("receipt rate limits", "error", err)
+		http.Error(w, "Service momentanément indisponible", http.StatusInternalServerError)
+		return
+	}
+	if wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		http.Error(w, "Trop de tentatives. Merci de réessayer plus tard.", http.StatusTooManyRequests)
+		return
+	}
 	rec, err := window.ReceiptByReference(r.Context(), h.svc.Pool, ref)
 	if errors.Is(err, provisioning.ErrNotFound) {
 		http.NotFound(w, r)
 		return
 	}
+	h.svc.settle(r.Context(), keys, err)
 	if err != nil {
 		h.log.Error("reading receipt", "error", err)
 		http.Error(w, "Service momentanément indisponible", http.StatusInternalServerError)
@@ -367,13 +386,32 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // header is ignored from anyone else, who could write anything in it. An
 // IPv6 client is keyed on its /64, which one subscriber holds whole.
 func (s *Service) ClientAddr(r *http.Request) string {
+	addr, ok := s.ClientIP(r)
+	if !ok {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		return host
+	}
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.String()
+	}
+	return addr.String()
+}
+
+// ClientIP is the client's address: the connection's, or behind a trusted
+// reverse proxy the rightmost address of X-Forwarded-For that is not a
+// trusted proxy; false when the connection's address does not parse.
+func (s *Service) ClientIP(r *http.Request) (netip.Addr, bool) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return netip.Addr{}, false
 	}
 	if s.trusted(addr) {
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
@@ -388,12 +426,7 @@ func (s *Service) ClientAddr(r *http.Request) string {
 			}
 		}
 	}
-	addr = addr.Unmap()
-	if addr.Is6() {
-		p, _ := addr.Prefix(64)
-		return p.String()
-	}
-	return addr.String()
+	return addr.Unmap(), true
 }
 
 func (s *Service) trusted(a netip.Addr) bool {

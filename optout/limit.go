@@ -39,16 +39,25 @@ func NewLimiter(pool *pgxpool.Pool) *Limiter {
 }
 
 // reserveSQL counts an attempt for every key ($1, sorted: rows are locked
-// in one order, so concurrent calls never deadlock) in one statement: a key
-// untouched for the TTL ($6) starts over; a key that must still wait counts
-// nothing and keeps its touched_at, which is how the caller tells it; any
-// other key counts the attempt, and past $3 free attempts waits $4 doubled
-// each time, up to $5. Concurrent attempts on one key queue on its row
-// lock, each seeing the count the one before left: none slips past a delay.
-// A guess of a code (its lookup hash $7 with the birth date $8) counts
-// nothing when the pair matches an account (ens_code_matches, migration
-// 019), as if refunded at once; each row returned says whether it did.
-const reserveSQL = `WITH attempt AS (SELECT CASE WHEN $7::bytea IS NOT NULL AND ens_code_matches($7::bytea, $8::date) THEN 0 ELSE 1 END AS n)
+// in one order, so concurrent calls never deadlock) in one statement. A
+// client that must still wait on any key is answered at once, before
+// anything is written: a blocked address's further guesses, each of
+// another code, cost the database a read by key, never a row. Otherwise a
+// key untouched for the TTL ($6) starts over; a key that must still wait
+// counts nothing and keeps its touched_at, which is how the caller tells
+// it; any other key counts the attempt, and past $3 free attempts waits $4
+// doubled each time, up to $5. Concurrent attempts on one key queue on its
+// row lock, each seeing the count the one before left: none slips past a
+// delay. A guess of a code (its lookup hash $7 with the birth date $8)
+// counts nothing when the pair matches an account (ens_code_matches,
+// migration 019), as if refunded at once; each row returned says whether
+// it did.
+const reserveSQL = `WITH waiting AS (
+	  SELECT max(not_before - $2::timestamptz) AS wait FROM rate_limit
+	  WHERE key = ANY($1::text[]) AND not_before > $2::timestamptz AND touched_at >= $2::timestamptz - $6::interval),
+	attempt AS (SELECT CASE WHEN $7::bytea IS NOT NULL AND ens_code_matches($7::bytea, $8::date) THEN 0 ELSE 1 END AS n
+	  FROM waiting WHERE wait IS NULL),
+	counted AS (
 	INSERT INTO rate_limit AS r (key, attempts, not_before, touched_at)
 	SELECT k, n, CASE WHEN n > $3::int THEN $2::timestamptz + $4::interval END, $2::timestamptz FROM unnest($1::text[]) k, attempt ORDER BY k
 	ON CONFLICT (key) DO UPDATE SET
@@ -59,7 +68,9 @@ const reserveSQL = `WITH attempt AS (SELECT CASE WHEN $7::bytea IS NOT NULL AND 
 	                    WHEN r.attempts + 1 > $3::int THEN $2::timestamptz + least($4::interval * power(2, least(r.attempts - $3::int, 30)), $5::interval) END,
 	  touched_at = CASE WHEN r.touched_at >= $2::timestamptz - $6::interval AND r.not_before > $2::timestamptz THEN r.touched_at ELSE $2::timestamptz END
 	RETURNING CASE WHEN touched_at <> $2::timestamptz THEN not_before - $2::timestamptz ELSE interval '0' END,
-	  (SELECT n = 0 FROM attempt)`
+	  (SELECT n = 0 FROM attempt))
+	SELECT wait, false FROM waiting WHERE wait IS NOT NULL
+	UNION ALL SELECT * FROM counted`
 
 // Reserve counts an attempt for every key, before the lookup it guards, and
 // returns 0; or, when some key must still wait, returns how long (that key

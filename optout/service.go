@@ -43,6 +43,9 @@ type Service struct {
 	Key     Key
 	Limiter *Limiter
 	Clock   provisioning.Clock
+	// AgentDailyCap bounds each agent's oppositions without the code a day
+	// (ENS_AGENT_DAILY_CAP; 0: no cap).
+	AgentDailyCap int
 	// AuditKey keys the audit events of the changes the form makes
 	// (ENS_AUDIT_KEY).
 	AuditKey []byte

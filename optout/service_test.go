@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -413,5 +414,36 @@ func TestEarlyActivationByTheHolder(t *testing.T) {
 	}
 	if audited != 1 || rep.ActivatedByHolder != 1 {
 		t.Fatalf("audited %d, report counts %d early activations", audited, rep.ActivatedByHolder)
+	}
+}
+
+// Receipt references are guessed as codes are: each unknown reference counts
+// against the client, who is made to wait after a few (before: no limit on
+// /recu/).
+func TestReceiptGuessesAreRateLimited(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	srv := httptest.NewServer(optout.NewHandler(newService(pool)))
+	t.Cleanup(srv.Close)
+	limited := false
+	for i := range 12 {
+		resp, err := http.Get(fmt.Sprintf("%s/recu/OPP-GUESS-%05d.pdf", srv.URL, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+			limited = true
+			break
+		}
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("guess %d: %d", i, resp.StatusCode)
+		}
+	}
+	if !limited {
+		t.Fatal("twelve guessed receipt references, never limited")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -143,9 +144,17 @@ func GetAccount(ctx context.Context, db DBTX, nir NIR) (*Account, error) {
 		if e := db.QueryRow(ctx, `SELECT opposed_at FROM person WHERE nir = $1`, string(nir)).Scan(&at); e == nil && at != nil {
 			return &Account{State: StateOpposed, CreatedAt: *at, OpposedAt: at, NIRMasked: nir.Masked()}, nil
 		}
+		var replacedBy string
+		if e := db.QueryRow(ctx, `SELECT new_nir FROM nir_replacement WHERE old_nir = $1`, string(nir)).Scan(&replacedBy); e == nil {
+			return nil, fmt.Errorf("%w: %s was replaced by %s", ErrReplaced, nir.Masked(), MaskNIR(replacedBy))
+		}
 	}
 	return a, err
 }
+
+// ErrReplaced — the number was replaced by another (a provisional number
+// become final): the person and their account are under the new one.
+var ErrReplaced = errors.New("this number was replaced")
 
 // NIRHash is the keyed hash kept after a purge, so that a re-registration of
 // the same person is recognised without keeping the number.

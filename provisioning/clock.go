@@ -38,6 +38,12 @@ func Day(t time.Time) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
+// StartOfDay returns midnight in Paris of the calendar day of t.
+func StartOfDay(t time.Time) time.Time {
+	y, m, d := t.In(Paris).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, Paris)
+}
+
 // EndOfDay returns 23:59:59 in Paris of the calendar day of t.
 func EndOfDay(t time.Time) time.Time {
 	y, m, d := t.In(Paris).Date()

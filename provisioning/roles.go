@@ -2,6 +2,11 @@ package provisioning
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -34,6 +39,7 @@ GRANT USAGE ON SCHEMA public TO %[1]s;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %[1]s;
 GRANT TRUNCATE ON registry_stage TO %[1]s;
 REVOKE UPDATE, DELETE ON audit_event FROM %[1]s;
+REVOKE UPDATE, DELETE, TRUNCATE ON account_change FROM %[1]s;
 REVOKE INSERT, UPDATE, DELETE ON ens_migration, river_migration FROM %[1]s;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO %[1]s;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO %[1]s;
@@ -61,11 +67,17 @@ func GrantApp(ctx context.Context, pool *pgxpool.Pool, role, password string) er
 		}
 	}
 	if password != "" {
-		// ALTER ROLE takes no parameters: PostgreSQL's own format() quotes
-		// the name and the password as it reads them.
+		// The server receives a SCRAM-SHA-256 verifier computed here, never
+		// the password: a statement log (log_statement = ddl) keeps what it
+		// receives. ALTER ROLE takes no parameters: PostgreSQL's own
+		// format() quotes the name and the verifier as it reads them.
+		verifier, err := scramVerifier(password)
+		if err != nil {
+			return err
+		}
 		var stmt string
-		if err := pool.QueryRow(ctx, `SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)`, role, password).Scan(&stmt); err != nil {
-			return fmt.Errorf("quoting the password of role %s: %w", role, err)
+		if err := pool.QueryRow(ctx, `SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)`, role, verifier).Scan(&stmt); err != nil {
+			return fmt.Errorf("quoting the password verifier of role %s: %w", role, err)
 		}
 		if _, err := pool.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("setting the password of role %s: %w", role, err)
@@ -118,4 +130,30 @@ func latestMigration() int {
 		}
 	}
 	return latest
+}
+
+// scramIterations is PostgreSQL's default (scram_iterations).
+const scramIterations = 4096
+
+// scramVerifier is the SCRAM-SHA-256 verifier PostgreSQL stores for
+// password (RFC 5802, RFC 7677), in its own format: the server can check
+// a login against it and learns nothing it could replay. The password is
+// used as given (an ASCII one is its own SASLprep form).
+func scramVerifier(password string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("salting the password: %w", err)
+	}
+	salted, err := pbkdf2.Key(sha256.New, password, salt, scramIterations, sha256.Size)
+	if err != nil {
+		return "", fmt.Errorf("deriving the password's key: %w", err)
+	}
+	mac := func(key []byte, msg string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(msg))
+		return m.Sum(nil)
+	}
+	stored := sha256.Sum256(mac(salted, "Client Key"))
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", scramIterations, b64(salt), b64(stored[:]), b64(mac(salted, "Server Key"))), nil
 }

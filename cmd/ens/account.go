@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
+	"github.com/ens-sante/ens/provisioning/access"
 	"github.com/ens-sante/ens/provisioning/archive"
 	"github.com/ens-sante/ens/provisioning/audit"
 	"github.com/ens-sante/ens/provisioning/wave"
@@ -51,6 +53,9 @@ func (a *app) accountCommand() *cobra.Command {
 				return err
 			}
 			acc, err := provisioning.GetAccount(cmd.Context(), pool, nir)
+			if errors.Is(err, provisioning.ErrReplaced) {
+				return usageError(err)
+			}
 			if err != nil {
 				return err
 			}
@@ -130,7 +135,40 @@ func (a *app) accountCommand() *cobra.Command {
 		}
 		return archive.Reopen(cmd.Context(), a.store(pool), nir, op)
 	})
-	cmd.AddCommand(show, reinstate, del, reopen)
+	var exportJSON bool
+	export := &cobra.Command{
+		Use:   "export [NIR]",
+		Short: "Everything ens holds about a person (RGPD art. 15): registry data, states, notices (never the code), oppositions, audit events, retention; audited",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if op == "" {
+				op = a.cfg.Operator
+			}
+			nir, err := a.nirInput(args)
+			if err != nil {
+				return err
+			}
+			pool, err := a.db(cmd.Context(), 2)
+			if err != nil {
+				return err
+			}
+			x, err := access.Of(cmd.Context(), a.store(pool), nir, op)
+			if errors.Is(err, provisioning.ErrNotFound) {
+				return usageError(errors.New("no person with this NIR in the registry"))
+			}
+			if err != nil {
+				return err
+			}
+			if exportJSON {
+				return a.printJSON(x)
+			}
+			a.printExport(x)
+			return nil
+		},
+	}
+	export.Flags().BoolVar(&exportJSON, "json", false, "print everything as JSON")
+	export.Flags().StringVar(&op, "operator", "", "name of the operator answering the request (audited; default $ENS_OPERATOR)")
+	cmd.AddCommand(show, reinstate, del, reopen, export)
 	return cmd
 }
 
@@ -385,4 +423,47 @@ func readAnchors(path string) ([]audit.Anchor, error) {
 		return nil, usageError(err)
 	}
 	return anchors, nil
+}
+
+// printExport writes a person's data export for them to read.
+func (a *app) printExport(x *access.Export) {
+	w := a.stdout
+	fmt.Fprintf(w, "Données détenues par Mon espace santé (ens), exportées le %s\n\nRegistre :\n", provisioning.FrenchDateTime(x.At))
+	keys := make([]string, 0, len(x.Person))
+	for k := range x.Person {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if v := x.Person[k]; v != nil {
+			fmt.Fprintf(w, "  %-14s %v\n", k, v)
+		}
+	}
+	fmt.Fprintln(w, "\nÉtats du profil :")
+	for _, s := range x.States {
+		fmt.Fprintf(w, "  %s  %s %s\n", provisioning.FrenchDateTime(s.At), s.State, s.Cause)
+	}
+	fmt.Fprintln(w, "\nAvis (jamais le code) :")
+	for _, n := range x.Notices {
+		fmt.Fprintf(w, "  %s par %s : %s", n.Kind, n.Channel, n.Status)
+		if n.SentAt != nil {
+			fmt.Fprintf(w, ", envoyé le %s", provisioning.FrenchDateTime(*n.SentAt))
+		}
+		if n.Deadline != nil {
+			fmt.Fprintf(w, ", opposition possible %s", provisioning.FrenchDeadline(*n.Deadline))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\nOppositions :")
+	for _, o := range x.Oppositions {
+		fmt.Fprintf(w, "  %s le %s (%s)", o.Reference, provisioning.FrenchDateTime(o.At), o.Channel)
+		if o.WithdrawnAt != nil {
+			fmt.Fprintf(w, ", annulée le %s", provisioning.FrenchDateTime(*o.WithdrawnAt))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "\nJournal d'audit : %d événement(s) concernant ce profil (--json pour le détail)\n\nConservation :\n", len(x.Events))
+	for _, r := range x.Retention {
+		fmt.Fprintln(w, "  "+r)
+	}
 }

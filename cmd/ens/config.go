@@ -51,6 +51,8 @@ type config struct {
 	RetryBase        time.Duration
 	DBWait           time.Duration
 	CPUProfile       string
+	HealthAddr       string
+	AgentDailyCap    int
 	Enrol            bool
 
 	LettersDir      string
@@ -119,6 +121,7 @@ var variables = []variable{
 	integer("ENS_LETTER_WORKERS", "--letter-workers", jobs.DefaultLetterWorkers, 1, 100, "letter batches rendered at once per worker", func(c *config) *int { return &c.LetterWorkers }),
 	duration("ENS_RETRY_BASE", "", 10*time.Second, 1, "first retry delay of a failed job, doubling each attempt", func(c *config) *time.Duration { return &c.RetryBase }),
 	duration("ENS_DB_WAIT", "", 5*time.Minute, 0, "how long `ens worker --until-idle` waits out an unreachable database", func(c *config) *time.Duration { return &c.DBWait }),
+	str("ENS_HEALTH_ADDR", "--health-addr", "", "ens worker serves /healthz, /readyz and its /metrics there; empty: off", "127.0.0.1:9090", func(c *config) *string { return &c.HealthAddr }),
 	str("ENS_CPU_PROFILE", "", "", "`ens worker` writes its CPU profile there", "/tmp/worker.pprof", func(c *config) *string { return &c.CPUProfile }),
 	{name: "ENS_ENROL", def: "off", help: "on: continuous enrolment is turned on by `ens worker` and `ens enrol`", example: "on",
 		set: func(c *config, v string) error {
@@ -139,6 +142,7 @@ var variables = []variable{
 	duration("ENS_DELIVERY_DELAY", "", notice.DefaultDeliveryDelay, 0, "La Poste's delivery after posting, added before a posted letter's window", func(c *config) *time.Duration { return &c.DeliveryDelay }),
 	duration("ENS_LETTER_RETENTION", "", notice.DefaultLetterRetention, 1, "a posted batch's PDF is deleted this long after its posting day", func(c *config) *time.Duration { return &c.LetterRetention }),
 
+	integer("ENS_AGENT_DAILY_CAP", "", 200, 0, 1_000_000, "oppositions without the code one agent may record a day (0: no cap); over it, 429 naming the cap", func(c *config) *int { return &c.AgentDailyCap }),
 	str("ENS_ADDR", "--addr", "127.0.0.1:8080", "listen address of the public site", "127.0.0.1:8080", func(c *config) *string { return &c.Addr }),
 	str("ENS_OPS_ADDR", "--ops-addr", "127.0.0.1:8081", "listen address of /ops/ and /metrics (internal network only; empty: off)", "10.0.0.5:8081", func(c *config) *string { return &c.OpsAddr }),
 	integer("ENS_DB_CONNS", "--db-conns", 0, 0, 1000, "database connections of the public site (0: two per CPU the process may use)", func(c *config) *int { return &c.DBConns }),

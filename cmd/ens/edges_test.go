@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/optout"
@@ -285,5 +291,197 @@ func TestLocalDeadlines(t *testing.T) {
 	rehearsal := time.Date(2027, 5, 5, 14, 3, 0, 0, provisioning.Paris)
 	if got := provisioning.LocalDeadline(rehearsal, "971"); !got.Equal(rehearsal) {
 		t.Fatalf("a rehearsal's deadline moved: %s", got)
+	}
+}
+
+// A person asking what is held about them (RGPD art. 15) is answered without
+// SQL: registry data, every state with its time, every notice, their
+// oppositions, the audit events, the retention — never the code, and the
+// access itself is audited. Before, there was no such command.
+func TestAccountExportHoldsEverythingButTheCode(t *testing.T) {
+	mailSink(t, mailsink.Options{})
+	key, err := optout.ParseKey(os.Getenv("ENS_CODE_KEY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	c.importFixture("15", "37")
+	for _, args := range [][]string{{"wave", "launch", "w"}, {"worker", "--until-idle"}} {
+		if code, out, errs := c.run(args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+	p := c.pick(`a.state = 'notified'`)
+	code := key.Derive(p.account).String()
+	if st, out, errs := c.runStdin(code+"\n", "optout", "--code-stdin", "--birth-date", p.birth, "--operator", "olga"); st != 0 {
+		t.Fatalf("optout: %d\n%s%s", st, out, errs)
+	}
+	st, out, errs := c.runStdin(p.nir+"\n", "account", "export", "--json", "--operator", "dpo")
+	if st != 0 {
+		t.Fatalf("account export: exit %d\n%s", st, errs)
+	}
+	var x struct {
+		Person      map[string]any   `json:"registry_data"`
+		States      []map[string]any `json:"states"`
+		Notices     []map[string]any `json:"notices"`
+		Oppositions []map[string]any `json:"oppositions"`
+		Events      []map[string]any `json:"audit_events"`
+		Retention   []string         `json:"retention"`
+	}
+	if err := json.Unmarshal([]byte(out), &x); err != nil {
+		t.Fatal(err)
+	}
+	if x.Person["nir"] != p.nir || len(x.States) < 3 || len(x.Notices) == 0 || len(x.Oppositions) != 1 || len(x.Events) < 2 || len(x.Retention) == 0 {
+		t.Fatalf("export: %d states, %d notices, %d oppositions, %d events, retention %v; registry %v",
+			len(x.States), len(x.Notices), len(x.Oppositions), len(x.Events), x.Retention, x.Person)
+	}
+	bare := strings.ReplaceAll(code, "-", "")
+	if strings.Contains(out, code) || strings.Contains(out, bare) {
+		t.Fatal("the export holds the opposition code")
+	}
+	var audited int
+	if err := c.db().QueryRow(context.Background(), `SELECT count(*) FROM audit_event WHERE action = 'person.data_exported' AND actor = 'dpo'`).Scan(&audited); err != nil || audited != 1 {
+		t.Fatalf("the access was audited %d times (%v)", audited, err)
+	}
+	if st, text, _ := c.runStdin(p.nir+"\n", "account", "export"); st != 0 || !strings.Contains(text, "Oppositions") || strings.Contains(text, code) {
+		t.Fatalf("account export as text: exit %d\n%s", st, text)
+	}
+}
+
+// A long-running worker answers an orchestrator's probes: /healthz while its
+// job client runs, /readyz while the database answers, and its own
+// /metrics. Before, nothing told a stuck worker from a busy one.
+func TestWorkerAnswersProbes(t *testing.T) {
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	var logs lockedBuffer
+	go func() {
+		var out bytes.Buffer
+		done <- Run(ctx, []string{"--database-url", c.url, "--var-dir", c.dir, "worker", "--health-addr", addr}, strings.NewReader(""), &out, &logs)
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st, _ := get("/healthz"); st == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("/healthz never answered 200\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st, body := get("/readyz"); st != http.StatusOK {
+		t.Fatalf("/readyz: %d %s", st, body)
+	}
+	if st, body := get("/metrics"); st != http.StatusOK || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("/metrics: %d", st)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("the worker stopped with %d\n%s", code, logs.String())
+	}
+}
+
+// A provisional number becoming final keeps one person and one account:
+// the row's replaces_nir moves the person, account and history to the new
+// number, sends nothing again, and the feed says so; the old number answers
+// "replaced"; should the old number come back as a person of its own,
+// reconcile flags the second account. Before, the final number became a
+// second person with a second account and code, and reconcile was clean.
+func TestReplacedNumberKeepsOnePersonOneAccount(t *testing.T) {
+	mailSink(t, mailsink.Options{})
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	provisional, final := fixtures.ValidNIR(7, 84, 5, 75, 123), fixtures.ValidNIR(2, 84, 5, 75, 124)
+	reg := filepath.Join(c.dir, "reg.csv")
+	write := func(rows string) {
+		os.WriteFile(reg, []byte("nir,last_name,first_name,birth_date,email,replaces_nir\n"+rows), 0o600) //nolint:errcheck
+	}
+	write(provisional + ",Durand,Léa,1984-05-02,lea@example.fr,\n")
+	c.json(&struct{}{}, "registry", "import", reg, "--json")
+	for _, args := range [][]string{{"wave", "launch", "w"}, {"worker", "--until-idle"}} {
+		if code, out, errs := c.run(args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+	before := c.pick(`p.nir = $1`, provisional)
+	var notices int
+	c.db().QueryRow(context.Background(), `SELECT count(*) FROM notice`).Scan(&notices) //nolint:errcheck
+	write(final + ",Durand,Léa,1984-05-02,lea@example.fr," + provisional + "\n")
+	var res struct {
+		Inserted int              `json:"inserted"`
+		Replaced []map[string]any `json:"replaced"`
+	}
+	c.json(&res, "registry", "import", reg, "--json")
+	if res.Inserted != 0 || len(res.Replaced) != 1 {
+		t.Fatalf("the final number's row: %+v; want the person renumbered, nobody inserted", res)
+	}
+	after := c.pick(`p.nir = $1`, final)
+	if after.account != before.account || after.id != before.id {
+		t.Fatalf("account %d (person %d) under the provisional number, %d (%d) under the final one: want the same", before.account, before.id, after.account, after.id)
+	}
+	if code, out, errs := c.run("worker", "--until-idle"); code != 0 {
+		t.Fatalf("worker: %d\n%s%s", code, out, errs)
+	}
+	var again int
+	c.db().QueryRow(context.Background(), `SELECT count(*) FROM notice`).Scan(&again) //nolint:errcheck
+	if again != notices {
+		t.Fatalf("%d notices after the number changed, %d before: something was sent again", again, notices)
+	}
+	if code, _, errs := c.runStdin(provisional+"\n", "account", "show"); code != 2 || !strings.Contains(errs, "was replaced") {
+		t.Fatalf("account show under the old number: exit %d %s", code, errs)
+	}
+	code, out, _ := c.run("changes", "--after", "0")
+	if code != 0 || !strings.Contains(out, `"change":"replaced"`) || !strings.Contains(out, `"replaced_nir":"`+provisional+`"`) {
+		t.Fatalf("the feed after the number changed: %s", out)
+	}
+	if code, out, errs := c.run("reconcile", "w"); code != 0 {
+		t.Fatalf("reconcile: exit %d\n%s%s", code, out, errs)
+	}
+	// The old number comes back as its own row: a second person, whose
+	// account reconcile flags.
+	write(provisional + ",Durand,Léa,1984-05-02,lea@example.fr,\n")
+	var dup struct {
+		Possible []map[string]any `json:"possible_duplicates"`
+	}
+	c.json(&dup, "registry", "import", reg, "--json")
+	if len(dup.Possible) != 1 {
+		t.Fatalf("the old number imported again: %+v; want it listed for review", dup)
+	}
+	if code, _, errs := c.run("wave", "launch", "w2"); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, _ = c.run("reconcile", "w2", "--json")
+	var rec struct {
+		Checks []struct {
+			Name  string `json:"name"`
+			Count int64  `json:"count"`
+		} `json:"checks"`
+	}
+	json.Unmarshal([]byte(out), &rec) //nolint:errcheck
+	flagged := int64(-1)
+	for _, ch := range rec.Checks {
+		if ch.Name == "replaced_number_has_account" {
+			flagged = ch.Count
+		}
+	}
+	if code != exitAnomalies || flagged != 1 {
+		t.Fatalf("reconcile with a second account under a replaced number: exit %d, flagged %d\n%s", code, flagged, out)
 	}
 }

@@ -31,6 +31,7 @@ func (a *app) optoutService(ctx context.Context, conns int32) (*optout.Service, 
 		return nil, usageError(err)
 	}
 	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Clock: a.clock, AuditKey: a.auditKey, Log: a.log,
+		AgentDailyCap:  a.cfg.AgentDailyCap,
 		TrustedProxies: a.cfg.TrustedProxies}, nil
 }
 
@@ -46,12 +47,20 @@ func (a *app) serveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return fmt.Errorf("listening on %s: %w", addr, err)
+			if addr == "" && opsAddr == "" {
+				return usageError(errors.New("--addr and --ops-addr are both empty: nothing to serve"))
 			}
 			g, ctx := errgroup.WithContext(cmd.Context())
-			g.Go(func() error { return a.serve(ctx, ln, optout.NewHandler(svc)) })
+			// An empty --addr serves the ops area alone: run it as a process
+			// of its own, so that sign-ins (bcrypt) never take the public
+			// form's cores.
+			if addr != "" {
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return fmt.Errorf("listening on %s: %w", addr, err)
+				}
+				g.Go(func() error { return a.serve(ctx, ln, optout.NewHandler(svc)) })
+			}
 			g.Go(func() error { a.expireLimits(ctx, svc.Limiter); return nil })
 			if opsAddr != "" {
 				opsLn, opsH, err := a.opsArea(ctx, svc, opsAddr)
@@ -63,7 +72,7 @@ func (a *app) serveCommand() *cobra.Command {
 			return g.Wait()
 		},
 	}
-	cmd.Flags().StringVar(&a.cfg.Addr, "addr", a.cfg.Addr, "listen address of the public site (ENS_ADDR)")
+	cmd.Flags().StringVar(&a.cfg.Addr, "addr", a.cfg.Addr, "listen address of the public site (ENS_ADDR; empty: the ops area alone)")
 	cmd.Flags().IntVar(&a.cfg.DBConns, "db-conns", a.cfg.DBConns,
 		"database connections of the public site (ENS_DB_CONNS; most requests take one round trip: a few per CPU of the database do)")
 	cmd.Flags().StringVar(&a.cfg.OpsAddr, "ops-addr", a.cfg.OpsAddr, "listen address of /ops/ and /metrics (ENS_OPS_ADDR; internal network only; empty: off)")
@@ -289,6 +298,7 @@ func (a *app) opposeWithoutCode(ctx context.Context, svc *optout.Service, nirArg
 	if err != nil {
 		return nil, err
 	}
+	o.DailyCap = a.cfg.AgentDailyCap
 	return window.OpposeByAgent(ctx, svc.Store().At(a.clock), o)
 }
 
@@ -313,7 +323,7 @@ func publicError(err error) error {
 		return usageError(errors.New("no account matches this code and birth date"))
 	case errors.Is(err, window.ErrWindowClosed):
 		return usageError(errors.New("the opposition window is closed for this account"))
-	case errors.Is(err, window.ErrActivatedBeforeArrival), errors.Is(err, window.ErrPostmarkBeforeNotice), errors.Is(err, provisioning.ErrState):
+	case errors.As(err, new(*window.AgentCapError)), errors.Is(err, window.ErrActivatedBeforeArrival), errors.Is(err, window.ErrPostmarkBeforeNotice), errors.Is(err, provisioning.ErrState):
 		return usageError(err)
 	}
 	return err

@@ -57,6 +57,12 @@ func (a *app) registryCommand() *cobra.Command {
 			for _, r := range res.Renamed {
 				fmt.Fprintf(a.stdout, "  name changed (audited): line %d, %s\n", r.Line, r.NIRMasked)
 			}
+			for _, r := range res.Replaced {
+				fmt.Fprintf(a.stdout, "  number replaced (same person and account, audited): line %d, now %s\n", r.Line, r.NIRMasked)
+			}
+			for _, r := range res.PossibleDuplicates {
+				fmt.Fprintf(a.stdout, "  to review: line %d, %s has the names and birth date of someone under another number\n", r.Line, r.NIRMasked)
+			}
 			if res.Cancelled+res.Closed > 0 {
 				fmt.Fprintf(a.stdout, "  deaths: %d account(s) cancelled, %d closed and archived\n", res.Cancelled, res.Closed)
 			}

@@ -35,6 +35,7 @@ func (a *app) workerCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&untilIdle, "until-idle", false, "work everything due now (retries included, ended windows closed), then exit")
+	cmd.Flags().StringVar(&a.cfg.HealthAddr, "health-addr", a.cfg.HealthAddr, "serve /healthz, /readyz and the worker's /metrics on this address (ENS_HEALTH_ADDR; empty: off)")
 	cmd.Flags().IntVar(&a.cfg.SMTPConnections, "smtp-connections", a.cfg.SMTPConnections, "SMTP connections kept open (ENS_SMTP_CONNECTIONS)")
 	cmd.Flags().Float64Var(&a.cfg.SMTPRate, "smtp-rate", a.cfg.SMTPRate, "at most this many emails per second, 0: no cap (ENS_SMTP_RATE)")
 	cmd.Flags().IntVar(&a.cfg.NoticeWorkers, "notice-workers", a.cfg.NoticeWorkers, "notice chunks worked at once (ENS_NOTICE_WORKERS)")
@@ -56,7 +57,7 @@ func (a *app) workerDeps(ctx context.Context) (*jobs.Deps, error) {
 	}
 	deps := &jobs.Deps{Pool: pool, AuditKey: a.auditKey, Key: key, LettersDir: c.lettersDir(),
 		PostDelay: c.PostDelay, Clock: a.clock, Logger: a.log, GiveUpAfter: c.EmailGiveUpAfter, LetterRetention: c.LetterRetention,
-		ActivationGrace: c.ActivationGrace}
+		ActivationGrace: c.ActivationGrace, PostingSLA: c.PostingSLA}
 	if c.PlatformURL != "" {
 		deps.Platform = &notify.Platform{URL: c.PlatformURL, Key: c.PlatformKey}
 	}
@@ -123,6 +124,12 @@ func (a *app) runWorker(ctx context.Context, untilIdle bool) error {
 	if err != nil {
 		return err
 	}
+	health := &workerHealth{deps: deps}
+	if a.cfg.HealthAddr != "" {
+		if err := a.serveHealth(ctx, a.cfg.HealthAddr, health); err != nil {
+			return err
+		}
+	}
 	// A signal stops the worker gracefully: its running jobs may end (a
 	// chunk's emails settled, a letter batch committed and published)
 	// within stopGrace; only then are they cancelled. Started with the
@@ -130,6 +137,8 @@ func (a *app) runWorker(ctx context.Context, untilIdle bool) error {
 	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("starting River client: %w", err)
 	}
+	health.running.Store(true)
+	defer health.running.Store(false)
 	stop := func() error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
 		defer cancel()

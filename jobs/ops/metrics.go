@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/ens-sante/ens/provisioning/notice"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -20,13 +20,15 @@ import (
 const metricsTTL = 5 * time.Second
 
 // metricsAccess lets the networks of ENS_METRICS_ALLOW scrape without
-// signing in; anyone else signs in as an auditor (or operator).
+// signing in — the client as a trusted proxy reports it, so that allowing
+// a proxy never opens /metrics to everyone behind it; anyone else signs in
+// as an auditor (or operator).
 func (h *Handler) metricsAccess(next http.Handler) http.Handler {
 	signedIn := h.auth(RoleAuditor, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		if a, ok := h.svc.ClientIP(r); ok {
 			for _, p := range h.allow {
-				if p.Contains(a.Addr().Unmap()) {
+				if p.Contains(a) {
 					next.ServeHTTP(w, r)
 					return
 				}
@@ -85,11 +87,13 @@ var (
 	descFeedLag     = prometheus.NewDesc("ens_platform_feed_lag", "Changes the platform has not acknowledged yet (when the feed is pushed).", nil, nil)
 	descPushFail    = prometheus.NewDesc("ens_platform_push_failures", "Consecutive failed pushes of the change feed.", nil, nil)
 	descPushAge     = prometheus.NewDesc("ens_platform_push_age_seconds", "Seconds since the platform last acknowledged a push.", nil, nil)
+	descWithheld    = prometheus.NewDesc("ens_activations_withheld", "Notified accounts past their deadline the window sweep does not activate, by reason: "+
+		"in_grace (ENS_ACTIVATION_GRACE), letter_not_posted, no_proof_of_dispatch, no_code.", []string{"reason"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp, descBatches,
-		descEnrolment, descFeedSeq, descFeedLag, descPushFail, descPushAge} {
+		descEnrolment, descFeedSeq, descFeedLag, descPushFail, descPushAge, descWithheld} {
 		ch <- d
 	}
 }
@@ -128,6 +132,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRelayUp, `SELECT worker, up::int::float8 FROM smtp_relay`, 1, prometheus.GaugeValue)
 	gauge(descEnrolment, `SELECT count(*)::float8 FROM setting WHERE name = 'enrolment' AND value = 'on'`, 0, prometheus.GaugeValue)
 	gauge(descFeedSeq, `SELECT seq::float8 FROM account_feed_head`, 0, prometheus.GaugeValue)
+	gauge(descWithheld, fmt.Sprintf(`SELECT r, count(a.id)::float8 FROM (VALUES ('in_grace'), ('letter_not_posted'), ('no_proof_of_dispatch'), ('no_code')) v(r)
+		LEFT JOIN (SELECT a.id, CASE
+				WHEN a.code_hash IS NULL THEN 'no_code'
+				WHEN EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition' AND n.seq = a.notice_round
+				             AND n.channel = 'letter' AND n.status IN ('pending', 'printed')) THEN 'letter_not_posted'
+				WHEN NOT (%s) THEN 'no_proof_of_dispatch'
+				ELSE 'in_grace' END AS r
+			FROM account a WHERE a.state = 'notified' AND a.deadline < now()) a USING (r) GROUP BY 1`, notice.InformedProof),
+		1, prometheus.GaugeValue)
 	gauge(descFeedLag, `SELECT (h.seq - p.acked_seq)::float8 FROM account_feed_head h, platform_push p`, 0, prometheus.GaugeValue)
 	gauge(descPushFail, `SELECT failures::float8 FROM platform_push`, 0, prometheus.GaugeValue)
 	gauge(descPushAge, `SELECT extract(epoch FROM now() - acked_at)::float8 FROM platform_push WHERE acked_at IS NOT NULL`, 0, prometheus.GaugeValue)

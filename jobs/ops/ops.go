@@ -68,6 +68,7 @@ type Handler struct {
 	allow   []netip.Prefix
 	handler http.Handler
 	river   *riverui.Handler
+	signIns *signInCache
 }
 
 // NewHandler builds the ops area. Start must be called before serving.
@@ -86,7 +87,7 @@ func NewHandler(o Options) (*Handler, error) {
 		return nil, fmt.Errorf("creating River UI: %w", err)
 	}
 	h := &Handler{pool: o.Pool, users: o.Users, log: o.Log, limiter: o.Service.Limiter, svc: o.Service,
-		allow: o.MetricsAllow, river: ui}
+		allow: o.MetricsAllow, river: ui, signIns: newSignInCache()}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{pool: o.MetricsPool, log: o.Log, sla: o.PostingSLA})
 	mux := http.NewServeMux()

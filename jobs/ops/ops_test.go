@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -120,7 +121,8 @@ func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
 			t.Errorf("%s: %s %s = %d, want %d\n%.200s", tt.name, tt.method, tt.path, got, tt.want, body)
 		}
 	}
-	if _, body, _ := a.do("GET", "/metrics", "adam", "a-pass", ""); !strings.Contains(body, `ens_accounts{state="pending"}`) || !strings.Contains(body, "ens_import_rows_total") || !strings.Contains(body, `ens_letter_batches{state="overdue"}`) {
+	if _, body, _ := a.do("GET", "/metrics", "adam", "a-pass", ""); !strings.Contains(body, `ens_accounts{state="pending"}`) || !strings.Contains(body, "ens_import_rows_total") || !strings.Contains(body, `ens_letter_batches{state="overdue"}`) ||
+		!strings.Contains(body, `ens_activations_withheld{reason="letter_not_posted"}`) || !strings.Contains(body, "ens_platform_feed_lag") {
 		t.Fatalf("metrics:\n%s", body)
 	}
 }
@@ -165,6 +167,43 @@ func TestRiverUICannotBeDrivenFromAnotherSite(t *testing.T) {
 	}
 	if actor != "olga" || !strings.Contains(details, itoa(jobID)) || !strings.Contains(details, `"notify_chunk":1`) || !strings.Contains(details, "jobs/cancel") {
 		t.Fatalf("audit event: actor %s, details %s", actor, details)
+	}
+}
+
+// A River UI action names its jobs as River reads them — "02" and "+3" are
+// jobs 2 and 3 — and the audit event records both (before: no job id nor
+// kind, River deleting them all the same); an id nobody can read is refused.
+func TestRiverUIActionsAreAuditedWithTheirJobs(t *testing.T) {
+	t.Parallel()
+	a := newArea(t, nil)
+	ctx := context.Background()
+	var ids [3]int64
+	for i := range ids {
+		if err := a.pool.QueryRow(ctx, `INSERT INTO river_job (kind, args, queue, state, max_attempts, scheduled_at)
+			VALUES ('notify_chunk', '{}', 'notices', 'scheduled', 25, now() + interval '1 hour') RETURNING id`).Scan(&ids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := fmt.Sprintf(`{"ids":["0%d","+%d"]}`, ids[1], ids[2])
+	st, out, _ := a.do("POST", "/ops/river/api/jobs/delete", "olga", "o-pass", body, "Content-Type", "application/json", "Sec-Fetch-Site", "same-origin")
+	if st != http.StatusOK {
+		t.Fatalf("delete: %d %s", st, out)
+	}
+	var details string
+	if err := a.pool.QueryRow(ctx, `SELECT details::text FROM audit_event WHERE action = 'ops.river_ui'`).Scan(&details); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(`[%d,%d]`, ids[1], ids[2]); !strings.Contains(details, want) || !strings.Contains(details, `"notify_chunk":2`) {
+		t.Fatalf("audit event of a delete of %s: %s; want the job ids %s and their kinds", body, details, want)
+	}
+	if st, _, _ := a.do("POST", "/ops/river/api/jobs/delete", "olga", "o-pass", `{"ids":["0x1"]}`, "Content-Type", "application/json",
+		"Sec-Fetch-Site", "same-origin"); st != http.StatusBadRequest {
+		t.Fatalf("an id nobody can read: %d, want 400", st)
+	}
+	var left int
+	a.pool.QueryRow(ctx, `SELECT count(*) FROM river_job WHERE id = $1`, ids[0]).Scan(&left) //nolint:errcheck
+	if left != 1 {
+		t.Fatal("a job the request did not name was deleted")
 	}
 }
 
@@ -285,5 +324,51 @@ func TestAgentAPIRecordsTheAgentsName(t *testing.T) {
 	}
 	if st, out, _ := a.do("POST", "/ops/api/v1/oppositions", "alice", "c-pass", `{"nir":"not a nir","birth_date":"`+birth+`"}`); st != http.StatusBadRequest {
 		t.Fatalf("NIR without identity check: %d %s", st, out)
+	}
+}
+
+// Behind a trusted reverse proxy, ENS_METRICS_ALLOW applies to the client
+// the proxy reports, not to the proxy itself: allowing the proxy's network
+// never opens /metrics to everyone behind it (before: anyone through the
+// proxy scraped without a password).
+func TestMetricsAllowListAppliesToTheRealClient(t *testing.T) {
+	t.Parallel()
+	a := newArea(t, func(o *ops.Options) {
+		o.MetricsAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		o.Service.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	if st, _, _ := a.do("GET", "/metrics", "", "", "", "X-Forwarded-For", "203.0.113.9"); st != http.StatusUnauthorized {
+		t.Fatalf("a client on the internet through the trusted proxy: %d, want 401", st)
+	}
+	if st, _, _ := a.do("GET", "/metrics", "", "", "", "X-Forwarded-For", "127.0.0.9"); st != http.StatusOK {
+		t.Fatalf("an allowed scraper through the proxy: %d, want 200", st)
+	}
+}
+
+// Wrong passwords for one user name are limited whatever address they come
+// from: an attacker rotating forwarded addresses meets the user's limit
+// (before: each new address started afresh, and every try ran bcrypt).
+func TestOpsSignInLimitedPerUserName(t *testing.T) {
+	t.Parallel()
+	a := newArea(t, func(o *ops.Options) {
+		o.Service.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	})
+	limited := false
+	for i := range 12 {
+		st, _, _ := a.do("GET", "/ops/", "olga", "wrong", "", "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i+1))
+		if st == http.StatusTooManyRequests {
+			limited = true
+			break
+		}
+		if st != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i, st)
+		}
+	}
+	if !limited {
+		t.Fatal("twelve wrong passwords for olga from twelve addresses, never limited")
+	}
+	// Another user is not locked out by olga's attacker.
+	if st, _, _ := a.do("GET", "/ops/", "adam", "a-pass", "", "X-Forwarded-For", "198.51.100.200"); st != http.StatusOK {
+		t.Fatalf("another user signing in: %d", st)
 	}
 }

@@ -34,15 +34,21 @@ func (h *Handler) auditRiverUI(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		// Job ids are read as River reads them (strings or numbers, any
+		// form strconv accepts: "02", "+3"); an id that cannot be read is
+		// refused here rather than acted on unaudited.
 		var in struct {
-			IDs []json.Number `json:"ids"`
+			IDs []json.RawMessage `json:"ids"`
 		}
 		json.Unmarshal(body, &in) //nolint:errcheck // River UI answers malformed bodies itself
 		ids := make([]int64, 0, len(in.IDs))
-		for _, id := range in.IDs {
-			if n, err := strconv.ParseInt(strings.Trim(id.String(), `"`), 10, 64); err == nil {
-				ids = append(ids, n)
+		for _, raw := range in.IDs {
+			n, err := strconv.ParseInt(strings.Trim(string(raw), `"`), 10, 64)
+			if err != nil {
+				http.Error(w, "a job id that is not a number: refused", http.StatusBadRequest)
+				return
 			}
+			ids = append(ids, n)
 		}
 		kinds := h.jobKinds(r, ids) // before a delete removes them
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}

@@ -36,6 +36,9 @@ type Change struct {
 	// Cause says why, where the database knows: window_closed, holder,
 	// reinstated, newborn, a deletion's reason, an unreachable reason.
 	Cause string `json:"cause,omitempty"`
+	// ReplacedNIR is, for a "replaced" change, the number the person had
+	// before: the account and its history are the same.
+	ReplacedNIR string `json:"replaced_nir,omitempty"`
 }
 
 // MaxLimit bounds one read of the feed.
@@ -48,14 +51,14 @@ func After(ctx context.Context, db provisioning.DBTX, seq int64, limit int) ([]C
 	if limit <= 0 || limit > MaxLimit {
 		limit = MaxLimit
 	}
-	rows, err := db.Query(ctx, `SELECT seq, at, account_id, nir, change, state, coalesce(previous, ''), cause
+	rows, err := db.Query(ctx, `SELECT seq, at, account_id, nir, change, state, coalesce(previous, ''), cause, coalesce(replaced_nir, '')
 		FROM account_change WHERE seq > $1 ORDER BY seq LIMIT $2`, seq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change feed after %d: %w", seq, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Change, error) {
 		var c Change
-		err := r.Scan(&c.Seq, &c.At, &c.AccountID, &c.NIR, &c.Change, &c.State, &c.Previous, &c.Cause)
+		err := r.Scan(&c.Seq, &c.At, &c.AccountID, &c.NIR, &c.Change, &c.State, &c.Previous, &c.Cause, &c.ReplacedNIR)
 		return c, err
 	})
 	if err != nil {
@@ -141,6 +144,30 @@ func RecordPushed(ctx context.Context, db provisioning.DBTX, seq int64, at time.
 func RecordPushFailure(ctx context.Context, db provisioning.DBTX, reason string) error {
 	if _, err := db.Exec(ctx, `UPDATE platform_push SET failures = failures + 1, last_error = left($1, 200)`, reason); err != nil {
 		return fmt.Errorf("recording a failed push: %w", err)
+	}
+	return nil
+}
+
+// RecordReplaced writes, inside tx, a "replaced" change for the account of
+// each person whose number an import replaced (oldNIRs[i] for persons[i]):
+// the platform learns the new number of the account it knows, with the old
+// one. Numbered as the database numbers every change, under the audit
+// log's lock.
+func RecordReplaced(ctx context.Context, tx pgx.Tx, persons []int64, oldNIRs []string, now time.Time) error {
+	if len(persons) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `WITH r AS (
+			SELECT a.id, a.state, p.nir, x.old FROM unnest($1::bigint[], $2::text[]) x(pid, old)
+			JOIN person p ON p.id = x.pid JOIN account a ON a.person_id = p.id),
+		lock AS (SELECT pg_advisory_xact_lock(7100002) WHERE EXISTS (SELECT 1 FROM r)),
+		head AS (UPDATE account_feed_head SET seq = seq + (SELECT count(*) FROM r) WHERE (SELECT count(*) FROM lock) > 0
+			RETURNING seq - (SELECT count(*) FROM r) AS base)
+		INSERT INTO account_change (seq, at, account_id, nir, change, state, previous, cause, replaced_nir)
+		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, r.nir, 'replaced', r.state, r.state, 'replaces_nir', r.old
+		FROM r, head`, persons, oldNIRs, now)
+	if err != nil {
+		return fmt.Errorf("writing the replaced numbers to the change feed: %w", err)
 	}
 	return nil
 }

@@ -25,9 +25,7 @@ CREATE FUNCTION account_change_append_only() RETURNS trigger LANGUAGE plpgsql AS
 BEGIN
     RAISE EXCEPTION 'the change feed is append-only';
 END $$;
-CREATE TRIGGER account_change_append_only BEFORE UPDATE OR DELETE ON account_change
-    FOR EACH ROW EXECUTE FUNCTION account_change_append_only();
-CREATE TRIGGER account_change_no_truncate BEFORE TRUNCATE ON account_change
+CREATE TRIGGER account_change_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON account_change
     FOR EACH STATEMENT EXECUTE FUNCTION account_change_append_only();
 
 -- ens_feed_changes numbers and writes the changes a statement made to

@@ -244,14 +244,20 @@ const InformedProof = `EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id 
 // (ENS_LETTER_RETENTION): it holds codes, and the printer has it.
 const DefaultLetterRetention = 30 * 24 * time.Hour
 
-// ExpiredLetterFiles lists the PDFs of batches posted more than retention
-// ago and not deleted yet, by batch id.
-func ExpiredLetterFiles(ctx context.Context, db provisioning.DBTX, retention time.Duration, now time.Time) (map[int64]string, error) {
+// ExpiredLetterFiles lists the PDFs not deleted yet, by batch id, of
+// batches posted more than retention ago, and of batches never acknowledged
+// more than retention after their posting SLA ran out (their codes must not
+// lie on a disk for ever).
+func ExpiredLetterFiles(ctx context.Context, db provisioning.DBTX, retention, sla time.Duration, now time.Time) (map[int64]string, error) {
 	if retention <= 0 {
 		retention = DefaultLetterRetention
 	}
-	rows, err := db.Query(ctx, `SELECT id, file FROM letter_batch WHERE posted_on IS NOT NULL AND files_deleted_at IS NULL
-		AND posted_on < ($1::timestamptz AT TIME ZONE 'Europe/Paris')::date - $2::interval ORDER BY id`, now, retention)
+	if sla <= 0 {
+		sla = DefaultPostingSLA
+	}
+	rows, err := db.Query(ctx, `SELECT id, file FROM letter_batch WHERE files_deleted_at IS NULL
+		AND (posted_on < ($1::timestamptz AT TIME ZONE 'Europe/Paris')::date - $2::interval
+		     OR posted_on IS NULL AND rendered_at < $1::timestamptz - $3::interval - $2::interval) ORDER BY id`, now, retention, sla)
 	if err != nil {
 		return nil, fmt.Errorf("finding letter files past retention: %w", err)
 	}
@@ -276,10 +282,16 @@ func RecordLetterFilesDeleted(ctx context.Context, st *provisioning.Store, ids [
 	}
 	return pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		now := st.Clock.Now()
-		if _, err := tx.Exec(ctx, `UPDATE letter_batch SET files_deleted_at = $2 WHERE id = ANY($1)`, ids, now); err != nil {
+		var unposted []int64
+		if err := tx.QueryRow(ctx, `WITH u AS (UPDATE letter_batch SET files_deleted_at = $2 WHERE id = ANY($1) RETURNING id, posted_on)
+			SELECT coalesce(array_agg(id ORDER BY id) FILTER (WHERE posted_on IS NULL), '{}') FROM u`, ids, now).Scan(&unposted); err != nil {
 			return fmt.Errorf("recording deleted letter files: %w", err)
 		}
-		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: audit.ActorSystem, Action: "letters.files_deleted",
-			Details: map[string]any{"batch_ids": ids, "reason": "retention after posting"}})
+		details := map[string]any{"batch_ids": ids, "reason": "retention after posting"}
+		if len(unposted) > 0 {
+			details["never_acknowledged"] = unposted
+			details["reason"] = "retention after posting, or after the posting SLA for batches never acknowledged"
+		}
+		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: audit.ActorSystem, Action: "letters.files_deleted", Details: details})
 	})
 }

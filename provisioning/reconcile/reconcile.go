@@ -93,6 +93,9 @@ var checks = []check{
 		   AND NOT EXISTS (SELECT 1 FROM audit_event e WHERE e.action = 'account.opposition_withdrawn' AND e.details->>'reference' = o.reference)
 		   AND NOT EXISTS (SELECT 1 FROM audit_event e WHERE e.action = 'account.reinstated'
 		                   AND (e.details->'opposition_withdrawn')::jsonb ? o.reference)`},
+	{"replaced_number_has_account", "accounts of a person under a number another replaced (replaces_nir): one person with two accounts",
+		`SELECT a.id FROM account a JOIN person p ON p.id = a.person_id JOIN nir_replacement r ON r.old_nir = p.nir
+		   WHERE a.wave_id = $1 AND EXISTS (SELECT 1 FROM person q JOIN account b ON b.person_id = q.id WHERE q.nir = r.new_nir)`},
 	{"opposed_without_notice", "opposed accounts with no notice sent (nobody could have their code), unless an agent checked the person's identity",
 		`SELECT a.id FROM account a WHERE a.wave_id = $1 AND a.state = 'opposed'
 		   AND NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition' AND n.status IN ('printed', 'sent'))

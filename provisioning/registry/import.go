@@ -21,6 +21,7 @@ import (
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/archive"
 	"github.com/ens-sante/ens/provisioning/audit"
+	"github.com/ens-sante/ens/provisioning/feed"
 )
 
 // ImportResult holds an import's figures; its JSON keys are a contract.
@@ -40,10 +41,16 @@ type ImportResult struct {
 	// dead: cancelled before activation, or closed and archived.
 	// Renamed lists the people whose name this import changed (applied
 	// and audited); a changed birth date is refused (identity_conflict).
-	Renamed   []Renamed     `json:"renamed"`
-	Cancelled int64         `json:"cancelled"`
-	Closed    int64         `json:"closed"`
-	Duration  time.Duration `json:"-"`
+	Renamed []Renamed `json:"renamed"`
+	// Replaced lists the people whose number a row's replaces_nir changed:
+	// the same person, account and history under the new number.
+	Replaced []Renamed `json:"replaced"`
+	// PossibleDuplicates lists new people who share their names and birth
+	// date with someone under another number: for review, never merged.
+	PossibleDuplicates []Renamed     `json:"possible_duplicates"`
+	Cancelled          int64         `json:"cancelled"`
+	Closed             int64         `json:"closed"`
+	Duration           time.Duration `json:"-"`
 	// Phases times each step, in seconds, for operators and reports.
 	Phases map[string]float64 `json:"phases_s"`
 }
@@ -66,7 +73,7 @@ type ImportOptions struct {
 // stageColumns are the staging table's columns, in the order stageSource
 // writes them.
 const stageColumns = `line, reason, nir_masked, nir, sex, last_name, first_name, birth_date, email, address_line2,
-	address_line3, address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, protection, caisse, maybe_dup`
+	address_line3, address_line4, address_line5, postcode, city, country, guardian_nir, death_date, department, protection, caisse, replaces_nir, maybe_dup`
 
 // personColumns are the person columns an import sets, in stage order.
 const personColumns = `nir, sex, last_name, first_name, birth_date, email, address_line2, address_line3,
@@ -197,6 +204,13 @@ func finishImport(ctx context.Context, tx pgx.Tx, key []byte, f importedFile) (i
 		FROM person p WHERE p.nir = s.nir AND s.reason IS NULL AND p.birth_date <> s.birth_date`); err != nil {
 		return 0, err
 	}
+	// A number that replaces a known person's is checked against that
+	// person's birth date as well.
+	if err := rejectStaged(ctx, tx, rejects, res, RejectIdentityConflict, `
+		FROM person p WHERE s.replaces_nir IS NOT NULL AND p.nir = s.replaces_nir AND s.reason IS NULL
+		  AND p.birth_date <> s.birth_date AND NOT EXISTS (SELECT 1 FROM person q WHERE q.nir = s.nir)`); err != nil {
+		return 0, err
+	}
 	// A name change is applied, audited and listed.
 	renamed, err := renamedPeople(ctx, tx)
 	if err != nil {
@@ -212,6 +226,12 @@ func finishImport(ctx context.Context, tx pgx.Tx, key []byte, f importedFile) (i
 	if _, err := tx.Exec(ctx, `INSERT INTO registry_reject (import_id, line, reason, nir_masked)
 		SELECT $1, line, reason, nir_masked FROM registry_stage WHERE reason IS NOT NULL`, importID); err != nil {
 		return 0, fmt.Errorf("keeping rejected rows: %w", err)
+	}
+	if err := renumberPeople(ctx, tx, res, importID, now); err != nil {
+		return 0, err
+	}
+	if err := flagPossibleDuplicates(ctx, tx, res); err != nil {
+		return 0, err
 	}
 	if err := upsertPeople(ctx, tx, res); err != nil {
 		return 0, err
@@ -236,6 +256,14 @@ func finishImport(ctx context.Context, tx pgx.Tx, key []byte, f importedFile) (i
 		"import_id": importID, "file_sha256": sha, "read": res.Read, "accepted": res.Accepted,
 		"inserted": res.Inserted, "updated": res.Updated, "rejected": res.Rejected, "reasons": res.Reasons,
 	}}}
+	if len(res.Replaced) > 0 {
+		people := make([]int64, len(res.Replaced))
+		for i, r := range res.Replaced {
+			people[i] = r.PersonID
+		}
+		events = append(events, audit.Event{Actor: actor, Action: "person.renumbered", Details: map[string]any{
+			"import_id": importID, "person_ids": people}})
+	}
 	if len(res.Renamed) > 0 {
 		people := make([]int64, len(res.Renamed))
 		for i, r := range res.Renamed {
@@ -256,7 +284,8 @@ func rejectStaged(ctx context.Context, tx pgx.Tx, rejects *rejectsWriter, res *I
 		RETURNING s.line, s.nir, s.last_name, s.first_name, s.birth_date::text, coalesce(s.email, ''),
 		    coalesce(s.address_line2, ''), coalesce(s.address_line3, ''), coalesce(s.address_line4, ''),
 		    coalesce(s.address_line5, ''), coalesce(s.postcode, ''), coalesce(s.city, ''), coalesce(s.country, ''),
-		    coalesce(s.guardian_nir, ''), coalesce(s.death_date::text, ''), coalesce(s.protection, ''), coalesce(s.caisse, '')`)
+		    coalesce(s.guardian_nir, ''), coalesce(s.death_date::text, ''), coalesce(s.protection, ''), coalesce(s.caisse, ''),
+		    coalesce(s.replaces_nir, '')`)
 	if err != nil {
 		return fmt.Errorf("finding rows to reject as %s: %w", reason, err)
 	}
@@ -316,6 +345,79 @@ func renamedPeople(ctx context.Context, tx pgx.Tx) ([]Renamed, error) {
 		return nil, fmt.Errorf("finding name changes: %w", err)
 	}
 	return out, nil
+}
+
+// renumberPeople gives the people whose number a row replaces (a
+// provisional number becoming final) their new number, keeping their id,
+// account and history: nothing is sent again. Each replacement is kept
+// (nir_replacement), and the platform's feed says it.
+func renumberPeople(ctx context.Context, tx pgx.Tx, res *ImportResult, importID int64, now time.Time) error {
+	rows, err := tx.Query(ctx, `WITH r AS (
+			SELECT s.line, s.nir AS new_nir, s.replaces_nir AS old_nir, p.id AS person_id
+			FROM registry_stage s JOIN person p ON p.nir = s.replaces_nir
+			WHERE s.reason IS NULL AND s.replaces_nir IS NOT NULL AND NOT EXISTS (SELECT 1 FROM person q WHERE q.nir = s.nir)),
+		u AS (UPDATE person p SET nir = r.new_nir, updated_at = $2 FROM r WHERE p.id = r.person_id RETURNING p.id),
+		kept AS (INSERT INTO nir_replacement (old_nir, new_nir, person_id, import_id, at)
+			SELECT old_nir, new_nir, person_id, $1, $2 FROM r ON CONFLICT (old_nir) DO NOTHING)
+		SELECT r.line, r.new_nir, r.old_nir, r.person_id FROM r ORDER BY r.line`, importID, now)
+	if err != nil {
+		return fmt.Errorf("replacing numbers: %w", err)
+	}
+	var persons []int64
+	var olds []string
+	for rows.Next() {
+		var r Renamed
+		var newNIR, old string
+		if err := rows.Scan(&r.Line, &newNIR, &old, &r.PersonID); err != nil {
+			rows.Close()
+			return fmt.Errorf("replacing numbers: %w", err)
+		}
+		r.NIRMasked = provisioning.MaskNIR(newNIR)
+		res.Replaced = append(res.Replaced, r)
+		persons, olds = append(persons, r.PersonID), append(olds, old)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("replacing numbers: %w", err)
+	}
+	// A replacement of a number nobody holds yet is kept too: should the
+	// old number come back, reconcile finds the second account.
+	if _, err := tx.Exec(ctx, `INSERT INTO nir_replacement (old_nir, new_nir, import_id, at)
+		SELECT replaces_nir, nir, $1, $2 FROM registry_stage WHERE reason IS NULL AND replaces_nir IS NOT NULL
+		ON CONFLICT (old_nir) DO NOTHING`, importID, now); err != nil {
+		return fmt.Errorf("keeping replaced numbers: %w", err)
+	}
+	return feed.RecordReplaced(ctx, tx, persons, olds, now)
+}
+
+// flagPossibleDuplicates lists the people this import is about to add who
+// share their names and birth date with someone already known under another
+// number (before the merge: one pass over person, hashed against the new
+// rows; nothing on a first load).
+func flagPossibleDuplicates(ctx context.Context, tx pgx.Tx, res *ImportResult) error {
+	var known bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM person)`).Scan(&known); err != nil || !known {
+		return err
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT s.line, s.nir FROM registry_stage s
+		JOIN person q ON q.birth_date = s.birth_date AND q.last_name = s.last_name AND q.first_name = s.first_name AND q.nir <> s.nir
+		WHERE s.reason IS NULL AND s.replaces_nir IS NULL AND NOT EXISTS (SELECT 1 FROM person p WHERE p.nir = s.nir)
+		ORDER BY s.line LIMIT 1000`)
+	if err != nil {
+		return fmt.Errorf("looking for possible duplicates: %w", err)
+	}
+	dups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Renamed, error) {
+		var d Renamed
+		var nir string
+		err := r.Scan(&d.Line, &nir)
+		d.NIRMasked = provisioning.MaskNIR(nir)
+		return d, err
+	})
+	if err != nil {
+		return fmt.Errorf("looking for possible duplicates: %w", err)
+	}
+	res.PossibleDuplicates = dups
+	return nil
 }
 
 // upsertPeople moves the accepted staged rows into person.

@@ -43,6 +43,9 @@ const (
 	// identity change is a decision for an operator, never an update (the
 	// birth date is half of what lets someone refuse).
 	RejectIdentityConflict RejectReason = "identity_conflict"
+	// RejectReplacesNIR — replaces_nir is not a valid NIR, or is the row's
+	// own.
+	RejectReplacesNIR RejectReason = "replaces_nir_invalid"
 )
 
 // Protections of an adult the registry may record (column protection).
@@ -68,7 +71,7 @@ const MaxAddressLine = 38
 var (
 	RequiredColumns = []string{"nir", "last_name", "first_name", "birth_date"}
 	OptionalColumns = []string{"email", "address_line2", "address_line3", "address_line4", "address_line5",
-		"postcode", "city", "country", "guardian_nir", "death_date", "protection", "caisse"}
+		"postcode", "city", "country", "guardian_nir", "death_date", "protection", "caisse", "replaces_nir"}
 	// AnnotationColumns are written by the rejects CSV and ignored on import,
 	// so that a corrected rejects file re-imports as it is.
 	AnnotationColumns = []string{"reject_line", "reject_reason"}
@@ -89,8 +92,8 @@ type Header struct {
 
 // columnIndex holds each known column's position, -1 when absent.
 type columnIndex struct {
-	nir, lastName, firstName, birthDate, email, postcode, city, country, guardianNIR, deathDate, protection, caisse int
-	addressLines                                                                                                    [4]int
+	nir, lastName, firstName, birthDate, email, postcode, city, country, guardianNIR, deathDate, protection, caisse, replacesNIR int
+	addressLines                                                                                                                 [4]int
 }
 
 // ParseHeader validates the header row: every required column present, no
@@ -134,7 +137,7 @@ func ParseHeader(fields []string) (*Header, error) {
 	}
 	h.col = columnIndex{nir: at("nir"), lastName: at("last_name"), firstName: at("first_name"), birthDate: at("birth_date"),
 		email: at("email"), postcode: at("postcode"), city: at("city"), country: at("country"),
-		guardianNIR: at("guardian_nir"), deathDate: at("death_date"), protection: at("protection"), caisse: at("caisse")}
+		guardianNIR: at("guardian_nir"), deathDate: at("death_date"), protection: at("protection"), caisse: at("caisse"), replacesNIR: at("replaces_nir")}
 	for i := range h.col.addressLines {
 		h.col.addressLines[i] = at(fmt.Sprintf("address_line%d", i+2))
 	}
@@ -187,6 +190,9 @@ type Person struct {
 	Department string
 	Protection string // an adult's: ProtectionTutelle, ProtectionCuratelle or ""
 	Caisse     string // the organisme d'affiliation, "" when absent or invalid
+	// ReplacesNIR is the number this row's NIR replaces (a provisional
+	// number becoming final): the person keeps their account under the new.
+	ReplacesNIR string
 }
 
 // RowResult is the outcome of validating one row: a Person, or a reason.
@@ -273,6 +279,14 @@ func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {
 		} else {
 			r.Warnings = append(r.Warnings, WarningEmailInvalid)
 		}
+	}
+	if v := field(rec, c.replacesNIR); v != "" {
+		old, err := provisioning.ParseNIR(v)
+		if err != nil || old == p.NIR {
+			r.Reject = RejectReplacesNIR
+			return r
+		}
+		p.ReplacesNIR = string(old)
 	}
 	if v := strings.ToUpper(field(rec, c.caisse)); v != "" {
 		if provisioning.CaisseDepartment(v) != "" {

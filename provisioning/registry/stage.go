@@ -198,13 +198,14 @@ func (s *stageSource) validate(recs []rawRecord) stageBatch {
 		buf = copyText(buf, p.Department)
 		buf = copyText(buf, p.Protection)
 		buf = copyText(buf, p.Caisse)
+		buf = copyText(buf, p.ReplacesNIR)
 		row.text = buf[start:]
 	}
 	return stageBatch{rows: rows}
 }
 
 // rejectedTail is a rejected row's columns after its NIR: all NULL.
-var rejectedTail = strings.Repeat("\t\\N", 17)
+var rejectedTail = strings.Repeat("\t\\N", 18)
 
 // copyText appends a tab and s as a COPY text field: "" is NULL, and the
 // backslash and the characters that end a field or a line are escaped.

@@ -22,6 +22,18 @@ type AgentOpposition struct {
 	Operator          string
 	IdentityCheckedBy string
 	PostmarkedOn      *time.Time
+	// DailyCap bounds the oppositions without the code one agent records
+	// in a day (Paris), so that a stolen agent account cannot refuse for a
+	// whole region; 0: no cap.
+	DailyCap int
+}
+
+// AgentCapError — an agent reached their daily cap of oppositions without
+// the code.
+type AgentCapError struct{ Cap int }
+
+func (e *AgentCapError) Error() string {
+	return fmt.Sprintf("this agent reached the cap of %d oppositions without the code today (ENS_AGENT_DAILY_CAP)", e.Cap)
 }
 
 // ErrActivatedBeforeArrival — a mailed opposition posted in time arrived
@@ -54,6 +66,16 @@ func OpposeByAgent(ctx context.Context, st *provisioning.Store, o AgentOppositio
 		effective, err := postmarkOr(o.PostmarkedOn, now)
 		if err != nil {
 			return err
+		}
+		if o.DailyCap > 0 {
+			var today int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM opposition WHERE actor = $1 AND identity_checked_by IS NOT NULL
+				AND at >= $2`, o.Operator, provisioning.StartOfDay(now)).Scan(&today); err != nil {
+				return fmt.Errorf("counting the agent's oppositions today: %w", err)
+			}
+			if today >= o.DailyCap {
+				return &AgentCapError{Cap: o.DailyCap}
+			}
 		}
 		var personID int64
 		var first, department string

@@ -67,3 +67,32 @@ func TestOverseasWindowEndsAtLocalMidnight(t *testing.T) {
 		}
 	}
 }
+
+// Oppositions without the code are capped per agent and per day: a stolen
+// agent account cannot refuse for a whole region (before: no cap).
+func TestAgentOppositionsAreCappedPerDay(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	file := testdb.RegistryHeader + "255081416802538,Martin,Zoé,1955-08-12,zoe@example.fr,,,,,\n" +
+		"284052A32102552,Payet,Gaëlle,1984-05-02,g@example.fr,,,,,\n"
+	if _, err := registry.Import(ctx, testdb.Store(pool), testdb.WriteRegistry(t, file), registry.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	oppose := func(nir, birth, agent string) error {
+		b, _ := time.Parse(time.DateOnly, birth)
+		_, err := window.OpposeByAgent(ctx, testdb.Store(pool), window.AgentOpposition{NIR: provisioning.NIR(nir), BirthDate: b,
+			Operator: agent, IdentityCheckedBy: "bob", DailyCap: 1})
+		return err
+	}
+	if err := oppose("255081416802538", "1955-08-12", "olga"); err != nil {
+		t.Fatal(err)
+	}
+	var capped *window.AgentCapError
+	if err := oppose("284052A32102552", "1984-05-02", "olga"); !errors.As(err, &capped) || capped.Cap != 1 {
+		t.Fatalf("the agent's second opposition of the day under a cap of 1: %v", err)
+	}
+	if err := oppose("284052A32102552", "1984-05-02", "yann"); err != nil {
+		t.Fatalf("another agent's: %v", err)
+	}
+}

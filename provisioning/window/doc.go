@@ -1,8 +1,11 @@
 // Package window owns the opposition window: finding a code's holder,
 // opposing (online, by post with its postmark, or through an agent after an
-// identity check), undoing an opposition, early activation, receipts, and
-// closing windows — activating only accounts whose person was informed
-// (notice.InformedProof).
+// identity check, in every state before activation), undoing an
+// opposition, early activation, receipts, and closing windows after their
+// grace — activating only accounts whose person was informed
+// (notice.InformedProof), at the end of the printed day where the person
+// lives.
 //
-// It imports the provisioning root, audit and notice.
+// It imports the provisioning root, audit, notice, and archive (a refusal
+// postmarked in time and read after the activation closes the account).
 package window
