@@ -45,6 +45,9 @@ type Deps struct {
 	// ActivationGrace: an account waits this long after its deadline before
 	// the window sweep activates it (ENS_ACTIVATION_GRACE; zero: at once).
 	ActivationGrace time.Duration
+	// EnrolDailyCap bounds the accounts continuous enrolment creates a day
+	// (ENS_ENROL_DAILY_CAP; 0: no cap).
+	EnrolDailyCap int64
 	// Platform receives the change feed (ENS_PLATFORM_URL); nil: no push.
 	Platform *notify.Platform
 	// AuditKey keys the audit events the workers append (ENS_AUDIT_KEY).

@@ -35,7 +35,7 @@ type EnrolWorker struct {
 
 // Work runs one enrolment.
 func (w *EnrolWorker) Work(ctx context.Context, _ *river.Job[EnrolArgs]) error {
-	res, err := wave.Enrol(ctx, w.deps.Store(), Enqueuer(w.client()), wave.LaunchOptions{})
+	res, err := wave.Enrol(ctx, w.deps.Store(), Enqueuer(w.client()), w.deps.EnrolDailyCap, wave.LaunchOptions{})
 	if errors.Is(err, wave.ErrEnrolmentOff) {
 		return nil
 	}

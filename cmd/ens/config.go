@@ -53,6 +53,7 @@ type config struct {
 	CPUProfile       string
 	HealthAddr       string
 	AgentDailyCap    int
+	EnrolDailyCap    int
 	Enrol            bool
 
 	LettersDir      string
@@ -123,6 +124,7 @@ var variables = []variable{
 	duration("ENS_DB_WAIT", "", 5*time.Minute, 0, "how long `ens worker --until-idle` waits out an unreachable database", func(c *config) *time.Duration { return &c.DBWait }),
 	str("ENS_HEALTH_ADDR", "--health-addr", "", "ens worker serves /healthz, /readyz and its /metrics there; empty: off", "127.0.0.1:9090", func(c *config) *string { return &c.HealthAddr }),
 	str("ENS_CPU_PROFILE", "", "", "`ens worker` writes its CPU profile there", "/tmp/worker.pprof", func(c *config) *string { return &c.CPUProfile }),
+	integer("ENS_ENROL_DAILY_CAP", "", 10_000, 0, 10_000_000, "accounts continuous enrolment creates a day at most (0: no cap); the rest wait for the next day's run", func(c *config) *int { return &c.EnrolDailyCap }),
 	{name: "ENS_ENROL", def: "off", help: "on: continuous enrolment is turned on by `ens worker` and `ens enrol`", example: "on",
 		set: func(c *config, v string) error {
 			switch v {

@@ -485,3 +485,45 @@ func TestReplacedNumberKeepsOnePersonOneAccount(t *testing.T) {
 		t.Fatalf("reconcile with a second account under a replaced number: exit %d, flagged %d\n%s", code, flagged, out)
 	}
 }
+
+// Continuous enrolment takes the people imported after it was turned on —
+// never the national campaign's backlog — at most ENS_ENROL_DAILY_CAP a
+// day, and says beforehand what it would do. Before, its first run enrolled
+// everyone not yet in a wave, at once.
+func TestEnrolmentTakesNewcomersUnderADailyCap(t *testing.T) {
+	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
+	t.Setenv("ENS_ENROL_DAILY_CAP", "4")
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	c.importFixture("30", "41") // the backlog: people no wave has reached
+	if code, out, errs := c.run("enrol", "--enable"); code != 0 {
+		t.Fatalf("enrol --enable: %d\n%s%s", code, out, errs)
+	}
+	var res struct {
+		Created int `json:"created"`
+	}
+	c.json(&res, "enrol", "--json")
+	if res.Created != 0 {
+		t.Fatalf("the first run enrolled %d people of the backlog", res.Created)
+	}
+	c.importFixture("10", "43") // newcomers
+	var dry struct {
+		Accounts int `json:"accounts"`
+	}
+	c.json(&dry, "enrol", "--dry-run", "--json")
+	if dry.Accounts == 0 {
+		t.Fatal("the dry run sees no newcomer")
+	}
+	c.json(&res, "enrol", "--json")
+	if res.Created != 4 {
+		t.Fatalf("a run under a daily cap of 4 created %d accounts", res.Created)
+	}
+	c.json(&res, "enrol", "--json")
+	if res.Created != 0 {
+		t.Fatalf("a second run the same day created %d accounts past the cap", res.Created)
+	}
+	var w string
+	c.db().QueryRow(context.Background(), `SELECT name FROM wave WHERE name LIKE 'enrol-%'`).Scan(&w) //nolint:errcheck
+	if code, out, errs := c.run("reconcile", w); code != 0 {
+		t.Fatalf("reconcile %s after a capped run: exit %d\n%s%s", w, code, out, errs)
+	}
+}

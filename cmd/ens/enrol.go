@@ -11,7 +11,7 @@ import (
 )
 
 func (a *app) enrolCommand() *cobra.Command {
-	var enable, disable, asJSON bool
+	var enable, disable, asJSON, dryRun bool
 	cmd := &cobra.Command{
 		Use: "enrol",
 		Short: "Continuous enrolment: create the accounts of everyone eligible not yet enrolled (newborns active with an information notice, " +
@@ -24,6 +24,19 @@ func (a *app) enrolCommand() *cobra.Command {
 			pool, err := a.db(cmd.Context(), 4)
 			if err != nil {
 				return err
+			}
+			if dryRun {
+				p, err := wave.DryRunEnrolment(cmd.Context(), pool, wave.PreviewOptions{Now: a.clock.Now(),
+					PostagePerLetter: a.cfg.LetterPostage, EmailsPerSecond: a.cfg.EmailRate, LettersPerSecond: a.cfg.LetterRate})
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return a.printJSON(p)
+				}
+				fmt.Fprintf(a.stdout, "the next enrolment runs would create %d accounts (%d a day at most: ENS_ENROL_DAILY_CAP), %d of newborns; nothing written\n",
+					p.Accounts, a.cfg.EnrolDailyCap, p.Newborns)
+				return nil
 			}
 			if a.cfg.Enrol && !disable {
 				// ENS_ENROL=on means the same to every command: enrolment on.
@@ -48,7 +61,7 @@ func (a *app) enrolCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := wave.Enrol(cmd.Context(), a.store(pool), jobs.Enqueuer(client), wave.LaunchOptions{})
+			res, err := wave.Enrol(cmd.Context(), a.store(pool), jobs.Enqueuer(client), int64(a.cfg.EnrolDailyCap), wave.LaunchOptions{})
 			if errors.Is(err, wave.ErrEnrolmentOff) {
 				return usageError(err)
 			}
@@ -66,5 +79,6 @@ func (a *app) enrolCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&enable, "enable", false, "turn continuous enrolment on")
 	cmd.Flags().BoolVar(&disable, "disable", false, "turn continuous enrolment off")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what the next runs would create, writing nothing")
 	return cmd
 }

@@ -57,7 +57,7 @@ func (a *app) workerDeps(ctx context.Context) (*jobs.Deps, error) {
 	}
 	deps := &jobs.Deps{Pool: pool, AuditKey: a.auditKey, Key: key, LettersDir: c.lettersDir(),
 		PostDelay: c.PostDelay, Clock: a.clock, Logger: a.log, GiveUpAfter: c.EmailGiveUpAfter, LetterRetention: c.LetterRetention,
-		ActivationGrace: c.ActivationGrace, PostingSLA: c.PostingSLA}
+		ActivationGrace: c.ActivationGrace, PostingSLA: c.PostingSLA, EnrolDailyCap: int64(c.EnrolDailyCap)}
 	if c.PlatformURL != "" {
 		deps.Platform = &notify.Platform{URL: c.PlatformURL, Key: c.PlatformKey}
 	}

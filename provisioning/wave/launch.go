@@ -24,6 +24,13 @@ type LaunchOptions struct {
 	Progress  func(created int64)
 	// Audit can be turned off only to measure its cost (make bench).
 	NoAudit bool
+	// After: a new wave considers only people numbered after this person id
+	// (continuous enrolment's newcomers); a resumed wave goes on from its
+	// checkpoint.
+	After int64
+	// MaxNew bounds the accounts this run creates (a daily cap); the wave
+	// goes on from there at its next run. 0: no bound.
+	MaxNew int64
 }
 
 // LaunchResult says what a launch (or relaunch) did.
@@ -59,7 +66,7 @@ func Launch(ctx context.Context, st *provisioning.Store, spec provisioning.WaveS
 	}
 	slices.Sort(spec.Departments)
 	spec.Departments = slices.Compact(spec.Departments)
-	wave, resumed, err := createWave(ctx, st, spec, st.Clock.Now())
+	wave, resumed, err := createWave(ctx, st, spec, st.Clock.Now(), opts.After)
 	if err != nil {
 		return nil, err
 	}
@@ -87,15 +94,15 @@ func Launch(ctx context.Context, st *provisioning.Store, spec provisioning.WaveS
 	return res, nil
 }
 
-func createWave(ctx context.Context, st *provisioning.Store, spec provisioning.WaveSpec, now time.Time) (*provisioning.Wave, bool, error) {
+func createWave(ctx context.Context, st *provisioning.Store, spec provisioning.WaveSpec, now time.Time, after int64) (*provisioning.Wave, bool, error) {
 	var w *provisioning.Wave
 	resumed := false
 	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		var id int64
-		err := tx.QueryRow(ctx, `INSERT INTO wave (name, launched_by, launched_at, departments, born_from, born_to, max_accounts, window_seconds, per_day, start_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING RETURNING id`,
+		err := tx.QueryRow(ctx, `INSERT INTO wave (name, launched_by, launched_at, departments, born_from, born_to, max_accounts, window_seconds, per_day, start_at, last_person_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (name) DO NOTHING RETURNING id`,
 			spec.Name, spec.Actor, now, spec.Departments, nullIfZero(spec.BornFrom), nullIfZero(spec.BornTo),
-			nullIfZero(spec.Limit), int64(time.Duration(spec.Window)/time.Second), nullIfZero(spec.PerDay), spec.StartAt).Scan(&id)
+			nullIfZero(spec.Limit), int64(time.Duration(spec.Window)/time.Second), nullIfZero(spec.PerDay), spec.StartAt, after).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			resumed = true
 			if w, err = provisioning.GetWave(ctx, tx, spec.Name); err != nil {
@@ -140,6 +147,9 @@ func launchBatch(ctx context.Context, st *provisioning.Store, w *provisioning.Wa
 		if w.Limit != nil {
 			limit = min(limit, *w.Limit-created)
 		}
+		if opts.MaxNew > 0 {
+			limit = min(limit, opts.MaxNew-res.Created)
+		}
 		var scannedMax *int64
 		var scanned, active int64
 		var ids []int64
@@ -171,6 +181,9 @@ func launchBatch(ctx context.Context, st *provisioning.Store, w *provisioning.Wa
 		// end of the registry when this is the last batch), by outcome: those
 		// not created are accounted for as deceased or already enrolled.
 		done = scanned < limit || limit <= 0
+		// A run stopped by its cap has scanned only so far: the people after
+		// are the next run's to select.
+		capped := opts.MaxNew > 0 && res.Created+int64(len(ids)) >= opts.MaxNew
 		upTo := last
 		if scannedMax != nil {
 			upTo = *scannedMax
@@ -182,7 +195,7 @@ func launchBatch(ctx context.Context, st *provisioning.Store, w *provisioning.Wa
 			  AND (cardinality($3::text[]) = 0 OR p.department = ANY($3))
 			  AND ($4::int IS NULL OR p.birth_date >= make_date($4, 1, 1))
 			  AND ($5::int IS NULL OR p.birth_date < make_date($5 + 1, 1, 1))`,
-			w.ID, last, w.Departments, w.BornFrom, w.BornTo, done && (w.Limit == nil || created+int64(len(ids)) < *w.Limit), upTo).
+			w.ID, last, w.Departments, w.BornFrom, w.BornTo, done && !capped && (w.Limit == nil || created+int64(len(ids)) < *w.Limit), upTo).
 			Scan(&selected, &deceased, &enrolled); err != nil {
 			return fmt.Errorf("counting the people the launch selected: %w", err)
 		}

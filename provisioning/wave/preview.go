@@ -30,6 +30,7 @@ type PreviewOptions struct {
 	EmailsPerSecond  float64 // the rate the workers sustain
 	LettersPerSecond float64
 	Now              time.Time
+	After            int64 // only people numbered after this person id
 }
 
 // DryRun reads what launching spec would do, without writing.
@@ -48,7 +49,7 @@ func DryRun(ctx context.Context, db provisioning.DBTX, spec provisioning.WaveSpe
 	rows, err := db.Query(ctx, `WITH sel AS (
 			SELECT p.*, (p.death_date IS NOT NULL) AS dead, EXISTS (SELECT 1 FROM account a WHERE a.person_id = p.id) AS enrolled
 			FROM person p
-			WHERE p.opposed_at IS NULL AND (cardinality($1::text[]) = 0 OR p.department = ANY($1))
+			WHERE p.opposed_at IS NULL AND p.id > $7 AND (cardinality($1::text[]) = 0 OR p.department = ANY($1))
 			  AND ($2::int IS NULL OR p.birth_date >= make_date($2, 1, 1))
 			  AND ($3::int IS NULL OR p.birth_date < make_date($3 + 1, 1, 1))),
 		elig AS (SELECT * FROM sel WHERE NOT dead AND NOT enrolled ORDER BY id LIMIT $4),
@@ -68,7 +69,7 @@ func DryRun(ctx context.Context, db provisioning.DBTX, spec provisioning.WaveSpe
 		       count(*) FILTER (WHERE minor) FROM told
 		UNION ALL SELECT 'channel', channel, count(*), 0, 0, 0, 0, 0 FROM told GROUP BY channel
 		UNION ALL SELECT 'department', coalesce(department, '?'), count(*), 0, 0, 0, 0, 0 FROM told GROUP BY department`,
-		spec.Departments, nullIfZero(spec.BornFrom), nullIfZero(spec.BornTo), limit, provisioning.Day(opts.Now), provisioning.NewbornSince)
+		spec.Departments, nullIfZero(spec.BornFrom), nullIfZero(spec.BornTo), limit, provisioning.Day(opts.Now), provisioning.NewbornSince, opts.After)
 	if err != nil {
 		return nil, fmt.Errorf("previewing the wave: %w", err)
 	}
