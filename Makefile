@@ -9,12 +9,13 @@ export GOFLAGS := -mod=mod
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-deps: ## Install what the project needs from Debian when missing (PostgreSQL, poppler, Chromium, Postfix)
+deps: ## Install what the project needs from Debian when missing (PostgreSQL, poppler, Chromium, Postfix, promtool)
 	@missing=(); \
 	if [ -z "$$DATABASE_URL" ] && ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then missing+=(postgresql); fi; \
 	command -v pdftotext >/dev/null || missing+=(poppler-utils); \
 	command -v chromium >/dev/null || missing+=(chromium chromium-driver); \
 	test -x /usr/sbin/postfix || missing+=(postfix); \
+	command -v promtool >/dev/null || missing+=(prometheus); \
 	if [ $${#missing[@]} -gt 0 ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing $${missing[*]}"; \
@@ -36,8 +37,12 @@ FUZZTIME ?= 3s
 
 test: deps ## go vet + go test -race (starts its own PostgreSQL unless DATABASE_URL is set), then the pure fuzz targets briefly
 	$(GO) vet $(PKGS)
+	$(MAKE) --no-print-directory monitoring
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz-run TARGETS="$(FUZZ_PURE)"
+
+monitoring: ## Check the alerting rules in docs/monitoring and run their unit tests (promtool)
+	cd docs/monitoring && promtool check rules alerts.yml && promtool test rules alerts_test.yml
 
 fuzz: ## Fuzz every target, the HTTP handlers included, for FUZZTIME each (e.g. make fuzz FUZZTIME=10m)
 	$(MAKE) --no-print-directory fuzz-run TARGETS="$(FUZZ_PURE) $(FUZZ_HTTP)" FUZZTIME=$(if $(filter 3s,$(FUZZTIME)),1m,$(FUZZTIME))
@@ -85,4 +90,4 @@ clean: ## Stop the private database and remove local state
 	-./bin/ens db stop 2>/dev/null
 	rm -rf bin var
 
-.PHONY: help deps build test fuzz fuzz-run demo bench chaos lint clean
+.PHONY: help deps build test monitoring fuzz fuzz-run demo bench chaos lint clean

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ens-sante/ens/provisioning"
 )
@@ -72,6 +73,9 @@ func NewClient(deps *Deps, cfg Config) (*river.Client[pgx.Tx], error) {
 		// REINDEX needs the tables' owner: the application role is not
 		// (provisioning.GrantApp). The DBA's maintenance reindexes.
 		ReindexerIndexNames: []string{},
+	}
+	if deps.Metrics != nil {
+		rc.Middleware = []rivertype.Middleware{deps.Metrics.middleware()}
 	}
 	if cfg.Periodic {
 		rc.PeriodicJobs = []*river.PeriodicJob{

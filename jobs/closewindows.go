@@ -20,10 +20,13 @@ type CloseWindowsArgs struct{}
 // Kind is stable: stored jobs refer to it.
 func (CloseWindowsArgs) Kind() string { return "close_windows" }
 
-// InsertOpts keeps one sweep queued at a time.
+// InsertOpts keeps one sweep queued or running at a time (River refuses a
+// unique job that is not unique while running: the periodic sweep would
+// never be queued).
 func (CloseWindowsArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaintenance, UniqueOpts: river.UniqueOpts{ByArgs: true,
-		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled, rivertype.JobStateRetryable}}}
+		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+			rivertype.JobStateScheduled, rivertype.JobStateRetryable}}}
 }
 
 // CloseWindowsWorker activates accounts whose window ended.

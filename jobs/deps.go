@@ -48,6 +48,8 @@ type Deps struct {
 	// EnrolDailyCap bounds the accounts continuous enrolment creates a day
 	// (ENS_ENROL_DAILY_CAP; 0: no cap).
 	EnrolDailyCap int64
+	// Metrics measure the workers' jobs, emails and letters; nil: none.
+	Metrics *Metrics
 	// Platform receives the change feed (ENS_PLATFORM_URL); nil: no push.
 	Platform *notify.Platform
 	// AuditKey keys the audit events the workers append (ENS_AUDIT_KEY).

@@ -17,9 +17,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 
 	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/promtest"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/notify"
@@ -170,6 +172,8 @@ func TestNoticesReachEveryoneOnceWithFallback(t *testing.T) {
 		}
 		return nil
 	})
+	reg := prometheus.NewRegistry()
+	e.deps.Metrics = jobs.NewMetrics(reg)
 	e.runUntilIdle(t)
 	ctx := context.Background()
 
@@ -217,6 +221,36 @@ func TestNoticesReachEveryoneOnceWithFallback(t *testing.T) {
 	}
 	checkNoPlaintextCodes(t, e)
 	checkLetterPDF(t, e)
+	checkWorkerMetrics(t, e, reg, sent, emailsFailed)
+}
+
+// checkWorkerMetrics holds the worker's own measures against what the
+// database says was done.
+func checkWorkerMetrics(t *testing.T, e *env, reg *prometheus.Registry, sent, failed int64) {
+	t.Helper()
+	var letters int64
+	e.pool.QueryRow(context.Background(), `SELECT count(*) FROM notice WHERE channel = 'letter' AND batch_id IS NOT NULL`).Scan(&letters)
+	got := promtest.Values(t, reg)
+	for key, want := range map[string]float64{
+		"ens_emails_total/accepted":  float64(sent),
+		"ens_letters_rendered_total": float64(letters),
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+	if n := got["ens_emails_total/permanent"] + got["ens_emails_total/exhausted"]; n != float64(failed) {
+		t.Errorf("emails permanent+exhausted = %v, want the %d failed emails", n, failed)
+	}
+	if got["ens_emails_total/temporary"] == 0 {
+		t.Error("no temporary refusal counted, but some recipients were always busy")
+	}
+	for _, key := range []string{"ens_job_duration_seconds/notify_chunk/completed", "ens_job_duration_seconds/notify_chunk/failed",
+		"ens_job_duration_seconds/render_letters/completed", "ens_job_queue_latency_seconds/notify_chunk"} {
+		if got[key] == 0 {
+			t.Errorf("%s: no job observed", key)
+		}
+	}
 }
 
 // checkNoPlaintextCodes dumps every table and River job and searches it for
@@ -536,5 +570,47 @@ func TestExtensionTellsPeopleTheirNewDeadline(t *testing.T) {
 		if !bytes.Contains(raw, []byte("prolong")) {
 			t.Fatal("an extension email does not say the window was extended")
 		}
+	}
+}
+
+// A long-running worker sweeps ended windows on its own: the periodic sweep
+// is queued when the worker starts and every SweepInterval after. Before, its
+// insert options were refused by River's periodic enqueuer (a unique sweep
+// must be unique while running too), so only `--until-idle` runs and the CLI
+// ever activated anyone.
+func TestLongRunningWorkerClosesEndedWindows(t *testing.T) {
+	t.Parallel()
+	e := setupChunks(t, 30, nil, 40, 1) // by email: letters wait for the printer's acknowledgement
+	e.runUntilIdle(t)
+	ctx := context.Background()
+	var notified int64
+	e.pool.QueryRow(ctx, `SELECT count(*) FROM account WHERE state = 'notified'`).Scan(&notified)
+	if notified == 0 {
+		t.Fatal("nobody notified")
+	}
+	later := time.Now().AddDate(0, 0, 60)
+	e.deps.Clock = func() time.Time { return later }
+	cfg := testConfig
+	cfg.Periodic, cfg.SweepInterval = true, 50*time.Millisecond
+	c, err := jobs.NewClient(e.deps, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(context.Background())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var left int64
+		e.pool.QueryRow(ctx, `SELECT count(*) FROM account WHERE state = 'notified'`).Scan(&left)
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.dumpJobs(t)
+			t.Fatalf("%d of %d accounts still notified 60 days on: the worker never swept their windows", left, notified)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -98,6 +98,7 @@ func (w *NotifyChunkWorker) work(ctx context.Context, job *river.Job[NotifyChunk
 		return nil
 	}
 	res, err := w.dispatch(ctx, wave, targets)
+	d.Metrics.countEmails(res)
 	d.Logger.Info("notice chunk dispatched", "wave_id", a.WaveID, "first_account_id", a.FirstAccountID,
 		"sent", res.sent, "permanent", len(res.permanent), "temporary", res.temporary, "attempt", job.Attempt)
 	return err

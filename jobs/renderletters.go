@@ -133,6 +133,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 	if err != nil {
 		return err
 	}
+	d.Metrics.countLetters(n)
 	d.Logger.Info("letters rendered", "wave_id", job.Args.WaveID, "department", dept, "letters", n)
 	return nil
 }

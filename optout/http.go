@@ -56,7 +56,7 @@ func NewHandler(svc *Service) http.Handler {
 		io.WriteString(w, "ok\n") //nolint:errcheck
 	})
 	csrf := http.NewCrossOriginProtection()
-	return securityHeaders(csrf.Handler(h.recoverer(h.mux)))
+	return svc.Metrics.instrument(securityHeaders(csrf.Handler(h.recoverer(h.mux))))
 }
 
 func securityHeaders(next http.Handler) http.Handler {

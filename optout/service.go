@@ -53,6 +53,8 @@ type Service struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed (ENS_TRUSTED_PROXIES, CIDRs); see ClientAddr.
 	TrustedProxies []netip.Prefix
+	// Metrics measure the public site's requests (nil: none).
+	Metrics *Metrics
 }
 
 // Store is the service's database, clock and audit key, as the

@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/promtest"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
@@ -445,5 +447,55 @@ func TestReceiptGuessesAreRateLimited(t *testing.T) {
 	}
 	if !limited {
 		t.Fatal("twelve guessed receipt references, never limited")
+	}
+}
+
+// The site's traffic is measured by route and status, for the deadline
+// day's dashboards: the limits' 429s show, and a scanner's paths are one
+// "unmatched" route, never a label of their own.
+func TestSiteTrafficIsMeasuredByRouteAndStatus(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, 5, time.Now().Add(24*time.Hour))
+	svc := newService(pool)
+	svc.Metrics = optout.NewMetrics()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(svc.Metrics)
+	srv := httptest.NewServer(optout.NewHandler(svc))
+	t.Cleanup(srv.Close)
+
+	if st, _, _ := post(t, srv, `{"code":"`+hs[0].code.String()+`","birth_date":"`+hs[0].birth+`"}`); st != 200 {
+		t.Fatalf("right pair: %d", st)
+	}
+	statuses := map[int]int{}
+	for i := range 8 {
+		st, _, _ := post(t, srv, `{"code":"`+key.Derive(int64(600_000+i)).String()+`","birth_date":"1970-01-01"}`)
+		statuses[st]++
+	}
+	for _, path := range []string{"/wp-login.php", "/.env"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	got := promtest.Values(t, reg)
+	for key, want := range map[string]float64{
+		"ens_form_requests_total/200/POST /api/v1/oppositions":       1,
+		"ens_form_requests_total/429/POST /api/v1/oppositions":       float64(statuses[429]),
+		"ens_form_requests_total/404/unmatched":                      2,
+		"ens_form_request_duration_seconds/POST /api/v1/oppositions": 9,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+	if statuses[429] == 0 {
+		t.Errorf("8 wrong guesses were never slowed down: %v", statuses)
+	}
+	for key := range got {
+		if strings.Contains(key, "wp-login") || strings.Contains(key, ".env") {
+			t.Errorf("a requested path became a label: %s", key)
+		}
 	}
 }

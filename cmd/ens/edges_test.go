@@ -390,8 +390,20 @@ func TestWorkerAnswersProbes(t *testing.T) {
 	if st, body := get("/readyz"); st != http.StatusOK {
 		t.Fatalf("/readyz: %d %s", st, body)
 	}
-	if st, body := get("/metrics"); st != http.StatusOK || !strings.Contains(body, "go_goroutines") {
-		t.Fatalf("/metrics: %d", st)
+	if st, body := get("/metrics"); st != http.StatusOK || !strings.Contains(body, "go_goroutines") || !strings.Contains(body, `ens_emails_total{outcome="accepted"} 0`) {
+		t.Fatalf("/metrics: %d\n%s", st, body)
+	}
+	// The window sweep runs when the worker starts: its duration is measured.
+	for {
+		_, body := get("/metrics")
+		if strings.Contains(body, `ens_job_duration_seconds_count{kind="close_windows",outcome="completed"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("/metrics never showed the window sweep's duration\n%s\n%s", body, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	if code := <-done; code != 0 {

@@ -22,12 +22,20 @@ import (
 // worker's own /metrics.
 type workerHealth struct {
 	deps    *jobs.Deps
+	reg     *prometheus.Registry
 	running atomic.Bool
 }
 
-func (h *workerHealth) handler() http.Handler {
+// newWorkerHealth measures deps' jobs, emails and letters for the worker's
+// /metrics, beside the process's own figures.
+func newWorkerHealth(deps *jobs.Deps) *workerHealth {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	deps.Metrics = jobs.NewMetrics(reg)
+	return &workerHealth{deps: deps, reg: reg}
+}
+
+func (h *workerHealth) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !h.running.Load() {
@@ -50,7 +58,7 @@ func (h *workerHealth) handler() http.Handler {
 			fmt.Fprintln(w, "ready")
 		}
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.reg, promhttp.HandlerOpts{}))
 	return mux
 }
 

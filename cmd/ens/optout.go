@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
@@ -55,6 +56,10 @@ func (a *app) serveCommand() *cobra.Command {
 			// of its own, so that sign-ins (bcrypt) never take the public
 			// form's cores.
 			if addr != "" {
+				// The public site's traffic is measured on the ops area's /metrics.
+				if opsAddr != "" {
+					svc.Metrics = optout.NewMetrics()
+				}
 				ln, err := net.Listen("tcp", addr)
 				if err != nil {
 					return fmt.Errorf("listening on %s: %w", addr, err)
@@ -100,6 +105,10 @@ func (a *app) expireLimits(ctx context.Context, l *optout.Limiter) {
 
 // opsArea prepares the operators' and auditors' area and its listener.
 func (a *app) opsArea(ctx context.Context, svc *optout.Service, addr string) (net.Listener, http.Handler, error) {
+	var collectors []prometheus.Collector
+	if svc.Metrics != nil {
+		collectors = append(collectors, svc.Metrics)
+	}
 	users, err := ops.LoadUsers(a.cfg.OpsUsersFile, a.cfg.OpsUsers)
 	if err != nil {
 		a.log.Warn("ops area has no users: every /ops/ request will be refused", "error", err)
@@ -114,7 +123,7 @@ func (a *app) opsArea(ctx context.Context, svc *optout.Service, addr string) (ne
 		return nil, nil, err
 	}
 	h, err := ops.NewHandler(ops.Options{Pool: svc.Pool, Client: client, Users: users, Log: a.log, Service: svc,
-		MetricsPool: metricsPool, MetricsAllow: a.cfg.MetricsAllow, PostingSLA: a.cfg.PostingSLA})
+		MetricsPool: metricsPool, MetricsAllow: a.cfg.MetricsAllow, PostingSLA: a.cfg.PostingSLA, Collectors: collectors})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -120,11 +120,11 @@ func (a *app) runWorker(ctx context.Context, untilIdle bool) error {
 	}
 	cfg := jobs.Config{NoticeWorkers: a.cfg.NoticeWorkers, LetterWorkers: a.cfg.LetterWorkers, Periodic: !untilIdle, Logger: a.log,
 		RetryBase: a.cfg.RetryBase}
+	health := newWorkerHealth(deps)
 	client, err := jobs.NewClient(deps, cfg)
 	if err != nil {
 		return err
 	}
-	health := &workerHealth{deps: deps}
 	if a.cfg.HealthAddr != "" {
 		if err := a.serveHealth(ctx, a.cfg.HealthAddr, health); err != nil {
 			return err

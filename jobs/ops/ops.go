@@ -56,6 +56,9 @@ type Options struct {
 	// PostingSLA flags unacknowledged letter batches as overdue in /metrics
 	// (zero: provisioning.DefaultPostingSLA).
 	PostingSLA time.Duration
+	// Collectors are exported on /metrics beside the database's figures:
+	// the public site's own measures when this process serves it.
+	Collectors []prometheus.Collector
 }
 
 // Handler serves /ops/, the agents' API under /ops/api/v1/ and /metrics.
@@ -90,6 +93,7 @@ func NewHandler(o Options) (*Handler, error) {
 		allow: o.MetricsAllow, river: ui, signIns: newSignInCache()}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{pool: o.MetricsPool, log: o.Log, sla: o.PostingSLA})
+	reg.MustRegister(o.Collectors...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h.metricsAccess(promhttp.HandlerFor(newCachedGatherer(reg, metricsTTL), promhttp.HandlerOpts{})))
 	mux.Handle("/ops/river/", h.auth(RoleOperator, h.auditRiverUI(ui)))
