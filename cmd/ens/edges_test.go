@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/promtest"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/optout"
@@ -397,6 +398,7 @@ func TestWorkerAnswersProbes(t *testing.T) {
 	for {
 		_, body := get("/metrics")
 		if strings.Contains(body, `ens_job_duration_seconds_count{kind="close_windows",outcome="completed"} 1`) {
+			promtest.Lint(t, body)
 			break
 		}
 		if time.Now().After(deadline) {

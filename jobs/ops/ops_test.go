@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ens-sante/ens/fixtures"
+	"github.com/ens-sante/ens/fixtures/promtest"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/jobs/ops"
@@ -121,10 +122,12 @@ func TestEachRoleSeesOnlyWhatItMay(t *testing.T) {
 			t.Errorf("%s: %s %s = %d, want %d\n%.200s", tt.name, tt.method, tt.path, got, tt.want, body)
 		}
 	}
-	if _, body, _ := a.do("GET", "/metrics", "adam", "a-pass", ""); !strings.Contains(body, `ens_accounts{state="pending"}`) || !strings.Contains(body, "ens_import_rows_total") || !strings.Contains(body, `ens_letter_batches{state="overdue"}`) ||
+	_, body, _ := a.do("GET", "/metrics", "adam", "a-pass", "")
+	if !strings.Contains(body, `ens_accounts{state="pending"}`) || !strings.Contains(body, "ens_import_rows_total") || !strings.Contains(body, `ens_letter_batches{state="overdue"}`) ||
 		!strings.Contains(body, `ens_activations_withheld{reason="letter_not_posted"}`) || !strings.Contains(body, "ens_platform_feed_lag") {
 		t.Fatalf("metrics:\n%s", body)
 	}
+	promtest.Lint(t, body)
 }
 
 // A page an operator visits cannot drive River UI with the browser's
