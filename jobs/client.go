@@ -27,6 +27,14 @@ func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pg
 	river.AddWorker(workers, &PushChangesWorker{deps: deps})
 }
 
+// uniqueWhileOutstanding is the ByState of every unique job: one is not
+// queued again while another is available, pending, scheduled, retrying or
+// running. River refuses a ByState without the running and queued states
+// (its periodic enqueuer then never queues the job), so every job shares
+// this one list.
+var uniqueWhileOutstanding = []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending,
+	rivertype.JobStateRunning, rivertype.JobStateScheduled, rivertype.JobStateRetryable}
+
 // rescueAfter is Config.RescueAfter, or the longest job timeout plus half a
 // minute: River's rescuer (every 30 s, and never before a job's own
 // timeout) then brings a dead worker's jobs back within about two minutes,

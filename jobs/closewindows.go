@@ -7,7 +7,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/notice"
@@ -20,13 +19,10 @@ type CloseWindowsArgs struct{}
 // Kind is stable: stored jobs refer to it.
 func (CloseWindowsArgs) Kind() string { return "close_windows" }
 
-// InsertOpts keeps one sweep queued or running at a time (River refuses a
-// unique job that is not unique while running: the periodic sweep would
-// never be queued).
+// InsertOpts keeps one sweep queued or running at a time.
 func (CloseWindowsArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaintenance, UniqueOpts: river.UniqueOpts{ByArgs: true,
-		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-			rivertype.JobStateScheduled, rivertype.JobStateRetryable}}}
+		ByState: uniqueWhileOutstanding}}
 }
 
 // CloseWindowsWorker activates accounts whose window ended.

@@ -6,7 +6,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ens-sante/ens/provisioning/wave"
 )
@@ -21,8 +20,7 @@ func (EnrolArgs) Kind() string { return "enrol" }
 // InsertOpts — one waiting at a time, on the maintenance queue.
 func (EnrolArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaintenance, UniqueOpts: river.UniqueOpts{ByArgs: true,
-		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-			rivertype.JobStateScheduled, rivertype.JobStateRetryable}}}
+		ByState: uniqueWhileOutstanding}}
 }
 
 // EnrolWorker creates the accounts of people not yet enrolled, in the

@@ -596,21 +596,29 @@ func TestLongRunningWorkerClosesEndedWindows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The first sweep, queued as the worker starts, closes every window.
+	done, stop := c.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	defer stop()
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer c.Stop(context.Background())
-	deadline := time.Now().Add(30 * time.Second)
+	timeout := time.After(30 * time.Second)
 	for {
-		var left int64
-		e.pool.QueryRow(ctx, `SELECT count(*) FROM account WHERE state = 'notified'`).Scan(&left)
-		if left == 0 {
+		select {
+		case ev := <-done:
+			if ev.Job.Kind != (jobs.CloseWindowsArgs{}).Kind() {
+				continue
+			}
+			var left int64
+			e.pool.QueryRow(ctx, `SELECT count(*) FROM account WHERE state = 'notified'`).Scan(&left)
+			if ev.Kind != river.EventKindJobCompleted || left != 0 {
+				t.Fatalf("the sweep ended %s and left %d of %d accounts notified 60 days on", ev.Kind, left, notified)
+			}
 			return
-		}
-		if time.Now().After(deadline) {
+		case <-timeout:
 			e.dumpJobs(t)
-			t.Fatalf("%d of %d accounts still notified 60 days on: the worker never swept their windows", left, notified)
+			t.Fatalf("no window sweep ran in 30 s: the %d accounts notified 60 days on were never activated", notified)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

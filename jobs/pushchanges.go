@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ens-sante/ens/provisioning/feed"
 )
@@ -23,8 +22,7 @@ func (PushChangesArgs) Kind() string { return "push_changes" }
 // InsertOpts keeps one push queued at a time: pushes go in order.
 func (PushChangesArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaintenance, UniqueOpts: river.UniqueOpts{ByArgs: true,
-		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-			rivertype.JobStateScheduled, rivertype.JobStateRetryable}}}
+		ByState: uniqueWhileOutstanding}}
 }
 
 // PushBatch is the most changes one push carries.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/provisioning"
@@ -29,8 +28,7 @@ func (RenderLettersArgs) Kind() string { return "render_letters" }
 // Letters created while one runs are picked up by the sweep (QueueLetterSweep).
 func (RenderLettersArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueLetters, UniqueOpts: river.UniqueOpts{ByArgs: true,
-		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateScheduled,
-			rivertype.JobStateRunning, rivertype.JobStateRetryable}}}
+		ByState: uniqueWhileOutstanding}}
 }
 
 // letterQueuer inserts render jobs in tx (provisioning gives it a short one of its own).
