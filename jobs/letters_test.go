@@ -149,25 +149,26 @@ func TestBatchCommittedButUnansweredKeepsItsFiles(t *testing.T) {
 // batch's insert, lets the COMMIT after it reach the server, reads the
 // server's answer and drops it with the connection: the batch is
 // committed, its worker told the connection failed. It does so once among
-// the connections sharing cut.
+// the connections sharing cut. pgx may read in a goroutine of its own while
+// it writes, so the flags are atomic.
 type commitCut struct {
 	net.Conn
 	cut                *atomic.Bool
-	sawInsert, dropped bool
+	sawInsert, dropped atomic.Bool
 }
 
 func (c *commitCut) Write(p []byte) (int, error) {
 	if bytes.Contains(p, []byte("INSERT INTO letter_batch")) {
-		c.sawInsert = true
+		c.sawInsert.Store(true)
 	}
-	if c.sawInsert && len(p) > 0 && p[0] == 'Q' && bytes.Contains(p, []byte("commit\x00")) && c.cut.CompareAndSwap(false, true) {
-		c.dropped = true
+	if c.sawInsert.Load() && len(p) > 0 && p[0] == 'Q' && bytes.Contains(p, []byte("commit\x00")) && c.cut.CompareAndSwap(false, true) {
+		c.dropped.Store(true)
 	}
 	return c.Conn.Write(p)
 }
 
 func (c *commitCut) Read(p []byte) (int, error) {
-	if c.dropped {
+	if c.dropped.Load() {
 		c.Conn.Read(make([]byte, 4096)) //nolint:errcheck // the server's answer: it committed
 		c.Close()
 		return 0, io.ErrUnexpectedEOF
