@@ -20,6 +20,7 @@ import (
 
 	"github.com/jung-kurt/gofpdf"
 
+	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/fixtures/benchutil"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/jobs"
@@ -143,7 +144,7 @@ func BenchmarkLetters(b *testing.B) {
 		env := setupChunks(b, n, nil, 500, -1) // nobody has an email: every notice is a letter
 		settle(b, env)
 		start := time.Now()
-		if _, err := notify.RenderLetters(ns, time.Now()); err != nil {
+		if _, err := notify.RenderLetters(ns, time.Now(), fixtures.LetterInfo); err != nil {
 			b.Fatal(err)
 		}
 		bare := float64(n) / time.Since(start).Seconds()

@@ -18,7 +18,10 @@ type Deps struct {
 	Mailer     *notify.Mailer
 	Key        optout.Key
 	LettersDir string
-	PostDelay  time.Duration
+	// Letter is what every letter prints besides its notice: the address
+	// for refusals by post, the information on personal data.
+	Letter    notify.LetterInfo
+	PostDelay time.Duration
 	// LetterRetention: a posted batch's PDF is deleted this long after its
 	// posting day (default provisioning.DefaultLetterRetention).
 	LetterRetention time.Duration

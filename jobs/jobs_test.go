@@ -77,7 +77,7 @@ func setupChunks(t testing.TB, people int64, rule mailsink.Rule, chunk int, emai
 }
 
 func testDeps(t testing.TB, pool *pgxpool.Pool, mailer *notify.Mailer) *jobs.Deps {
-	return &jobs.Deps{Pool: pool, AuditKey: testdb.AuditKey, Mailer: mailer, Key: testKey, LettersDir: t.TempDir(), SettleEvery: 5, GiveUpAfter: 50 * time.Millisecond,
+	return &jobs.Deps{Pool: pool, AuditKey: testdb.AuditKey, Mailer: mailer, Key: testKey, LettersDir: t.TempDir(), Letter: fixtures.LetterInfo, SettleEvery: 5, GiveUpAfter: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)}
 }
 

@@ -16,7 +16,7 @@ func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) (*noti
 		FirstName: t.FirstName, LastName: t.LastName, Female: t.NIR.Female(), ForGuardian: t.ForGuardian,
 		Deadline: deadline, Email: t.Email, AddressLines: t.Lines, Postcode: t.Postcode, City: t.City,
 		Country: t.Country, Department: t.Department}
-	if t.Kind != provisioning.NoticeOpposition && t.Kind != provisioning.NoticeResend && t.Kind != provisioning.NoticeCopy {
+	if t.Kind != provisioning.NoticeOpposition && t.Kind != provisioning.NoticeResend && t.Kind != provisioning.NoticeCopy && t.Kind != provisioning.NoticeExtension {
 		return n, nil
 	}
 	code := key.Derive(t.AccountID)

@@ -113,7 +113,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 			}
 			notify.SortForPost(ns)
 			now := d.Clock.Now()
-			b, err := notify.RenderLetters(ns, now)
+			b, err := notify.RenderLetters(ns, now, d.Letter)
 			if err != nil {
 				return nil, err
 			}

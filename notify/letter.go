@@ -3,7 +3,6 @@ package notify
 import (
 	"bytes"
 	"crypto/sha256"
-	_ "embed"
 	"encoding/csv"
 	"encoding/hex"
 	"errors"
@@ -49,7 +48,14 @@ func SortForPost(ns []*Notice) {
 
 // RenderLetters renders one A4 page per notice, in the given order. The same
 // notices and renderedAt always give the same bytes.
-func RenderLetters(ns []*Notice, renderedAt time.Time) (*LetterBatch, error) {
+func RenderLetters(ns []*Notice, renderedAt time.Time, info LetterInfo) (*LetterBatch, error) {
+	return renderLetters(ns, renderedAt, info, nil)
+}
+
+func renderLetters(ns []*Notice, renderedAt time.Time, info LetterInfo, drawn func(*face, string)) (*LetterBatch, error) {
+	if err := info.Check(); err != nil {
+		return nil, err
+	}
 	pdf := gofpdf.New("P", "mm", "A4", "")
 	pdf.SetCreationDate(renderedAt.UTC())
 	pdf.SetModificationDate(renderedAt.UTC())
@@ -70,7 +76,9 @@ func RenderLetters(ns []*Notice, renderedAt time.Time) (*LetterBatch, error) {
 	b := &LetterBatch{}
 	for _, n := range ns {
 		pdf.AddPage()
-		drawLetter(pdf, n, renderedAt)
+		if err := drawLetter(pdf, n, renderedAt, info, drawn); err != nil {
+			return nil, err
+		}
 		b.Manifest = append(b.Manifest, ManifestRow{NoticeID: n.ID, Postcode: n.Postcode, Page: pdf.PageNo()})
 	}
 	var buf bytes.Buffer
@@ -83,58 +91,102 @@ func RenderLetters(ns []*Notice, renderedAt time.Time) (*LetterBatch, error) {
 	return b, nil
 }
 
-// The letters' fonts: DejaVu Sans and Sans Mono (notify/fonts, with their
-// licence), embedded as UTF-8 TrueType so that every name prints as written,
-// whatever its alphabet (Łukasz, Nguyễn, Şahin, Ştefan, Γιώργος).
-//
-//go:embed fonts/DejaVuSans.ttf
-var fontSans []byte
-
-//go:embed fonts/DejaVuSans-Bold.ttf
-var fontSansBold []byte
-
-//go:embed fonts/DejaVuSansMono.ttf
-var fontMono []byte
-
-const (
-	sans = "DejaVu"
-	mono = "DejaVuMono"
-)
-
-// addFonts registers the fonts in a new document. Each document gets its own
-// copy of the font files: gofpdf rewrites composite glyphs (é, ñ, ş…) in
-// place while subsetting, which on shared bytes made renders differ and race.
-func addFonts(pdf *gofpdf.Fpdf) {
-	pdf.AddUTF8FontFromBytes(sans, "", bytes.Clone(fontSans))
-	pdf.AddUTF8FontFromBytes(sans, "B", bytes.Clone(fontSansBold))
-	pdf.AddUTF8FontFromBytes(mono, "", bytes.Clone(fontMono))
+// LetterInfo is what every letter prints besides its notice: where to send
+// a refusal by post, and the information on personal data that article 13
+// of the GDPR requires (who processes the data and why, the person's rights,
+// the data protection officer's contact).
+type LetterInfo struct {
+	// RefusalAddress is the postal address for refusals, on one line.
+	RefusalAddress string
+	// DataController names the controllers of the processing.
+	DataController string
+	// DPOContact is how to reach the data protection officer.
+	DPOContact string
 }
 
-func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
+// DefaultDataController is the controllers of Mon espace santé's
+// processing (article R1111-36 of the code de la santé publique).
+const DefaultDataController = "le ministère chargé de la santé et la Caisse nationale de l'Assurance Maladie"
+
+// Check reports what is missing for letters to be printed.
+func (i LetterInfo) Check() error {
+	var missing []string
+	if strings.TrimSpace(i.RefusalAddress) == "" {
+		missing = append(missing, "the postal address for refusals")
+	}
+	if strings.TrimSpace(i.DPOContact) == "" {
+		missing = append(missing, "the data protection officer's contact")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("letters cannot be printed without %s", strings.Join(missing, " and "))
+	}
+	return nil
+}
+
+func (i LetterInfo) controller() string {
+	if strings.TrimSpace(i.DataController) == "" {
+		return DefaultDataController
+	}
+	return i.DataController
+}
+
+// dataProtection is the paragraph on personal data printed at the foot of
+// every letter.
+// A representative or a curator reads of the data of the person they act
+// for.
+func (i LetterInfo) dataProtection(n *Notice) string {
+	whose, profile := "votre identité, votre date de naissance et vos coordonnées", "votre profil"
+	if n.ForGuardian {
+		whose, profile = "l'identité, la date de naissance et les coordonnées de la personne concernée", "son profil"
+	}
+	return "Données personnelles. " + upperFirst(i.controller()) + " traitent " + whose +
+		" pour créer " + profile + " Mon espace santé, en informer et recueillir une éventuelle opposition " +
+		"(mission d'intérêt public, articles L1111-13-1 et R1111-26 et suivants du code de la santé publique). " +
+		"Ces données sont conservées tant que le profil existe, puis dix ans après sa clôture. Vous pouvez y accéder, les faire " +
+		"rectifier ou en limiter l'usage auprès du délégué à la protection des données : " + i.DPOContact +
+		". Vous pouvez aussi adresser une réclamation à la CNIL (www.cnil.fr)."
+}
+
+func upperFirst(s string) string {
+	r := []rune(s)
+	if len(r) > 0 {
+		r[0] = []rune(strings.ToUpper(string(r[0])))[0]
+	}
+	return string(r)
+}
+
+// Layout of the page, in millimetres.
+const (
+	footerY = 284.0 // the reference line
+	footGap = 3.0   // between the data-protection paragraph and the footer
+)
+
+func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time, info LetterInfo, drawn func(*face, string)) error {
+	p := &page{pdf: pdf, drawn: drawn}
 	// Sender, top left.
-	pdf.SetFont(sans, "B", 11)
+	p.font(faceSansBold, 11)
 	pdf.SetXY(20, 15)
-	pdf.CellFormat(90, 5, "Mon espace santé", "", 2, "L", false, 0, "")
-	pdf.SetFont(sans, "", 9)
-	pdf.CellFormat(90, 4, "L'Assurance Maladie", "", 2, "L", false, 0, "")
-	pdf.CellFormat(90, 4, "Référence : "+n.Reference(), "", 2, "L", false, 0, "")
+	p.cell(90, 5, "Mon espace santé", "", 2, "L")
+	p.font(faceSans, 9)
+	p.cell(90, 4, "L'Assurance Maladie", "", 2, "L")
+	p.cell(90, 4, "Référence : "+n.Reference(), "", 2, "L")
 
 	// Address block in the window of a DL envelope: 100 mm from the left,
 	// 45 mm from the top, 38 characters a line.
-	pdf.SetFont(mono, "", 10)
+	p.font(faceMono, 10)
 	y := 47.0
 	for _, l := range n.AddressBlock() {
 		pdf.SetXY(100, y)
-		pdf.CellFormat(95, 4.5, l, "", 0, "L", false, 0, "")
+		p.cell(95, 4.5, l, "", 0, "L")
 		y += 4.5
 	}
 
-	pdf.SetFont(sans, "", 10)
-	pdf.SetXY(120, 85)
-	pdf.CellFormat(75, 5, "Le "+provisioning.FrenchDate(renderedAt), "", 0, "R", false, 0, "")
+	p.font(faceSans, 10)
+	pdf.SetXY(120, max(y+2, 85))
+	p.cell(75, 5, "Le "+provisioning.FrenchDate(renderedAt), "", 0, "R")
 
-	pdf.SetXY(20, 98)
-	pdf.SetFont(sans, "B", 12)
+	pdf.SetXY(20, max(y+15, 98))
+	p.font(faceSansBold, 12)
 	title := "Votre profil Mon espace santé va être créé"
 	switch {
 	case n.Kind == KindInformation:
@@ -148,31 +200,30 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 	case n.ForGuardian:
 		title = "Le profil Mon espace santé de " + n.FirstName + " va être créé"
 	}
-	pdf.MultiCell(170, 6, title, "", "L", false)
+	p.lines(170, 6, title)
 	pdf.Ln(4)
-	pdf.SetFont(sans, "", 10.5)
+	p.font(faceSans, 10.5)
 	para := func(s string) {
 		pdf.SetX(20)
-		pdf.MultiCell(170, 5.2, s, "", "L", false)
+		p.lines(170, 5.2, s)
 		pdf.Ln(2.5)
 	}
 	para(n.Salutation() + ",")
 	deadline := provisioning.FrenchDeadline(n.Deadline)
-	who := "votre"
-	if n.ForGuardian {
-		who = "le"
-	}
-	switch n.Kind {
-	case KindInformation:
+	if n.Kind == KindInformation {
 		para("Le profil Mon espace santé de " + n.FirstName + " " + n.LastName + " a été créé. Mon espace santé est le service public qui permet de stocker et partager ses documents et données de santé en toute confidentialité.")
 		para("En tant que représentant légal, vous pourrez l'activer et le gérer sur " + OfficialSite + ".")
-	case KindExtension:
-		para("Le délai pour vous opposer à la création de " + who + " profil Mon espace santé a été prolongé. Vous pouvez désormais vous y opposer " + deadline + ", avec le code d'opposition qui vous a été communiqué.")
-	default:
-		if n.Kind == KindResend {
+	} else {
+		switch {
+		case n.Kind == KindExtension && n.ForGuardian:
+			para("Le délai pour vous opposer à la création du profil Mon espace santé de " + n.FirstName + " " + n.LastName + " a été prolongé.")
+		case n.Kind == KindExtension:
+			para("Le délai pour vous opposer à la création de votre profil Mon espace santé a été prolongé.")
+		case n.Kind == KindResend:
 			para("Vous avez demandé à recevoir de nouveau votre code d'opposition. Le voici ; la date limite reste la même.")
 		}
 		switch {
+		case n.Kind == KindExtension:
 		case n.Kind == KindCopy:
 			para("Vous recevez cette copie en tant que curateur ou curatrice de " + n.FirstName + " " + n.LastName +
 				", qui a reçu le même courrier : son profil Mon espace santé va être créé, et l'opposition peut être faite par la personne ou avec votre assistance.")
@@ -183,13 +234,16 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 		}
 		para("Si vous ne le souhaitez pas, vous pouvez vous y opposer " + deadline + " : la date imprimée sur ce courrier est celle qui fait foi.")
 		pdf.SetX(20)
-		pdf.SetFont(sans, "", 10.5)
-		pdf.CellFormat(170, 6, "Votre code d'opposition :", "", 1, "L", false, 0, "")
+		label := "Votre code d'opposition :"
+		if n.Kind == KindExtension {
+			label = "Votre code d'opposition, inchangé :"
+		}
+		p.cell(170, 6, label, "", 1, "L")
 		pdf.SetX(20)
-		pdf.SetFont(mono, "", 22)
-		pdf.CellFormat(170, 12, n.Code, "1", 1, "C", false, 0, "")
+		p.font(faceMono, 22)
+		p.cell(170, 12, n.Code, "1", 1, "C")
 		pdf.Ln(3)
-		pdf.SetFont(sans, "", 10.5)
+		p.font(faceSans, 10.5)
 		birth := "votre date de naissance"
 		switch {
 		case n.Kind == KindCopy:
@@ -200,13 +254,26 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time) {
 		para("Pour vous opposer, munissez-vous de ce code et de " + birth + " :")
 		para("- sur internet : saisissez vous-même l'adresse " + OfficialSite + " dans votre navigateur ;")
 		para("- par téléphone : " + OfficialPhone + " ;")
-		para("- par courrier, en joignant ce code : " + OfficialPost + ".")
+		para("- par courrier posté au plus tard le " + provisioning.FrenchDate(n.Deadline) + " (le cachet de la poste faisant foi), en joignant ce code : " + info.RefusalAddress + ".")
 		para("Sans démarche de votre part, le profil sera activé après cette date. Vous pourrez le fermer à tout moment.")
 	}
 	para("Nous ne vous demanderons jamais vos identifiants ni vos coordonnées bancaires.")
-	pdf.SetXY(20, 280)
-	pdf.SetFont(sans, "", 8)
-	pdf.CellFormat(170, 4, "Référence "+n.Reference(), "", 0, "C", false, 0, "")
+	bodyEnd := pdf.GetY()
+
+	// The data-protection paragraph, set from the foot of the page up.
+	p.font(faceSans, 7.5)
+	const lineH = 3.4
+	text := info.dataProtection(n)
+	top := footerY - footGap - float64(len(pdf.SplitText(faceSans.printable(text), 170)))*lineH
+	if bodyEnd > top {
+		return fmt.Errorf("notice %d: the letter's text runs into its foot (%.0f mm > %.0f mm)", n.ID, bodyEnd, top)
+	}
+	pdf.SetXY(20, top)
+	p.lines(170, lineH, text)
+	pdf.SetXY(20, footerY)
+	p.font(faceSans, 8)
+	p.cell(170, 4, "Référence "+n.Reference(), "", 0, "C")
+	return nil
 }
 
 // StagedBatch is a batch's PDF and manifest written under staging names,

@@ -40,7 +40,6 @@ const (
 const (
 	OfficialSite  = "www.monespacesante.fr"
 	OfficialPhone = "34 22 (service gratuit + prix d'un appel)"
-	OfficialPost  = "Mon espace santé – Opposition, TSA 12345, 75000 PARIS"
 )
 
 // Notice is everything a notice shows. Code is the formatted opposition code
@@ -82,11 +81,11 @@ func (n *Notice) Salutation() string {
 	return "Monsieur"
 }
 
-// AddressBlock returns the AFNOR NF Z10-011 address: at most 6 lines of at
-// most 38 characters, the last French line "POSTCODE CITY" in capitals, then
-// the country in capitals when abroad.
+// AddressBlock returns the AFNOR NF Z10-011 address: lines of at most 38
+// characters, the recipient first, the last French line "POSTCODE CITY" in
+// capitals, then the country in capitals when abroad.
 func (n *Notice) AddressBlock() []string {
-	lines := []string{n.recipientLine()}
+	lines := n.recipientLines()
 	for _, l := range n.AddressLines {
 		if l != "" {
 			lines = append(lines, truncate(l, addressWidth))
@@ -102,29 +101,75 @@ func (n *Notice) AddressBlock() []string {
 // addressWidth is AFNOR NF Z10-011's line length.
 const addressWidth = 38
 
-// recipientLine is the first line of the address: the holder, or for a
-// minor their representative. When it does not fit in 38 characters it is
-// shortened the way a postal operator would — a shorter salutation, then
-// the first names as initials — so that the last name is never cut unless
-// it alone is longer than the line.
-func (n *Notice) recipientLine() string {
+// recipientLines name the recipient: the holder with their civility, or
+// for a minor or a protected adult the representative or the curator. The
+// name is never cut: when it does not fit in 38 characters the role's
+// shorter form is tried, then the first names as initials (AFNOR: first
+// names are abbreviated before the surname is touched); when it still does
+// not fit, the surname goes on a line of its own, split between words
+// if even that is too long.
+func (n *Notice) recipientLines() []string {
 	last := strings.ToUpper(n.LastName)
-	var prefixes []string
-	if n.ForGuardian {
-		prefixes = []string{"REPRÉSENTANT LÉGAL DE ", "REPR. LÉGAL DE ", "POUR "} // a minor or an adult under tutelle
-	} else if n.Female {
-		prefixes = []string{"MME ", ""}
-	} else {
-		prefixes = []string{"M. ", ""}
+	var roles []string
+	switch {
+	case n.Kind == KindCopy && n.ForGuardian:
+		roles = []string{"CURATEUR OU CURATRICE DE "}
+	case n.ForGuardian:
+		roles = []string{"REPRÉSENTANT LÉGAL DE ", "REPR. LÉGAL DE "} // a minor or an adult under tutelle
+	case n.Female:
+		roles = []string{"MME "}
+	default:
+		roles = []string{"M. "}
 	}
-	for _, first := range []string{n.FirstName, initials(n.FirstName)} {
-		for _, p := range prefixes {
-			if l := p + strings.TrimSpace(first+" "+last); utf8.RuneCountInString(l) <= addressWidth {
-				return l
+	firsts := []string{n.FirstName, initials(n.FirstName)}
+	for _, first := range firsts {
+		for _, r := range roles {
+			if l := r + strings.TrimSpace(first+" "+last); fits(l) {
+				return []string{l}
 			}
 		}
 	}
-	return truncate(strings.TrimSpace(initials(n.FirstName)+" "+last), addressWidth)
+	// Two lines or more: the role and first names, then the surname.
+	head := func() string {
+		for _, first := range firsts {
+			for _, r := range roles {
+				if l := r + first; fits(l) {
+					return l
+				}
+			}
+		}
+		return strings.TrimSpace(roles[len(roles)-1])
+	}()
+	return append([]string{head}, wrap(last, addressWidth)...)
+}
+
+func fits(l string) bool { return utf8.RuneCountInString(l) <= addressWidth }
+
+// wrap splits s into lines of at most width characters, between words
+// (after a space or a hyphen), cutting inside a word only when one word
+// alone is longer than a line.
+func wrap(s string, width int) []string {
+	var lines []string
+	for utf8.RuneCountInString(s) > width {
+		r := []rune(s)
+		cut := -1
+		for i := width; i > 0; i-- {
+			if r[i] == ' ' {
+				cut = i
+				break
+			}
+			if r[i-1] == '-' {
+				cut = i
+				break
+			}
+		}
+		if cut <= 0 {
+			cut = width
+		}
+		lines = append(lines, strings.TrimSpace(string(r[:cut])))
+		s = strings.TrimSpace(string(r[cut:]))
+	}
+	return append(lines, s)
 }
 
 // initials shortens first names to their initials, keeping the hyphens of

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/fixtures/benchutil"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify"
@@ -322,7 +323,7 @@ func bareLettersRender(b *testing.B, n int64) {
 			Female: true, Code: "ABCD-EFGH-JKMN", Deadline: time.Now(), AddressLines: [4]string{"", "", "12 rue de l'Église", ""},
 			Postcode: fmt.Sprintf("75%03d", i%1000), City: "Paris"})
 		if len(ns) == notice.LetterBatchSize || i == n-1 {
-			if _, err := notify.RenderLetters(ns, time.Now()); err != nil {
+			if _, err := notify.RenderLetters(ns, time.Now(), fixtures.LetterInfo); err != nil {
 				b.Fatal(err)
 			}
 			ns = ns[:0]

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/notice"
@@ -61,6 +62,9 @@ type config struct {
 	PostingSLA      time.Duration
 	DeliveryDelay   time.Duration
 	LetterRetention time.Duration
+	RefusalAddress  string
+	DPOContact      string
+	DataController  string
 
 	Addr           string
 	OpsAddr        string
@@ -142,6 +146,12 @@ var variables = []variable{
 	duration("ENS_POST_DELAY", "--post-delay", 5*24*time.Hour, 0, "print-and-post delay added to a letter's deadline", func(c *config) *time.Duration { return &c.PostDelay }),
 	duration("ENS_POSTING_SLA", "", notice.DefaultPostingSLA, 1, "a batch the printer has not acknowledged this long after rendering is overdue", func(c *config) *time.Duration { return &c.PostingSLA }),
 	duration("ENS_DELIVERY_DELAY", "", notice.DefaultDeliveryDelay, 0, "La Poste's delivery after posting, added before a posted letter's window", func(c *config) *time.Duration { return &c.DeliveryDelay }),
+	str("ENS_REFUSAL_ADDRESS", "", "", "the postal address for refusals by post, on one line, printed on every letter (`ens worker` needs it)",
+		"Mon espace santé – Oppositions, CPAM de Paris, 75948 Paris Cedex 19", func(c *config) *string { return &c.RefusalAddress }),
+	str("ENS_DPO_CONTACT", "", "", "how to reach the data protection officer, printed on every letter (`ens worker` needs it)",
+		"dpo@assurance-maladie.fr ou DPO, 50 avenue du Professeur André Lemierre, 75986 Paris Cedex 20", func(c *config) *string { return &c.DPOContact }),
+	str("ENS_DATA_CONTROLLER", "", notify.DefaultDataController, "the controllers of the processing, as letters name them", notify.DefaultDataController,
+		func(c *config) *string { return &c.DataController }),
 	duration("ENS_LETTER_RETENTION", "", notice.DefaultLetterRetention, 1, "a posted batch's PDF is deleted this long after its posting day", func(c *config) *time.Duration { return &c.LetterRetention }),
 
 	integer("ENS_AGENT_DAILY_CAP", "", 200, 0, 1_000_000, "oppositions without the code one agent may record a day (0: no cap); over it, 429 naming the cap", func(c *config) *int { return &c.AgentDailyCap }),
@@ -209,6 +219,19 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)
+}
+
+// letterInfo is what every letter prints besides its notice, or which
+// variable is missing.
+func (c *config) letterInfo() (notify.LetterInfo, error) {
+	info := notify.LetterInfo{RefusalAddress: c.RefusalAddress, DPOContact: c.DPOContact, DataController: c.DataController}
+	var errs []error
+	for _, v := range variables {
+		if (v.name == "ENS_REFUSAL_ADDRESS" || v.name == "ENS_DPO_CONTACT") && strings.TrimSpace(v.get(c)) == "" {
+			errs = append(errs, fmt.Errorf("%s is not set: letters cannot be printed without it (for example %s=%q)", v.name, v.name, v.example))
+		}
+	}
+	return info, errors.Join(errs...)
 }
 
 // lettersDir is ENS_LETTERS_DIR, or letters under the var directory.

@@ -50,6 +50,21 @@ func TestConfigRefusesWhatItCannotRead(t *testing.T) {
 	}
 }
 
+// A worker prints letters, so it does not start without the postal address
+// for refusals and the data protection officer's contact: exit 2 naming
+// each, before it touches the database. (Before: every letter printed a
+// placeholder address, "TSA 12345, 75000 PARIS", and no contact at all.)
+func TestWorkerNeedsWhatEveryLetterPrints(t *testing.T) {
+	for _, missing := range []string{"ENS_REFUSAL_ADDRESS", "ENS_DPO_CONTACT"} {
+		t.Run(missing, func(t *testing.T) {
+			code, _, errs := runEnv(t, map[string]string{missing: "", "DATABASE_URL": "postgres://127.0.0.1:1/none"}, "worker")
+			if code != 2 || !strings.Contains(errs, missing+" is not set") || !strings.Contains(errs, "for example") {
+				t.Fatalf("ens worker without %s: exit %d, stderr %q; want exit 2 naming it with an example", missing, code, errs)
+			}
+		})
+	}
+}
+
 // ens config shows what a machine will do, in the one duration syntax, and
 // never a secret.
 func TestConfigShowsTheEffectiveValues(t *testing.T) {

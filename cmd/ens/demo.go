@@ -130,7 +130,9 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	a.step("ens worker --until-idle   (emails over SMTP, letters as PDF)")
 	// A rehearsal: letters count from their posting day, and the windows
 	// that close are activated without the grace a real campaign keeps.
-	if err := errors.Join(os.Setenv("ENS_POST_DELAY", "0"), os.Setenv("ENS_DELIVERY_DELAY", "1s"), os.Setenv("ENS_ACTIVATION_GRACE", "0s")); err != nil {
+	// Its letters print a rehearsal's addresses unless real ones are set.
+	if err := errors.Join(os.Setenv("ENS_POST_DELAY", "0"), os.Setenv("ENS_DELIVERY_DELAY", "1s"), os.Setenv("ENS_ACTIVATION_GRACE", "0s"),
+		setUnlessSet("ENS_REFUSAL_ADDRESS", fixtures.LetterInfo.RefusalAddress), setUnlessSet("ENS_DPO_CONTACT", fixtures.LetterInfo.DPOContact)); err != nil {
 		return err
 	}
 	if err := a.sub(ctx, "worker", "--until-idle"); err != nil {
@@ -333,4 +335,11 @@ func recreateDatabase(ctx context.Context, adminURL, name string) error {
 		return fmt.Errorf("creating demo database: %w", err)
 	}
 	return nil
+}
+
+func setUnlessSet(name, value string) error {
+	if os.Getenv(name) != "" {
+		return nil
+	}
+	return os.Setenv(name, value)
 }

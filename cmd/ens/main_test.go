@@ -19,13 +19,19 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/fixtures/testdb"
 	"github.com/ens-sante/ens/notify/mailsink"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
 )
 
-func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+func TestMain(m *testing.M) {
+	// Every worker the tests start prints a rehearsal's addresses.
+	os.Setenv("ENS_REFUSAL_ADDRESS", fixtures.LetterInfo.RefusalAddress) //nolint:errcheck
+	os.Setenv("ENS_DPO_CONTACT", fixtures.LetterInfo.DPOContact)         //nolint:errcheck
+	os.Exit(testdb.Main(m))
+}
 
 type cli struct {
 	t   *testing.T

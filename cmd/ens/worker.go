@@ -47,6 +47,10 @@ func (a *app) workerCommand() *cobra.Command {
 // workerDeps builds what workers need from the configuration.
 func (a *app) workerDeps(ctx context.Context) (*jobs.Deps, error) {
 	c := a.cfg
+	letter, err := c.letterInfo()
+	if err != nil {
+		return nil, usageError(err)
+	}
 	pool, err := a.db(ctx, int32(c.NoticeWorkers+c.LetterWorkers+c.SMTPConnections+6)) //nolint:gosec // each bounded by the configuration
 	if err != nil {
 		return nil, err
@@ -55,7 +59,7 @@ func (a *app) workerDeps(ctx context.Context) (*jobs.Deps, error) {
 	if err != nil {
 		return nil, usageError(err)
 	}
-	deps := &jobs.Deps{Pool: pool, AuditKey: a.auditKey, Key: key, LettersDir: c.lettersDir(),
+	deps := &jobs.Deps{Pool: pool, AuditKey: a.auditKey, Key: key, LettersDir: c.lettersDir(), Letter: letter,
 		PostDelay: c.PostDelay, Clock: a.clock, Logger: a.log, GiveUpAfter: c.EmailGiveUpAfter, LetterRetention: c.LetterRetention,
 		ActivationGrace: c.ActivationGrace, PostingSLA: c.PostingSLA, EnrolDailyCap: int64(c.EnrolDailyCap)}
 	if c.PlatformURL != "" {
