@@ -18,6 +18,9 @@ type Deps struct {
 	Mailer     *notify.Mailer
 	Key        optout.Key
 	LettersDir string
+	// Delivery is La Poste's delay by destination, counted into the date a
+	// letter prints.
+	Delivery provisioning.Delivery
 	// Letter is what every letter prints besides its notice: the address
 	// for refusals by post, the information on personal data.
 	Letter    notify.LetterInfo

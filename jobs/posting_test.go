@@ -36,18 +36,21 @@ func (e *env) count(t *testing.T, q string, args ...any) int {
 // A letter informs its person only once the printer has posted it: the
 // sweep activates nobody whose batch is not acknowledged, however late; an
 // unacknowledged batch is overdue after the SLA; the acknowledgement makes
-// the letters sent, and the deadline the later of the printed date and
-// posting day + delivery + 42 days. (Before, rendering a PDF was enough and
-// these people became active six weeks after it.)
+// the letters sent, their deadline the printed date; a posting too late for
+// that date (posting day + delivery + 42 days after it) is refused. (Before,
+// rendering a PDF was enough and these people became active six weeks
+// after it.)
 func TestUnpostedBatchBlocksActivation(t *testing.T) {
 	t.Parallel()
 	e := setupChunks(t, 40, nil, 40, -1) // letters only
 	rendered := time.Date(2027, 1, 11, 10, 0, 0, 0, provisioning.Paris)
 	e.deps.Clock = clockAt(rendered)
 	e.deps.PostDelay = 5 * 24 * time.Hour
+	delivery := provisioning.Delivery{Metropolitan: 3 * 24 * time.Hour, Overseas: 3 * 24 * time.Hour, Abroad: 3 * 24 * time.Hour}
+	e.deps.Delivery = delivery
 	e.runUntilIdle(t)
 	ctx := context.Background()
-	printedDeadline := time.Date(2027, 2, 27, 23, 59, 59, 0, provisioning.Paris) // 11 Jan + 5 + 42
+	printedDeadline := time.Date(2027, 3, 2, 23, 59, 59, 0, provisioning.Paris) // 11 Jan + 5 + 3 + 42
 	if n := e.count(t, `SELECT count(*) FROM notice WHERE channel = 'letter' AND status = 'printed' AND deadline = $1 AND kind = 'opposition'`, printedDeadline); n == 0 {
 		t.Fatal("no printed letter with the printed deadline")
 	}
@@ -64,8 +67,8 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 		t.Fatalf("wave status: %+v", st.Letters)
 	}
 	// The first batch is posted the day after rendering; the second four
-	// days after: 15 Jan + 3 + 42 = 1 March, later than printed.
-	opts := notice.PostingOptions{Operator: "imprimeur"}
+	// days after: 15 Jan + 3 + 42 = 1 March, still within the printed date.
+	opts := notice.PostingOptions{Operator: "imprimeur", Delivery: delivery}
 	printer := testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 5)))
 	if _, err := notice.AcknowledgePosting(ctx, printer, bs[0].File, rendered.AddDate(0, 0, 1), "", opts); err != nil {
 		t.Fatal(err)
@@ -86,6 +89,12 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 	if _, err := notice.AcknowledgePosting(ctx, printer, bs[3].File, rendered, "0000", opts); err == nil {
 		t.Error("a batch acknowledged with another file's SHA-256")
 	}
+	// Six days after: 17 Jan + 3 + 42 = 3 March, after the printed date.
+	later := testdb.Store(e.pool).At(clockAt(rendered.AddDate(0, 0, 8)))
+	if _, err := notice.AcknowledgePosting(ctx, later, bs[3].File, rendered.AddDate(0, 0, 6), "", opts); !errors.Is(err, notice.ErrPostingDate) ||
+		!strings.Contains(err.Error(), "reprint") {
+		t.Errorf("a batch posted too late for its printed date: %v", err)
+	}
 	for _, name := range []string{"%", "_", "dept-%.pdf", ""} { // never a pattern: one batch, named exactly
 		if _, err := notice.AcknowledgePosting(ctx, printer, name, rendered, "", opts); !errors.Is(err, provisioning.ErrNotFound) {
 			t.Errorf("acknowledging %q: %v, want not found", name, err)
@@ -94,8 +103,8 @@ func TestUnpostedBatchBlocksActivation(t *testing.T) {
 	var first, second time.Time
 	e.pool.QueryRow(ctx, `SELECT max(a.deadline) FROM account a JOIN notice n ON n.account_id = a.id WHERE n.batch_id = $1 AND n.kind = 'opposition'`, bs[0].ID).Scan(&first)
 	e.pool.QueryRow(ctx, `SELECT min(a.deadline) FROM account a JOIN notice n ON n.account_id = a.id WHERE n.batch_id = $1 AND n.kind = 'opposition'`, bs[1].ID).Scan(&second)
-	if !first.Equal(printedDeadline) || !second.Equal(time.Date(2027, 3, 1, 23, 59, 59, 0, provisioning.Paris)) {
-		t.Fatalf("deadlines after posting: %s (want the printed %s), %s (want 1 March)", first, printedDeadline, second)
+	if !first.Equal(printedDeadline) || !second.Equal(printedDeadline) {
+		t.Fatalf("deadlines after posting: %s and %s, want the printed %s", first, second, printedDeadline)
 	}
 	n, err := window.Close(ctx, testdb.Store(e.pool).At(clockAt(late)), 0, 0)
 	posted := e.count(t, `SELECT count(DISTINCT n.account_id) FROM notice n JOIN letter_batch b ON b.id = n.batch_id
@@ -240,6 +249,7 @@ func TestPostedLetterFilesDeletedAfterRetention(t *testing.T) {
 	e := setupChunks(t, 20, nil, 40, -1)
 	rendered := time.Date(2027, 1, 11, 10, 0, 0, 0, provisioning.Paris)
 	e.deps.Clock = clockAt(rendered)
+	e.deps.PostDelay = 2 * 24 * time.Hour
 	e.runUntilIdle(t)
 	ctx := context.Background()
 	bs, _ := notice.ListLetterBatches(ctx, e.pool, notice.BatchFilter{}, rendered)

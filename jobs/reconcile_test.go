@@ -177,6 +177,7 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 	clock := func() time.Time { return *now.Load() }
 	at := func(d time.Duration) { x := t0.Add(d); now.Store(&x) }
 	e.deps.Clock = clock
+	e.deps.PostDelay = 3 * 24 * time.Hour // the printer posts within three days
 	faults := []string{}
 
 	// A worker stopped part-way through sending (graceful or not).
@@ -287,9 +288,17 @@ func randomWave(t *testing.T, rng *rand.Rand) {
 		e.importDeaths(t, ids, t0.AddDate(0, 0, 20), clock)
 		faults = append(faults, fmt.Sprintf("%d deaths", len(ids)))
 	}
-	// The printer posts the rest (some never: their people must wait), the
-	// windows end, the sweep runs.
+	// The printer posts the rest late (some never: their people must wait):
+	// the batches overdue are reprinted first. The windows end, the sweep
+	// runs.
 	if rng.IntN(2) == 0 {
+		at(44 * 24 * time.Hour)
+		rs, err := notice.ReprintBatches(ctx, testdb.Store(e.pool).At(clock), nil, true, 0, "olga", jobs.LetterQueuer(ins))
+		if err != nil {
+			t.Fatal(err)
+		}
+		faults = append(faults, fmt.Sprintf("%d batches reprinted", len(rs)))
+		e.runUntilIdle(t)
 		e.postAll(t, t0.AddDate(0, 0, 44))
 	}
 	at(90 * 24 * time.Hour)

@@ -127,7 +127,7 @@ func (w *RenderLettersWorker) Work(ctx context.Context, job *river.Job[RenderLet
 			}
 			return &notice.LetterFile{File: st.PDF, Manifest: st.Manifest, SHA256: b.SHA256, Pages: pages, CodeHashes: hashes,
 				Publish: st.Publish, Discard: st.Discard}, nil
-		}, notice.LetterOptions{PostDelay: d.PostDelay})
+		}, notice.LetterOptions{PostDelay: d.PostDelay, Delivery: d.Delivery})
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ var States = []State{StatePending, StateNotified, StateOpposed, StateActive, Sta
 // account_transition table.
 var Transitions = map[State][]State{
 	StatePending:     {StateNotified, StateCancelled, StateUnreachable, StateOpposed},
-	StateNotified:    {StateOpposed, StateActive, StateCancelled, StateUnreachable},
+	StateNotified:    {StateOpposed, StateActive, StateCancelled, StateUnreachable, StatePending}, // pending: told again at 18
 	StateUnreachable: {StatePending, StateCancelled, StateOpposed},
 	StateOpposed:     {StateNotified, StateActive, StatePending},
 	StateActive:      {StateClosed, StateUnreachable},

@@ -1,5 +1,10 @@
 package provisioning
 
+import (
+	"strings"
+	"time"
+)
+
 // PostalComplete is the one rule for an address a letter can go to: a line
 // 4 or 5, a postcode (5 digits in France) and a city.
 func PostalComplete(lines [4]string, postcode, city, country string) bool {
@@ -51,4 +56,27 @@ func CaisseDepartment(code string) string {
 		return code
 	}
 	return code[:2]
+}
+
+// Delivery is La Poste's delay from posting to the letter box, by
+// destination: metropolitan France (Corsica included), the overseas
+// departments and collectivities (97x, 98x), abroad (department 99).
+type Delivery struct {
+	Metropolitan, Overseas, Abroad time.Duration
+}
+
+// DefaultDelivery is the delivery a campaign counts on unless configured
+// (ENS_DELIVERY_DELAY, ENS_DELIVERY_DELAY_OVERSEAS, ENS_DELIVERY_DELAY_ABROAD):
+// La Poste's lettre verte in France, by air overseas and abroad.
+var DefaultDelivery = Delivery{Metropolitan: 3 * 24 * time.Hour, Overseas: 7 * 24 * time.Hour, Abroad: 10 * 24 * time.Hour}
+
+// For is the delivery of a letter addressed in department.
+func (d Delivery) For(department string) time.Duration {
+	switch {
+	case department == "99":
+		return d.Abroad
+	case strings.HasPrefix(department, "97"), strings.HasPrefix(department, "98"):
+		return d.Overseas
+	}
+	return d.Metropolitan
 }

@@ -16,9 +16,29 @@ const (
 	NoticeResend = "resend"
 	// NoticeCopy is the curator's copy of the notice of an adult under
 	// curatelle, with the same code and the account's deadline.
-	NoticeCopy    = "copy"
+	NoticeCopy = "copy"
+	// NoticeChange tells a person of a change to their account (Change*
+	// topics): no code, no deadline.
+	NoticeChange  = "change"
 	ChannelEmail  = "email"
 	ChannelLetter = "letter"
+)
+
+// The topics of change notices: what changed, told to the person so that
+// nobody changes their account behind their back.
+const (
+	// ChangeOppositionWithdrawn: an opposition withdrawn (with the code and
+	// birth date, or by an agent).
+	ChangeOppositionWithdrawn = "opposition_withdrawn"
+	// ChangeActivatedByHolder: the account activated before its window ended.
+	ChangeActivatedByHolder = "activated_by_holder"
+	// ChangeOpposedByAgent: an opposition an agent recorded without the code.
+	ChangeOpposedByAgent = "opposed_by_agent"
+	// ChangeReinstated: an opposed or closed account reinstated.
+	ChangeReinstated = "reinstated"
+	// ChangeCameOfAge: a profile created while its holder was a minor, told
+	// to them at 18.
+	ChangeCameOfAge = "came_of_age"
 )
 
 // Target is a notice to dispatch with what rendering it needs: the holder's
@@ -28,6 +48,7 @@ type Target struct {
 	NoticeID    int64
 	AccountID   int64
 	Kind        string
+	Topic       string // a change notice's
 	Channel     string
 	Seq         int
 	FirstName   string

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 	"github.com/spf13/cobra"
 
+	"github.com/ens-sante/ens/jobs"
 	"github.com/ens-sante/ens/provisioning"
 )
 
@@ -125,6 +128,20 @@ func (a *app) warnUnkeyed() {
 // private cluster is for the demo and the tests, never a silent default.
 var errNoDatabase = errors.New("DATABASE_URL is not set: point it (or --database-url) at the application role `ens migrate` created, " +
 	"e.g. postgres://ens_app@db.internal/ens — or run `ens demo` for a throwaway private database")
+
+// queue connects as db does, with a client that only inserts jobs (for
+// commands that queue work for the workers).
+func (a *app) queue(ctx context.Context) (*pgxpool.Pool, *river.Client[pgx.Tx], error) {
+	pool, err := a.db(ctx, 2)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := jobs.NewInsertClient(pool)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool, client, nil
+}
 
 // db opens a pool on the configured database as the application role: it
 // refuses a role that owns the tables and a schema older than this program

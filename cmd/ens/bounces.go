@@ -83,11 +83,7 @@ func (a *app) bounceIngester(ctx context.Context) (func(path string) (jobs.Bounc
 	if err != nil {
 		return nil, usageError(err)
 	}
-	pool, err := a.db(ctx, 2)
-	if err != nil {
-		return nil, err
-	}
-	client, err := jobs.NewInsertClient(pool)
+	pool, client, err := a.queue(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -30,11 +30,7 @@ func (a *app) codeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			pool, err := a.db(cmd.Context(), 2)
-			if err != nil {
-				return err
-			}
-			client, err := jobs.NewInsertClient(pool)
+			pool, client, err := a.queue(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -42,7 +38,7 @@ func (a *app) codeCommand() *cobra.Command {
 				_, err := client.InsertTx(ctx, tx, jobs.SendExtensionsArgs{}, nil)
 				return err
 			}
-			req := notice.ResendRequest{NIR: nir, Operator: op, LetterDelay: a.cfg.PostDelay + a.cfg.DeliveryDelay}
+			req := notice.ResendRequest{NIR: nir, Operator: op, PostDelay: a.cfg.PostDelay, Delivery: a.cfg.Delivery}
 			res, err := notice.ResendCode(cmd.Context(), a.store(pool), req, emails, jobs.LetterQueuer(client))
 			if errors.Is(err, provisioning.ErrState) || errors.Is(err, notice.ErrResendLimit) {
 				return usageError(err)

@@ -60,7 +60,7 @@ type config struct {
 	LettersDir      string
 	PostDelay       time.Duration
 	PostingSLA      time.Duration
-	DeliveryDelay   time.Duration
+	Delivery        provisioning.Delivery
 	LetterRetention time.Duration
 	RefusalAddress  string
 	DPOContact      string
@@ -143,9 +143,14 @@ var variables = []variable{
 		}, get: func(c *config) string { return map[bool]string{true: "on", false: "off"}[c.Enrol] }},
 
 	str("ENS_LETTERS_DIR", "", "$ENS_VAR_DIR/letters", "where letter PDFs and manifests go", "/srv/ens/letters", func(c *config) *string { return &c.LettersDir }),
-	duration("ENS_POST_DELAY", "--post-delay", 5*24*time.Hour, 0, "print-and-post delay added to a letter's deadline", func(c *config) *time.Duration { return &c.PostDelay }),
+	duration("ENS_POST_DELAY", "--post-delay", 5*24*time.Hour, 0, "print-and-post delay counted into the date a letter prints: a batch must be posted within it", func(c *config) *time.Duration { return &c.PostDelay }),
 	duration("ENS_POSTING_SLA", "", notice.DefaultPostingSLA, 1, "a batch the printer has not acknowledged this long after rendering is overdue", func(c *config) *time.Duration { return &c.PostingSLA }),
-	duration("ENS_DELIVERY_DELAY", "", notice.DefaultDeliveryDelay, 0, "La Poste's delivery after posting, added before a posted letter's window", func(c *config) *time.Duration { return &c.DeliveryDelay }),
+	duration("ENS_DELIVERY_DELAY", "", provisioning.DefaultDelivery.Metropolitan, 0, "La Poste's delivery in metropolitan France, counted into the date a letter prints",
+		func(c *config) *time.Duration { return &c.Delivery.Metropolitan }),
+	duration("ENS_DELIVERY_DELAY_OVERSEAS", "", provisioning.DefaultDelivery.Overseas, 0, "La Poste's delivery to the overseas departments and collectivities (97x, 98x)",
+		func(c *config) *time.Duration { return &c.Delivery.Overseas }),
+	duration("ENS_DELIVERY_DELAY_ABROAD", "", provisioning.DefaultDelivery.Abroad, 0, "La Poste's delivery abroad",
+		func(c *config) *time.Duration { return &c.Delivery.Abroad }),
 	str("ENS_REFUSAL_ADDRESS", "", "", "the postal address for refusals by post, on one line, printed on every letter (`ens worker` needs it)",
 		"Mon espace santé – Oppositions, CPAM de Paris, 75948 Paris Cedex 19", func(c *config) *string { return &c.RefusalAddress }),
 	str("ENS_DPO_CONTACT", "", "", "how to reach the data protection officer, printed on every letter (`ens worker` needs it)",

@@ -131,7 +131,8 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) error {
 	// A rehearsal: letters count from their posting day, and the windows
 	// that close are activated without the grace a real campaign keeps.
 	// Its letters print a rehearsal's addresses unless real ones are set.
-	if err := errors.Join(os.Setenv("ENS_POST_DELAY", "0"), os.Setenv("ENS_DELIVERY_DELAY", "1s"), os.Setenv("ENS_ACTIVATION_GRACE", "0s"),
+	if err := errors.Join(os.Setenv("ENS_POST_DELAY", "0"), os.Setenv("ENS_DELIVERY_DELAY", "0s"), os.Setenv("ENS_DELIVERY_DELAY_OVERSEAS", "0s"), os.Setenv("ENS_DELIVERY_DELAY_ABROAD", "0s"),
+		os.Setenv("ENS_ACTIVATION_GRACE", "0s"),
 		setUnlessSet("ENS_REFUSAL_ADDRESS", fixtures.LetterInfo.RefusalAddress), setUnlessSet("ENS_DPO_CONTACT", fixtures.LetterInfo.DPOContact)); err != nil {
 		return err
 	}

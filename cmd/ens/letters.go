@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,7 +26,7 @@ func (a *app) postingOptions(op string) notice.PostingOptions {
 	if op == "" {
 		op = a.cfg.Operator
 	}
-	return notice.PostingOptions{Operator: op, DeliveryDelay: a.cfg.DeliveryDelay}
+	return notice.PostingOptions{Operator: op, Delivery: a.cfg.Delivery}
 }
 
 // statusOptions: wave status and reports read now, with ENS_POSTING_SLA.
@@ -58,14 +60,18 @@ func (a *app) lettersCommand() *cobra.Command {
 				return a.printJSON(bs)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BATCH\tWAVE\tDEPT\tPAGES\tRENDERED\tSTATE\tPOSTED\tSHA256\tFILE")
+			fmt.Fprintln(tw, "BATCH\tWAVE\tDEPT\tPAGES\tRENDERED\tSTATE\tPOSTED\tPULL PAGES\tSHA256\tFILE")
 			for _, b := range bs {
 				posted := "-"
 				if b.PostedOn != nil {
 					posted = b.PostedOn.Format(time.DateOnly)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Wave, b.Department, b.Pages,
-					b.RenderedAt.In(provisioning.Paris).Format("2006-01-02 15:04"), b.State, posted, b.SHA256, b.File)
+				pull := "-"
+				if len(b.PagesWithdrawn) > 0 {
+					pull = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(b.PagesWithdrawn)), ","), "[]")
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Wave, b.Department, b.Pages,
+					b.RenderedAt.In(provisioning.Paris).Format("2006-01-02 15:04"), b.State, posted, pull, b.SHA256, b.File)
 			}
 			return tw.Flush()
 		},
@@ -131,7 +137,61 @@ func (a *app) lettersCommand() *cobra.Command {
 				res.Lines, res.Returned, res.Unreachable, res.AfterActivation, len(res.Rejected)), res.Rejected, nil
 		})
 
-	cmd.AddCommand(batches, posted, acks, returned)
+	var overdue bool
+	reprint := &cobra.Command{
+		Use:   "reprint BATCH...|--overdue",
+		Short: "Withdraw batches lost or not posted in time and render their letters again with fresh dates (same codes); audited",
+		Long: "Withdraw letter batches the printer lost, or did not post in time for the dates they print, and put their\n" +
+			"letters back to be rendered by the worker in new batches, with dates counted from the new rendering and the\n" +
+			"same codes. A withdrawn batch can no longer be acknowledged as posted: the printer must destroy it.\n" +
+			"--overdue withdraws every batch not acknowledged within ENS_POSTING_SLA of its rendering.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if overdue == (len(args) > 0) {
+				return usageError(errors.New("give batch ids, or --overdue"))
+			}
+			ids := make([]int64, len(args))
+			for i, arg := range args {
+				id, err := strconv.ParseInt(arg, 10, 64)
+				if err != nil {
+					return usageError(fmt.Errorf("%q is not a batch id", arg))
+				}
+				ids[i] = id
+			}
+			if op == "" {
+				op = a.cfg.Operator
+			}
+			pool, client, err := a.queue(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rs, err := notice.ReprintBatches(cmd.Context(), a.store(pool), ids, overdue, a.cfg.PostingSLA, op, jobs.LetterQueuer(client))
+			if errors.Is(err, notice.ErrNotReprintable) || errors.Is(err, provisioning.ErrNotFound) {
+				return usageError(err)
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if rs == nil {
+					rs = []notice.Reprint{}
+				}
+				return a.printJSON(rs)
+			}
+			for _, r := range rs {
+				fmt.Fprintf(a.stdout, "batch %d (%s, department %s) withdrawn: %d letter(s) to render again; destroy its printed copies\n",
+					r.BatchID, r.Wave, r.Department, r.Letters)
+			}
+			if len(rs) == 0 {
+				fmt.Fprintln(a.stdout, "no overdue batch")
+			}
+			return nil
+		},
+	}
+	reprint.Flags().BoolVar(&overdue, "overdue", false, "every batch not acknowledged within ENS_POSTING_SLA of its rendering")
+	reprint.Flags().StringVar(&op, "operator", "", "name of the operator (audited; default $ENS_OPERATOR)")
+	reprint.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+
+	cmd.AddCommand(batches, posted, acks, returned, reprint)
 	return cmd
 }
 
@@ -186,11 +246,7 @@ func (a *app) waveRenotifyCommand() *cobra.Command {
 		Short: "Send a new notice, with a new window, to the wave's unreachable people whose registry row now gives a channel; audited",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pool, err := a.db(cmd.Context(), 2)
-			if err != nil {
-				return err
-			}
-			client, err := jobs.NewInsertClient(pool)
+			pool, client, err := a.queue(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -66,6 +66,10 @@ func (a *app) registryCommand() *cobra.Command {
 			if res.Cancelled+res.Closed > 0 {
 				fmt.Fprintf(a.stdout, "  deaths: %d account(s) cancelled, %d closed and archived\n", res.Cancelled, res.Closed)
 			}
+			if res.LettersWithdrawn > 0 {
+				fmt.Fprintf(a.stdout, "  new addresses: %d letter(s) printed for the old one withdrawn before posting, to be printed again (ens letters batches: pages to pull)\n",
+					res.LettersWithdrawn)
+			}
 			if res.RejectsFile != "" {
 				fmt.Fprintf(a.stdout, "  rejected rows, to correct and re-import: %s\n", res.RejectsFile)
 			}

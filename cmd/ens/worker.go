@@ -60,7 +60,7 @@ func (a *app) workerDeps(ctx context.Context) (*jobs.Deps, error) {
 		return nil, usageError(err)
 	}
 	deps := &jobs.Deps{Pool: pool, AuditKey: a.auditKey, Key: key, LettersDir: c.lettersDir(), Letter: letter,
-		PostDelay: c.PostDelay, Clock: a.clock, Logger: a.log, GiveUpAfter: c.EmailGiveUpAfter, LetterRetention: c.LetterRetention,
+		PostDelay: c.PostDelay, Delivery: c.Delivery, Clock: a.clock, Logger: a.log, GiveUpAfter: c.EmailGiveUpAfter, LetterRetention: c.LetterRetention,
 		ActivationGrace: c.ActivationGrace, PostingSLA: c.PostingSLA, EnrolDailyCap: int64(c.EnrolDailyCap)}
 	if c.PlatformURL != "" {
 		deps.Platform = &notify.Platform{URL: c.PlatformURL, Key: c.PlatformKey}
@@ -221,6 +221,17 @@ func (a *app) untilIdle(ctx context.Context, deps *jobs.Deps, client *river.Clie
 		}
 		if quiet++; quiet < 3 {
 			continue // jobs inserted by a finishing transaction show a moment later
+		}
+		renotified, err := wave.RenotifyComingOfAge(ctx, deps.Store(), jobs.Enqueuer(client))
+		if err != nil {
+			if err = db.wait(err); err != nil {
+				return err
+			}
+			continue
+		}
+		if renotified > 0 {
+			a.log.Info("people told as minors came of age: told again, themselves", "accounts", renotified)
+			continue
 		}
 		closed, err := window.Close(ctx, deps.Store(), deps.ActivationGrace, 0)
 		if err != nil {

@@ -36,8 +36,12 @@ type RenderFunc func(batchID int64, targets []provisioning.Target) (*LetterFile,
 // LetterOptions tune letter batches.
 type LetterOptions struct {
 	// PostDelay is the print-and-post delay added to the render day before
-	// the window starts (the CLI's default is 5 days; zero in tests).
+	// the window starts (the CLI's default is 5 days; zero in tests): a
+	// batch posted later must be reprinted.
 	PostDelay time.Duration
+	// Delivery is La Poste's delay to the batch's destination, added too,
+	// so that the printed date leaves the whole window after delivery.
+	Delivery provisioning.Delivery
 	// BatchSize is the most letters a PDF holds (default LetterBatchSize).
 	BatchSize int
 }
@@ -64,16 +68,16 @@ func RenderLetterBatches(ctx context.Context, st *provisioning.Store, waveID int
 			// Pick the batch by the indexed department first; only then
 			// resolve the addresses of those accounts.
 			rows, err := tx.Query(ctx, `WITH picked AS (
-					SELECT n.id, n.kind, n.account_id, CASE WHEN n.kind IN ('resend', 'copy') THEN a.deadline END AS deadline
+					SELECT n.id, n.kind, coalesce(n.topic, '') AS topic, n.account_id, CASE WHEN n.kind IN ('resend', 'copy') THEN a.deadline END AS deadline
 					FROM `+pendingLetters+` AND n.department = $3 AND a.wave_id = $1
 					ORDER BY n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED)
-				SELECT pk.id, pk.kind, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY t.pc, pk.id`, waveID, provisioning.Day(now), department, opts.BatchSize)
+				SELECT pk.id, pk.kind, pk.topic, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY t.pc, pk.id`, waveID, provisioning.Day(now), department, opts.BatchSize)
 			if err != nil {
 				return fmt.Errorf("selecting letters to render: %w", err)
 			}
 			targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Target, error) {
 				t := provisioning.Target{Channel: provisioning.ChannelLetter}
-				err := scanTargetInto(row, &t, &t.NoticeID, &t.Kind, &t.Deadline)
+				err := scanTargetInto(row, &t, &t.NoticeID, &t.Kind, &t.Topic, &t.Deadline)
 				return t, err
 			})
 			if err != nil {
@@ -83,10 +87,10 @@ func RenderLetterBatches(ctx context.Context, st *provisioning.Store, waveID int
 			if n == 0 {
 				return nil
 			}
-			// Each letter prints its deadline: the window from the render day
-			// and the post delay, for an extension the day the operator chose,
+			// Each letter prints its deadline: the window from the render day,
+			// the post delay and the delivery, for an extension the day the operator chose,
 			// for a re-sent code or a curator's copy its account's.
-			deadline := wave.PrintedDeadline(now, opts.PostDelay)
+			deadline := wave.PrintedDeadline(now, opts.PostDelay+opts.Delivery.For(department))
 			for i := range targets {
 				d := deadline
 				switch targets[i].Kind {
@@ -109,18 +113,24 @@ func RenderLetterBatches(ctx context.Context, st *provisioning.Store, waveID int
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, batchID, waveID, department, f.File, f.Manifest, f.SHA256, len(targets), now); err != nil {
 				return fmt.Errorf("recording letter batch: %w", err)
 			}
-			ids, pages, accs := make([]int64, n), make([]int32, n), make([]int64, n)
-			ats, deadlines, hashes := make([]time.Time, n), make([]time.Time, n), make([][]byte, n)
+			ids, pages, printed := make([]int64, n), make([]int32, n), make([]time.Time, n)
+			var accs []int64
+			var ats, deadlines []time.Time
+			var hashes [][]byte
 			for i, t := range targets {
-				ids[i], pages[i], accs[i], ats[i], deadlines[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), t.AccountID, now, *t.Deadline //nolint:gosec // a page of at most LetterBatchSize
-				hashes[i] = f.CodeHashes[t.AccountID]
+				ids[i], pages[i], printed[i] = t.NoticeID, int32(f.Pages[t.NoticeID]), *t.Deadline //nolint:gosec // a page of at most LetterBatchSize
+				if t.Kind == provisioning.NoticeChange {
+					continue // tells of a change: moves no account
+				}
+				accs, ats, deadlines = append(accs, t.AccountID), append(ats, now), append(deadlines, *t.Deadline)
+				hashes = append(hashes, f.CodeHashes[t.AccountID])
 			}
 			// Printed, not sent: a letter informs its person once posted
 			// (AcknowledgePosting).
 			if _, err := tx.Exec(ctx, `UPDATE notice n SET status = 'printed', batch_id = $3, page = p.page,
-					deadline = CASE WHEN n.kind = 'information' THEN NULL ELSE p.deadline END, attempts = n.attempts + 1
+					deadline = CASE WHEN n.kind IN ('information', 'change') THEN NULL ELSE p.deadline END, attempts = n.attempts + 1
 				FROM unnest($1::bigint[], $2::int[], $4::timestamptz[]) AS p(id, page, deadline) WHERE n.id = p.id`,
-				ids, pages, batchID, deadlines); err != nil {
+				ids, pages, batchID, printed); err != nil {
 				return fmt.Errorf("marking letters rendered: %w", err)
 			}
 			if err := notifyAccounts(ctx, tx, accs, ats, deadlines, hashes); err != nil {
@@ -193,7 +203,8 @@ func BatchFiles(ctx context.Context, db provisioning.DBTX) (map[string]bool, err
 // notified, its deadline known); batch_id IS NULL matches
 // notice_pending_letter_idx.
 const pendingLetters = `notice n JOIN account a ON a.id = n.account_id
-	WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending' AND a.state IN ('pending', 'notified', 'active')
+	WHERE n.channel = 'letter' AND n.batch_id IS NULL AND n.status = 'pending'
+	  AND (a.state IN ('pending', 'notified', 'active') OR n.kind = 'change' AND a.state = 'opposed')
 	  AND (n.kind NOT IN ('resend', 'copy') OR a.state = 'notified')`
 
 // LetterBatchSize is the most letters a PDF holds by default.

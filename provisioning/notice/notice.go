@@ -293,8 +293,8 @@ func createLetters(ctx context.Context, tx pgx.Tx, from []int64, depts map[int64
 		dAcc, dDept = append(dAcc, a), append(dDept, d)
 		groups.add(waveOf[a], d)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, seq, department)
-		SELECT n.account_id, n.kind, 'letter', n.seq, d.dept FROM notice n
+	if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, topic, channel, seq, department)
+		SELECT n.account_id, n.kind, n.topic, 'letter', n.seq, d.dept FROM notice n
 		JOIN unnest($2::bigint[], $3::text[]) AS d(acc, dept) ON d.acc = n.account_id
 		WHERE n.id = ANY($1) ON CONFLICT DO NOTHING`, from, dAcc, dDept); err != nil {
 		return fmt.Errorf("creating letters: %w", err)
@@ -349,6 +349,7 @@ func keys(m map[string]bool) []string {
 type Sent struct {
 	NoticeID  int64
 	AccountID int64
+	Kind      string
 	At        time.Time
 	Deadline  time.Time // the wave's deadline for a notice sent At
 	// CodeHash is the lookup hash of the code the notice carries, stored on
@@ -364,7 +365,7 @@ type CodeHasher func(accountID int64) []byte
 
 // Accepted is the Sent for a notice of w of kind accepted at at.
 func Accepted(w *provisioning.Wave, noticeID, accountID int64, kind string, at time.Time) Sent {
-	return Sent{NoticeID: noticeID, AccountID: accountID, At: at, Deadline: w.NoticeDeadline(kind, at)}
+	return Sent{NoticeID: noticeID, AccountID: accountID, Kind: kind, At: at, Deadline: w.NoticeDeadline(kind, at)}
 }
 
 // MarkEmailsAccepted records emails the SMTP server has just accepted: each
@@ -408,16 +409,26 @@ func settle(ctx context.Context, st *provisioning.Store, wave *provisioning.Wave
 	}
 	ids, accs := make([]int64, len(sent)), make([]int64, len(sent))
 	ats, deadlines := make([]time.Time, len(sent)), make([]time.Time, len(sent))
-	hashes, rcpts := make([][]byte, len(sent)), make([][]byte, len(sent))
+	rcpts := make([][]byte, len(sent))
+	// The notice of a change moves no account.
+	var moved []int64
+	var movedAts, movedDeadlines []time.Time
+	var movedHashes [][]byte
 	for i, s := range sent {
-		ids[i], accs[i], ats[i], deadlines[i], hashes[i], rcpts[i] = s.NoticeID, s.AccountID, s.At, s.Deadline, s.CodeHash, s.RecipientHash
+		ids[i], accs[i], ats[i], deadlines[i], rcpts[i] = s.NoticeID, s.AccountID, s.At, s.Deadline, s.RecipientHash
+		if s.Kind != provisioning.NoticeChange {
+			moved, movedAts = append(moved, s.AccountID), append(movedAts, s.At)
+			movedDeadlines, movedHashes = append(movedDeadlines, s.Deadline), append(movedHashes, s.CodeHash)
+		}
 	}
 	return pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		var b pgx.Batch // one round trip
 		if notices {
 			b.Queue(markEmailSentSQL, ids, ats, deadlines, rcpts)
 		}
-		b.Queue(notifyAccountsSQL, accs, ats, deadlines, hashes)
+		if len(moved) > 0 {
+			b.Queue(notifyAccountsSQL, moved, movedAts, movedDeadlines, movedHashes)
+		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return fmt.Errorf("marking emails sent and their accounts notified: %w", err)
 		}
@@ -532,10 +543,14 @@ func FallBackToLetter(ctx context.Context, st *provisioning.Store, noticeIDs []i
 		// A curator's copy goes to the curator, and changes nothing for the
 		// person, who was told: without the curator's address it stays
 		// failed.
-		var own, copies failedNotices
+		// The notice of a change falls back to a letter when there is a
+		// postal address, and stays failed otherwise: it moves no account.
+		var own, copies, changes failedNotices
 		var late []int64
 		for _, f := range fs {
 			switch {
+			case f.kind == provisioning.NoticeChange:
+				changes.add(f.id, f.account, f.wave)
 			case f.state == provisioning.StateActive && f.kind != provisioning.NoticeInformation:
 				late = append(late, f.account)
 			case f.kind == provisioning.NoticeCopy:
@@ -552,9 +567,14 @@ func FallBackToLetter(ctx context.Context, st *provisioning.Store, noticeIDs []i
 		if err != nil {
 			return err
 		}
+		changed, err := recipientsOf(ctx, tx, changes.accounts, now)
+		if err != nil {
+			return err
+		}
 		unreachableIDs := own.letters(recips)
 		undelivered := copies.letters(curators)
-		for _, fn := range []failedNotices{own, copies} {
+		changes.letters(changed)
+		for _, fn := range []failedNotices{own, copies, changes} {
 			if len(fn.depts) == 0 {
 				continue
 			}
@@ -562,7 +582,7 @@ func FallBackToLetter(ctx context.Context, st *provisioning.Store, noticeIDs []i
 				return err
 			}
 		}
-		n = len(own.depts) + len(copies.depts)
+		n = len(own.depts) + len(copies.depts) + len(changes.depts)
 		if err := markUnreachable(ctx, tx, st.AuditKey, unreachable{ids: unreachableIDs, reason: "email failed, no postal address", now: now}); err != nil {
 			return err
 		}
@@ -574,6 +594,10 @@ func FallBackToLetter(ctx context.Context, st *provisioning.Store, noticeIDs []i
 		if len(copies.depts) > 0 {
 			events = append(events, audit.Event{Actor: audit.ActorSystem, Action: "notice.fallback_to_letter",
 				AccountIDs: keysOf(copies.depts), Details: map[string]any{"status": status, "reason": reason, "kind": provisioning.NoticeCopy}})
+		}
+		if len(changes.depts) > 0 {
+			events = append(events, audit.Event{Actor: audit.ActorSystem, Action: "notice.fallback_to_letter",
+				AccountIDs: keysOf(changes.depts), Details: map[string]any{"status": status, "reason": reason, "kind": provisioning.NoticeChange}})
 		}
 		if len(undelivered) > 0 {
 			events = append(events, audit.Event{Actor: audit.ActorSystem, Action: "notice.copy_failed", AccountIDs: undelivered,

@@ -14,21 +14,18 @@ import (
 	"github.com/ens-sante/ens/provisioning/audit"
 )
 
-// Defaults for the printer's round trip.
-const (
-	// DefaultPostingSLA: a batch not acknowledged this long after its
-	// rendering is overdue (ENS_POSTING_SLA).
-	DefaultPostingSLA = 72 * time.Hour
-	// DefaultDeliveryDelay: La Poste's delivery after posting, added before
-	// the window starts (ENS_DELIVERY_DELAY).
-	DefaultDeliveryDelay = 3 * 24 * time.Hour
-)
+// DefaultPostingSLA is how long after its rendering a batch not acknowledged
+// becomes overdue (ENS_POSTING_SLA).
+const DefaultPostingSLA = 72 * time.Hour
 
 // Batch states, as ens letters batches shows them.
 const (
 	BatchRendered = "rendered"
 	BatchPosted   = "posted"
 	BatchOverdue  = "overdue"
+	// BatchWithdrawn: withdrawn before posting, its letters reprinted in
+	// another batch; it must be destroyed, never posted.
+	BatchWithdrawn = "withdrawn"
 )
 
 // LetterBatch is one PDF of letters as the printer's authoritative list
@@ -48,6 +45,11 @@ type LetterBatch struct {
 	// FilesDeleted: the PDF was deleted after its retention (it held codes);
 	// the manifest's name and the SHA-256 stay.
 	FilesDeleted *time.Time `json:"files_deleted_at,omitempty"`
+	// Withdrawn: when the batch was withdrawn for reprinting.
+	Withdrawn *time.Time `json:"withdrawn_at,omitempty"`
+	// PagesWithdrawn are the pages of a batch still to post whose letters
+	// were withdrawn (their address changed): the printer pulls them.
+	PagesWithdrawn []int32 `json:"pages_withdrawn,omitempty"`
 }
 
 // BatchFilter selects batches: a wave's (empty: all), in a state (empty: all).
@@ -64,13 +66,15 @@ func ListLetterBatches(ctx context.Context, db provisioning.DBTX, f BatchFilter,
 		f.SLA = DefaultPostingSLA
 	}
 	switch f.State {
-	case "", BatchRendered, BatchPosted, BatchOverdue:
+	case "", BatchRendered, BatchPosted, BatchOverdue, BatchWithdrawn:
 	default:
-		return nil, fmt.Errorf("state %q: expected rendered, posted or overdue", f.State)
+		return nil, fmt.Errorf("state %q: expected rendered, posted, overdue or withdrawn", f.State)
 	}
 	rows, err := db.Query(ctx, `SELECT b.id, w.name, b.department, b.file, b.manifest, b.sha256, b.pages, b.rendered_at,
-			CASE WHEN b.posted_on IS NOT NULL THEN 'posted' WHEN b.rendered_at < $2::timestamptz - $3::interval THEN 'overdue' ELSE 'rendered' END,
-			b.posted_on, coalesce(b.posted_by, ''), b.files_deleted_at
+			CASE WHEN b.posted_on IS NOT NULL THEN 'posted' WHEN b.withdrawn_at IS NOT NULL THEN 'withdrawn'
+			     WHEN b.rendered_at < $2::timestamptz - $3::interval THEN 'overdue' ELSE 'rendered' END,
+			b.posted_on, coalesce(b.posted_by, ''), b.files_deleted_at, b.withdrawn_at,
+			CASE WHEN b.withdrawn_at IS NULL THEN (SELECT array_agg(page ORDER BY page) FROM letter_withdrawal w WHERE w.batch_id = b.id) END
 		FROM letter_batch b JOIN wave w ON w.id = b.wave_id
 		WHERE ($1 = '' OR w.name = $1) ORDER BY b.id`, f.Wave, now, f.SLA)
 	if err != nil {
@@ -79,7 +83,7 @@ func ListLetterBatches(ctx context.Context, db provisioning.DBTX, f BatchFilter,
 	all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LetterBatch, error) {
 		var b LetterBatch
 		err := row.Scan(&b.ID, &b.Wave, &b.Department, &b.File, &b.Manifest, &b.SHA256, &b.Pages, &b.RenderedAt,
-			&b.State, &b.PostedOn, &b.PostedBy, &b.FilesDeleted)
+			&b.State, &b.PostedOn, &b.PostedBy, &b.FilesDeleted, &b.Withdrawn, &b.PagesWithdrawn)
 		return b, err
 	})
 	if err != nil {
@@ -97,12 +101,15 @@ func ListLetterBatches(ctx context.Context, db provisioning.DBTX, f BatchFilter,
 
 // PostingOptions configure the acknowledgement of a posting.
 type PostingOptions struct {
-	Operator      string
-	DeliveryDelay time.Duration // default DefaultDeliveryDelay
+	Operator string
+	// Delivery is La Poste's delay by destination, the one the letters'
+	// printed dates were rendered with (zero: none).
+	Delivery provisioning.Delivery
 }
 
 // ErrPostingDate — a posting day in the future, before the batch was
-// rendered, or other than the one already acknowledged.
+// rendered, or other than the one already acknowledged; a posting too late
+// for the dates the letters print; a batch withdrawn for reprinting.
 var ErrPostingDate = errors.New("posting day refused")
 
 // Posting is what an acknowledgement changed.
@@ -117,13 +124,13 @@ type Posting struct {
 
 // AcknowledgePosting records that batch (its id, its PDF's or manifest's
 // name or path) was handed to La Poste on postedOn (a calendar day), with the
-// SHA-256 the printer computed when it is given: its letters become sent,
-// and each one's deadline the later of the printed date and posting day +
-// delivery delay + the window. Idempotent for the same day; audited.
+// SHA-256 the printer computed when it is given: its letters become sent.
+// A posting day from which delivery to the batch's destination and the
+// window end after the date its letters print is refused: the person would
+// read a date that leaves less than the window to refuse, or one already
+// past; the batch must be reprinted (ReprintBatches). So is a batch
+// withdrawn for reprinting. Idempotent for the same day; audited.
 func AcknowledgePosting(ctx context.Context, st *provisioning.Store, batch string, postedOn time.Time, sha string, opts PostingOptions) (*Posting, error) {
-	if opts.DeliveryDelay <= 0 {
-		opts.DeliveryDelay = DefaultDeliveryDelay
-	}
 	if opts.Operator == "" {
 		return nil, errors.New("the operator acknowledging a posting must be named")
 	}
@@ -131,19 +138,23 @@ func AcknowledgePosting(ctx context.Context, st *provisioning.Store, batch strin
 	var out *Posting
 	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		var b struct {
-			id, waveID int64
-			file, hash string
-			rendered   time.Time
-			posted     *time.Time
+			id, waveID        int64
+			file, hash, dept  string
+			rendered          time.Time
+			posted, withdrawn *time.Time
 		}
 		id, _ := strconv.ParseInt(batch, 10, 64)
 		base := filepath.Base(batch)
-		err := tx.QueryRow(ctx, `SELECT id, wave_id, file, sha256, rendered_at, posted_on FROM letter_batch
+		err := tx.QueryRow(ctx, `SELECT id, wave_id, file, sha256, department, rendered_at, posted_on, withdrawn_at FROM letter_batch
 			WHERE id = $1 OR file = $2 OR manifest = $2 OR right(file, length($3) + 1) = '/' || $3
 			   OR right(manifest, length($3) + 1) = '/' || $3
-			ORDER BY id LIMIT 1 FOR UPDATE`, id, batch, base).Scan(&b.id, &b.waveID, &b.file, &b.hash, &b.rendered, &b.posted)
+			ORDER BY id LIMIT 1 FOR UPDATE`, id, batch, base).Scan(&b.id, &b.waveID, &b.file, &b.hash, &b.dept, &b.rendered, &b.posted, &b.withdrawn)
 		if err != nil {
 			return provisioning.NotFound(err, "letter batch "+base)
+		}
+		if b.withdrawn != nil {
+			return fmt.Errorf("%w: batch %d was withdrawn on %s and its letters reprinted in another batch: destroy it, never post it",
+				ErrPostingDate, b.id, b.withdrawn.In(provisioning.Paris).Format(time.DateOnly))
 		}
 		if sha != "" && sha != b.hash {
 			return fmt.Errorf("%w: batch %d: the printer's SHA-256 is not the batch's (a different file was printed)", ErrPostingDate, b.id)
@@ -171,7 +182,16 @@ func AcknowledgePosting(ctx context.Context, st *provisioning.Store, batch strin
 		if err != nil {
 			return err
 		}
-		earliest := wave.Deadline(provisioning.AddDays(day, opts.DeliveryDelay))
+		earliest := wave.Deadline(provisioning.AddDays(day, opts.Delivery.For(b.dept)))
+		var printed *time.Time
+		if err := tx.QueryRow(ctx, `SELECT min(deadline) FROM notice WHERE batch_id = $1 AND status = 'printed' AND kind = 'opposition'`,
+			b.id).Scan(&printed); err != nil {
+			return fmt.Errorf("reading the batch's printed dates: %w", err)
+		}
+		if printed != nil && printed.Before(earliest) {
+			return fmt.Errorf("%w: batch %d: its letters print %s, but posted on %s they leave less than the window to refuse once delivered: reprint it (ens letters reprint %d)",
+				ErrPostingDate, b.id, provisioning.FrenchDate(*printed), day.Format(time.DateOnly), b.id)
+		}
 		if _, err := tx.Exec(ctx, `UPDATE letter_batch SET posted_on = $2, posted_by = $3, acknowledged_at = $4 WHERE id = $1`,
 			b.id, day.Format(time.DateOnly), opts.Operator, now); err != nil {
 			return fmt.Errorf("recording the posting: %w", err)
@@ -256,7 +276,7 @@ func ExpiredLetterFiles(ctx context.Context, db provisioning.DBTX, retention, sl
 		sla = DefaultPostingSLA
 	}
 	rows, err := db.Query(ctx, `SELECT id, file FROM letter_batch WHERE files_deleted_at IS NULL
-		AND (posted_on < ($1::timestamptz AT TIME ZONE 'Europe/Paris')::date - $2::interval
+		AND (withdrawn_at IS NOT NULL OR posted_on < ($1::timestamptz AT TIME ZONE 'Europe/Paris')::date - $2::interval
 		     OR posted_on IS NULL AND rendered_at < $1::timestamptz - $3::interval - $2::interval) ORDER BY id`, now, retention, sla)
 	if err != nil {
 		return nil, fmt.Errorf("finding letter files past retention: %w", err)
@@ -295,3 +315,13 @@ func RecordLetterFilesDeleted(ctx context.Context, st *provisioning.Store, ids [
 		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: audit.ActorSystem, Action: "letters.files_deleted", Details: details})
 	})
 }
+
+// ToldAsAMinor holds for an account (a) of a person (p) who has come of
+// age by $1 (a moment) since the opposition notice of the account's current
+// round was made for their representative: they were told as a minor,
+// through someone else, and have not been told themselves. A protected
+// adult (tutelle) is still told through their representative.
+const ToldAsAMinor = `p.guardian_nir IS NOT NULL AND coalesce(p.protection, '') <> 'tutelle'
+	AND p.birth_date + interval '18 years' <= ($1::timestamptz AT TIME ZONE 'Europe/Paris')::date
+	AND EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition' AND n.seq = a.notice_round
+		AND (n.created_at AT TIME ZONE 'Europe/Paris')::date < p.birth_date + interval '18 years')`

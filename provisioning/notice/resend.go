@@ -28,10 +28,12 @@ var ErrResendLimit = errors.New("the code was already re-sent")
 type ResendRequest struct {
 	NIR      provisioning.NIR
 	Operator string
-	// LetterDelay is how long a letter takes to reach its person once
-	// rendered (the printer's post delay and La Poste's delivery): a letter
-	// that would arrive after the deadline is not sent.
-	LetterDelay time.Duration
+	// PostDelay and Delivery are how long a letter takes to reach its
+	// person once rendered (the printer's post delay, La Poste's delivery
+	// to the person's destination): a letter that would arrive after the
+	// deadline is not sent.
+	PostDelay time.Duration
+	Delivery  provisioning.Delivery
 }
 
 // Resend is what ResendCode did.
@@ -96,7 +98,7 @@ func ResendCode(ctx context.Context, st *provisioning.Store, req ResendRequest, 
 			channel = provisioning.ChannelEmail
 		case !t.Deliverable():
 			return fmt.Errorf("%w: no email reached this person and the registry has no complete postal address", provisioning.ErrState)
-		case now.Add(req.LetterDelay).After(*acc.Deadline):
+		case now.Add(req.PostDelay + req.Delivery.For(t.Department)).After(*acc.Deadline):
 			return fmt.Errorf("%w: a letter sent now would arrive after the deadline (%s); record the opposition through an agent (ens optout --nir)",
 				provisioning.ErrState, acc.Deadline.In(provisioning.Paris).Format(time.DateOnly))
 		}

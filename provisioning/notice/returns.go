@@ -235,10 +235,10 @@ func recordReturn(ctx context.Context, st *provisioning.Store, noticeID int64, d
 			return fmt.Errorf("recording a returned letter: %w", err)
 		}
 		// A curator's copy says nothing about the person, told by their own
-		// notice; for the person's letter, another notice of the round that
-		// reached them (an email accepted and not reported failed) keeps
-		// them reachable.
-		reached := kind == provisioning.NoticeCopy
+		// notice, nor does the notice of a change; for the person's letter,
+		// another notice of the round that reached them (an email accepted
+		// and not reported failed) keeps them reachable.
+		reached := kind == provisioning.NoticeCopy || kind == provisioning.NoticeChange
 		if !reached {
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notice n JOIN account a ON a.id = n.account_id
 				WHERE n.account_id = $1 AND n.seq = a.notice_round AND n.kind = 'opposition' AND n.status = 'sent')`, acc).Scan(&reached); err != nil {

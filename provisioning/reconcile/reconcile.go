@@ -228,28 +228,49 @@ func ids(ctx context.Context, db provisioning.DBTX, q string, waveID int64) (fou
 }
 
 // checkManifests reads every manifest of the wave's batches: each letter
-// of a batch is listed in its manifest exactly once, and nowhere else.
+// of a batch is listed in its manifest exactly once, and nowhere else but
+// in the manifests of batches it was withdrawn from before posting (to be
+// printed again: a batch reprinted, an address changed).
 func checkManifests(ctx context.Context, db provisioning.DBTX, waveID int64) (Check, error) {
 	c := Check{Name: "letters_in_manifests", Description: "letters listed, exactly once, in the manifest of their batch (account ids; a missing manifest counts its letters)"}
 	rows, err := db.Query(ctx, `SELECT b.id, b.manifest, coalesce(array_agg(n.id ORDER BY n.id) FILTER (WHERE n.id IS NOT NULL), '{}'),
 			coalesce(array_agg(n.account_id ORDER BY n.id) FILTER (WHERE n.id IS NOT NULL), '{}')
-		FROM letter_batch b LEFT JOIN notice n ON n.batch_id = b.id WHERE b.wave_id = $1 GROUP BY b.id, b.manifest ORDER BY b.id`, waveID)
+		FROM letter_batch b LEFT JOIN notice n ON n.batch_id = b.id WHERE b.wave_id = $1
+		GROUP BY b.id, b.manifest ORDER BY b.id`, waveID)
 	if err != nil {
 		return c, fmt.Errorf("reading letter batches: %w", err)
 	}
 	type batch struct {
+		id       int64
 		manifest string
 		notices  []int64
 		accounts []int64
 	}
 	bs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (batch, error) {
 		var b batch
-		var id int64
-		err := row.Scan(&id, &b.manifest, &b.notices, &b.accounts)
+		err := row.Scan(&b.id, &b.manifest, &b.notices, &b.accounts)
 		return b, err
 	})
 	if err != nil {
 		return c, fmt.Errorf("reading letter batches: %w", err)
+	}
+	type listing struct{ batch, notice int64 }
+	withdrawn := map[listing]bool{}
+	wrows, err := db.Query(ctx, `SELECT w.batch_id, w.notice_id FROM letter_withdrawal w JOIN letter_batch b ON b.id = w.batch_id
+		WHERE b.wave_id = $1`, waveID)
+	if err != nil {
+		return c, fmt.Errorf("reading withdrawn letters: %w", err)
+	}
+	ws, err := pgx.CollectRows(wrows, func(r pgx.CollectableRow) (listing, error) {
+		var l listing
+		err := r.Scan(&l.batch, &l.notice)
+		return l, err
+	})
+	if err != nil {
+		return c, fmt.Errorf("reading withdrawn letters: %w", err)
+	}
+	for _, w := range ws {
+		withdrawn[w] = true
 	}
 	listed := map[int64]int{} // notice id → times listed, over every manifest
 	readable := make([]bool, len(bs))
@@ -262,7 +283,9 @@ func checkManifests(ctx context.Context, db provisioning.DBTX, waveID int64) (Ch
 		}
 		readable[i] = true
 		for _, n := range ns {
-			listed[n]++
+			if !withdrawn[listing{b.id, n}] {
+				listed[n]++
+			}
 		}
 	}
 	for i, b := range bs {

@@ -22,6 +22,7 @@ import (
 	"github.com/ens-sante/ens/provisioning/archive"
 	"github.com/ens-sante/ens/provisioning/audit"
 	"github.com/ens-sante/ens/provisioning/feed"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // ImportResult holds an import's figures; its JSON keys are a contract.
@@ -47,10 +48,15 @@ type ImportResult struct {
 	Replaced []Renamed `json:"replaced"`
 	// PossibleDuplicates lists new people who share their names and birth
 	// date with someone under another number: for review, never merged.
-	PossibleDuplicates []Renamed     `json:"possible_duplicates"`
-	Cancelled          int64         `json:"cancelled"`
-	Closed             int64         `json:"closed"`
-	Duration           time.Duration `json:"-"`
+	PossibleDuplicates []Renamed `json:"possible_duplicates"`
+	Cancelled          int64     `json:"cancelled"`
+	Closed             int64     `json:"closed"`
+	// LettersWithdrawn counts letters printed for an address this import
+	// changed, taken out of their batches before posting to be printed again
+	// to the new address.
+	LettersWithdrawn int           `json:"letters_withdrawn"`
+	moved            []int64       // people whose postal address this import changed
+	Duration         time.Duration `json:"-"`
 	// Phases times each step, in seconds, for operators and reports.
 	Phases map[string]float64 `json:"phases_s"`
 }
@@ -223,8 +229,8 @@ func finishImport(ctx context.Context, tx pgx.Tx, key []byte, f importedFile) (i
 		filepath.Base(path), sha).Scan(&importID); err != nil {
 		return 0, fmt.Errorf("recording import: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO registry_reject (import_id, line, reason, nir_masked)
-		SELECT $1, line, reason, nir_masked FROM registry_stage WHERE reason IS NOT NULL`, importID); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO registry_reject (import_id, line, reason, nir_masked, department)
+		SELECT $1, line, reason, nir_masked, department FROM registry_stage WHERE reason IS NOT NULL`, importID); err != nil {
 		return 0, fmt.Errorf("keeping rejected rows: %w", err)
 	}
 	if err := renumberPeople(ctx, tx, res, importID, now); err != nil {
@@ -234,6 +240,9 @@ func finishImport(ctx context.Context, tx pgx.Tx, key []byte, f importedFile) (i
 		return 0, err
 	}
 	if err := upsertPeople(ctx, tx, res); err != nil {
+		return 0, err
+	}
+	if res.LettersWithdrawn, err = notice.WithdrawForNewAddress(ctx, tx, res.moved, now, key, actor); err != nil {
 		return 0, err
 	}
 	t = res.phase("upsert", t)
@@ -444,8 +453,11 @@ func upsertPeople(ctx context.Context, tx pgx.Tx, res *ImportResult) error {
 		    IS DISTINCT FROM
 		      (s.sex, s.last_name, s.first_name, s.birth_date, s.email, s.address_line2, s.address_line3,
 		       s.address_line4, s.address_line5, s.postcode, s.city, s.country, s.guardian_nir, s.death_date, s.protection, s.caisse)
-		RETURNING 1)
-		SELECT count(*) FROM u`).Scan(&res.Updated)
+		RETURNING p.id, (p.address_line2, p.address_line3, p.address_line4, p.address_line5, p.postcode, p.city, p.country) AS address)
+		-- The main query reads person as it was before u: the old addresses.
+		SELECT count(*), coalesce(array_agg(u.id) FILTER (WHERE u.address IS DISTINCT FROM
+			(o.address_line2, o.address_line3, o.address_line4, o.address_line5, o.postcode, o.city, o.country)), '{}')
+		FROM u JOIN person o ON o.id = u.id`).Scan(&res.Updated, &res.moved)
 	if err != nil {
 		return fmt.Errorf("updating registry rows: %w", err)
 	}

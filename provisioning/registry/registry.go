@@ -204,6 +204,25 @@ type RowResult struct {
 	RawNIR string
 }
 
+// departmentOf is the department a record places its person in, read
+// from its postcode or else its caisse, even when the record is rejected:
+// a wave's report counts the rejects of its own departments. "" when
+// neither says.
+func (h *Header) departmentOf(rec []string) string {
+	if len(rec) != len(h.Names) {
+		return ""
+	}
+	c := &h.col
+	country := field(rec, c.country)
+	if strings.EqualFold(country, "France") {
+		country = ""
+	}
+	if d := provisioning.DepartmentOf(field(rec, c.postcode), country); d != "" {
+		return d
+	}
+	return provisioning.CaisseDepartment(strings.ToUpper(field(rec, c.caisse)))
+}
+
 // ValidateRow checks one record against SPEC §1. today is the import's
 // calendar day in Europe/Paris, for "not in the future" and minority.
 func (h *Header) ValidateRow(rec []string, today time.Time) RowResult {

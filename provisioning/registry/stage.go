@@ -169,6 +169,12 @@ func (s *stageSource) validate(recs []rawRecord) stageBatch {
 			buf = copyText(buf, string(r.Reject))
 			buf = copyText(buf, provisioning.MaskNIR(r.RawNIR))
 			buf = copyText(buf, row.nir)
+			buf = append(buf, rejectedHead...)
+			if d := s.h.departmentOf(raw.rec); d != "" {
+				buf = copyText(buf, d)
+			} else {
+				buf = append(buf, "\t\\N"...)
+			}
 			buf = append(buf, rejectedTail...)
 			row.text = buf[start:]
 			continue
@@ -204,8 +210,12 @@ func (s *stageSource) validate(recs []rawRecord) stageBatch {
 	return stageBatch{rows: rows}
 }
 
-// rejectedTail is a rejected row's columns after its NIR: all NULL.
-var rejectedTail = strings.Repeat("\t\\N", 18)
+// rejectedHead and rejectedTail are a rejected row's columns after its
+// NIR, before and after its department: all NULL.
+var (
+	rejectedHead = strings.Repeat("\t\\N", 14)
+	rejectedTail = strings.Repeat("\t\\N", 3)
+)
 
 // copyText appends a tab and s as a COPY text field: "" is NULL, and the
 // backslash and the characters that end a field or a line are escaped.

@@ -78,6 +78,7 @@ func lines(r *wave.Report) [][3]string {
 	if w.Limit != nil {
 		crit += fmt.Sprintf(", at most %d", *w.Limit)
 	}
+	add("report", "as of", ts(&r.AsOf))
 	add("wave", "name", w.Name)
 	add("wave", "criteria", crit)
 	add("wave", "launched", ts(&w.LaunchedAt)+" by "+w.LaunchedBy)
@@ -123,6 +124,9 @@ func lines(r *wave.Report) [][3]string {
 	for _, k := range sortedKeys(r.Rejects) {
 		add("import rejects", k, strconv.FormatInt(r.Rejects[k], 10))
 	}
+	if len(w.Departments) > 0 {
+		add("import rejects", "no department (not counted above)", strconv.FormatInt(r.RejectsUnplaced, 10))
+	}
 	add("oppositions", "standing", strconv.FormatInt(r.Oppositions.Standing, 10))
 	add("oppositions", "withdrawn", strconv.FormatInt(r.Oppositions.Withdrawn, 10))
 	add("oppositions", "rate", strconv.FormatFloat(100*r.Oppositions.Rate, 'f', 2, 64)+" %")
@@ -133,11 +137,13 @@ func lines(r *wave.Report) [][3]string {
 	for _, d := range r.PerDay {
 		add("per day", d.Day, fmt.Sprintf("%d notices, %d oppositions", d.Notices, d.Oppositions))
 	}
-	add("timings", "first notice", ts(r.FirstNotice))
-	add("timings", "last notice", ts(r.LastNotice))
-	if r.FirstNotice != nil && r.LastNotice != nil {
-		add("timings", "launch to last notice", r.LastNotice.Sub(w.LaunchedAt).Round(time.Second).String())
+	add("timings", "first email", ts(r.FirstNotice))
+	add("timings", "last email", ts(r.LastNotice))
+	if r.LastNotice != nil {
+		add("timings", "launch to last email", r.LastNotice.Sub(w.LaunchedAt).Round(time.Second).String())
 	}
+	add("timings", "letters first posted", day(r.FirstPosted))
+	add("timings", "letters last posted", day(r.LastPosted))
 	add("timings", "last deadline", ts(r.LastDeadline))
 	for _, k := range sortedKeys(r.Jobs) {
 		for _, s := range sortedKeys(r.Jobs[k]) {
@@ -160,7 +166,19 @@ func lines(r *wave.Report) [][3]string {
 		audit = "BROKEN: " + r.AuditProblem
 	}
 	add("audit", "hash chain", audit)
+	head := r.AuditHead
+	if head == "" {
+		head = "-"
+	}
+	add("audit", "head (event id, hash)", head)
 	return out
+}
+
+func day(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.In(provisioning.Paris).Format(time.DateOnly)
 }
 
 func intOr(p *int) string {

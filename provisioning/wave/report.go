@@ -31,23 +31,40 @@ type Report struct {
 	AfterActivation map[string]int64 `json:"failed_after_activation"`
 	// Reconciliation is ens reconcile's verdict, when the caller ran it:
 	// the anomalies by check (empty when clean).
-	Reconciliation *Reconciliation  `json:"reconciliation,omitempty"`
-	Rejects        map[string]int64 `json:"import_rejects"`
-	Imports        int64            `json:"distinct_files_imported"`
-	Oppositions    OppositionStats  `json:"oppositions"`
+	Reconciliation *Reconciliation `json:"reconciliation,omitempty"`
+	// Rejects counts, by reason, the rows rejected by the imports before the
+	// launch that belong to the wave's departments (every rejected row for a
+	// wave of all departments); RejectsUnplaced counts the rejected rows
+	// whose department nothing gives (they may be the wave's).
+	Rejects         map[string]int64 `json:"import_rejects"`
+	RejectsUnplaced int64            `json:"import_rejects_without_department"`
+	Imports         int64            `json:"distinct_files_imported"`
+	Oppositions     OppositionStats  `json:"oppositions"`
 	// ActivatedByHolder counts the accounts their holder activated before
 	// the window ended (with code and birth date).
 	ActivatedByHolder int64                       `json:"activated_by_holder"`
 	PerDay            []DayCount                  `json:"per_day"`
 	Jobs              map[string]map[string]int64 `json:"river_jobs"`
 	JobErrors         map[string]int64            `json:"river_job_errors"`
-	FirstNotice       *time.Time                  `json:"first_notice_at"`
-	LastNotice        *time.Time                  `json:"last_notice_at"`
-	LastDeadline      *time.Time                  `json:"last_deadline"`
-	AuditOK           bool                        `json:"audit_chain_ok"`
-	AuditEvents       int64                       `json:"audit_events"`
-	AuditProblem      string                      `json:"audit_problem,omitempty"`
-	JobsRetention     string                      `json:"river_jobs_note"`
+	// FirstNotice and LastNotice are when the first and the last emails
+	// were accepted by the relay; FirstPosted and LastPosted the first and
+	// last days letters were posted (a letter has a posting day, not an
+	// hour).
+	FirstNotice *time.Time `json:"first_notice_at"`
+	LastNotice  *time.Time `json:"last_notice_at"`
+	FirstPosted *time.Time `json:"first_letters_posted_on"`
+	LastPosted  *time.Time `json:"last_letters_posted_on"`
+	// LastDeadline is the latest deadline of the wave's accounts and of the
+	// letters still to post (printed, or to print again).
+	LastDeadline *time.Time `json:"last_deadline"`
+	// AsOf is the moment the report describes; AuditHead the audit log's
+	// last event then (its id and hash), for an auditor to anchor it.
+	AsOf          time.Time `json:"as_of"`
+	AuditHead     string    `json:"audit_head"`
+	AuditOK       bool      `json:"audit_chain_ok"`
+	AuditEvents   int64     `json:"audit_events"`
+	AuditProblem  string    `json:"audit_problem,omitempty"`
+	JobsRetention string    `json:"river_jobs_note"`
 }
 
 // Reconciliation summarises ens reconcile for a report.
@@ -119,10 +136,22 @@ func BuildReport(ctx context.Context, db provisioning.DBTX, name string, opts St
 		  AND n.seq = a.notice_round GROUP BY 1`, r.AfterActivation, w.ID); err != nil {
 		return nil, err
 	}
-	// Each file once: re-importing the same file does not double its rejects.
-	if err := pairs(`SELECT x.reason, count(*) FROM registry_reject x
-		WHERE x.import_id IN (SELECT max(id) FROM registry_import WHERE started_at <= $1 GROUP BY file_sha256) GROUP BY 1`, r.Rejects, w.LaunchedAt); err != nil {
+	// Each file once: re-importing the same file does not double its
+	// rejects. A wave of some departments counts theirs.
+	var depts []string
+	if len(w.Departments) > 0 {
+		depts = w.Departments
+	}
+	latest := `x.import_id IN (SELECT max(id) FROM registry_import WHERE started_at <= $1 GROUP BY file_sha256)`
+	if err := pairs(`SELECT x.reason, count(*) FROM registry_reject x WHERE `+latest+`
+		AND ($2::text[] IS NULL OR x.department = ANY($2)) GROUP BY 1`, r.Rejects, w.LaunchedAt, depts); err != nil {
 		return nil, err
+	}
+	if depts != nil {
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM registry_reject x WHERE `+latest+` AND x.department IS NULL`,
+			w.LaunchedAt).Scan(&r.RejectsUnplaced); err != nil {
+			return nil, fmt.Errorf("counting rejects without a department: %w", err)
+		}
 	}
 	if err := db.QueryRow(ctx, `SELECT count(DISTINCT file_sha256) FROM registry_import WHERE started_at <= $1`, w.LaunchedAt).Scan(&r.Imports); err != nil {
 		return nil, err
@@ -165,8 +194,11 @@ func BuildReport(ctx context.Context, db provisioning.DBTX, name string, opts St
 		r.PerDay = append(r.PerDay, d)
 	}
 	rows.Close()
-	if err := db.QueryRow(ctx, `SELECT min(n.sent_at), max(n.sent_at), max(a.deadline) FROM notice n JOIN account a ON a.id = n.account_id
-		WHERE a.wave_id = $1 AND n.sent_at IS NOT NULL`, w.ID).Scan(&r.FirstNotice, &r.LastNotice, &r.LastDeadline); err != nil {
+	if err := db.QueryRow(ctx, `SELECT min(n.sent_at) FILTER (WHERE n.channel = 'email'), max(n.sent_at) FILTER (WHERE n.channel = 'email'),
+			min(b.posted_on)::timestamp AT TIME ZONE 'Europe/Paris', max(b.posted_on)::timestamp AT TIME ZONE 'Europe/Paris',
+			greatest(max(a.deadline), max(n.deadline) FILTER (WHERE n.status IN ('pending', 'printed')))
+		FROM account a LEFT JOIN notice n ON n.account_id = a.id LEFT JOIN letter_batch b ON b.id = n.batch_id AND n.status = 'sent'
+		WHERE a.wave_id = $1`, w.ID).Scan(&r.FirstNotice, &r.LastNotice, &r.FirstPosted, &r.LastPosted, &r.LastDeadline); err != nil {
 		return nil, fmt.Errorf("reading notice times: %w", err)
 	}
 	jrows, err := db.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job WHERE args ? 'wave_id' AND (args->>'wave_id')::bigint = $1 GROUP BY 1, 2`, w.ID)
@@ -195,5 +227,13 @@ func BuildReport(ctx context.Context, db provisioning.DBTX, name string, opts St
 		return nil, err
 	}
 	r.AuditOK, r.AuditEvents, r.AuditProblem = v.OK, v.Events, v.Problem
+	r.AsOf = opts.At
+	if r.AsOf.IsZero() {
+		r.AsOf = time.Now()
+	}
+	if err := db.QueryRow(ctx, `SELECT coalesce((SELECT id::text || ' ' || encode(hash, 'hex') FROM audit_event ORDER BY id DESC LIMIT 1), '')`).
+		Scan(&r.AuditHead); err != nil {
+		return nil, fmt.Errorf("reading the audit log's head: %w", err)
+	}
 	return r, nil
 }

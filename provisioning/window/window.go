@@ -41,7 +41,7 @@ func Close(ctx context.Context, st *provisioning.Store, grace time.Duration, bat
 			err := tx.QueryRow(ctx, `WITH due AS (
 					SELECT a.id FROM account a JOIN person p ON p.id = a.person_id
 					WHERE a.state = 'notified' AND a.deadline < $3 AND ens_local_deadline(a.deadline, p.department) < $3
-					  AND a.code_hash IS NOT NULL AND `+notice.InformedProof+`
+					  AND a.code_hash IS NOT NULL AND `+notice.InformedProof+` AND NOT (`+notice.ToldAsAMinor+`)
 					ORDER BY a.deadline, a.id LIMIT $2 FOR UPDATE OF a SKIP LOCKED),
 				up AS (UPDATE account a SET state = 'active', activated_at = $1
 					FROM due WHERE a.id = due.id AND a.state = 'notified' RETURNING a.id)
