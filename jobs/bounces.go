@@ -83,7 +83,22 @@ func IngestBounces(ctx context.Context, st *provisioning.Store, reader *notify.B
 		}
 		return nil
 	})
+	if cerr := c.record(ctx, st.Pool); err == nil {
+		err = cerr
+	}
 	return c, err
+}
+
+// record adds a reading's counts to the running totals /metrics reports
+// (ens_bounce_reports_total).
+func (c BounceCounts) record(ctx context.Context, pool *pgxpool.Pool) error {
+	outcomes := []string{"permanent", "temporary", "success", "not_a_report", "not_ours", "unreadable"}
+	counts := []int{c.Permanent, c.Temporary, c.Success, c.NotAReport, c.NotOurs, c.Unreadable}
+	if _, err := pool.Exec(ctx, `INSERT INTO bounce_reading AS b (outcome, reports) SELECT * FROM unnest($1::text[], $2::bigint[])
+		ON CONFLICT (outcome) DO UPDATE SET reports = b.reports + excluded.reports`, outcomes, counts); err != nil {
+		return fmt.Errorf("counting the bounce reports read: %w", err)
+	}
+	return nil
 }
 
 // believe picks the report's group about the notice's own recipient: ok is

@@ -12,7 +12,7 @@ import (
 // its code (nil without one); the code is derived here, in memory, and goes
 // nowhere else.
 func noticeOf(t *provisioning.Target, key optout.Key, deadline time.Time) (*notify.Notice, []byte) {
-	n := &notify.Notice{ID: t.NoticeID, AccountID: t.AccountID, Kind: notify.Kind(t.Kind), Channel: notify.Channel(t.Channel),
+	n := &notify.Notice{ID: t.NoticeID, AccountID: t.AccountID, Kind: notify.Kind(t.Kind), Topic: t.Topic, ChangedAt: t.ChangedAt, Channel: notify.Channel(t.Channel),
 		FirstName: t.FirstName, LastName: t.LastName, Female: t.NIR.Female(), ForGuardian: t.ForGuardian,
 		Deadline: deadline, Email: t.Email, AddressLines: t.Lines, Postcode: t.Postcode, City: t.City,
 		Country: t.Country, Department: t.Department}

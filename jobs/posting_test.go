@@ -201,7 +201,7 @@ func TestReturnedLetterBlocksActivationUntilANewAddress(t *testing.T) {
 	var noticeID, accountID int64
 	e.pool.QueryRow(ctx, `SELECT id, account_id FROM notice WHERE channel = 'letter' AND kind = 'opposition' AND status = 'sent' ORDER BY id LIMIT 1`).Scan(&noticeID, &accountID)
 	file := "reference,returned_on,reason\n" +
-		"ENS-" + strings.Repeat("0", 9-len(itoa(noticeID))) + itoa(noticeID) + "," + time.Now().Format(time.DateOnly) + ",NPAI\n" +
+		"ENS-" + strings.Repeat("0", 9-len(itoa(noticeID))) + itoa(noticeID) + "," + time.Now().In(provisioning.Paris).Format(time.DateOnly) + ",NPAI\n" +
 		"ENS-999999999,2020-01-01,NPAI\nnot-a-reference,2020-01-01,\n"
 	res, err := notice.RecordReturns(ctx, testdb.Store(e.pool), strings.NewReader(file), "la-poste")
 	if err != nil || res.Returned != 1 || res.Unreachable != 1 || len(res.Rejected) != 2 {
@@ -374,7 +374,7 @@ func TestLetterReturnedAfterActivation(t *testing.T) {
 	if posted == 0 || other == 0 || unposted == 0 {
 		t.Fatalf("letters: posted %d, another posted %d, printed %d", posted, other, unposted)
 	}
-	today, yesterday := time.Now().Format(time.DateOnly), time.Now().AddDate(0, 0, -1).Format(time.DateOnly)
+	today, yesterday := time.Now().In(provisioning.Paris).Format(time.DateOnly), time.Now().In(provisioning.Paris).AddDate(0, 0, -1).Format(time.DateOnly)
 	file := fmt.Sprintf("reference,returned_on,reason\nENS-%d,%s,NPAI\nENS-%d,%s,NPAI\nENS-%d,%s,NPAI\n", posted, today, unposted, today, other, yesterday)
 	res, err := notice.RecordReturns(ctx, testdb.Store(e.pool), strings.NewReader(file), "la-poste")
 	if err != nil || res.Returned != 1 || res.Unreachable != 1 || res.AfterActivation != 1 || len(res.Rejected) != 2 {

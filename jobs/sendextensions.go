@@ -16,9 +16,11 @@ type SendExtensionsArgs struct{}
 // Kind is stable: stored jobs refer to it.
 func (SendExtensionsArgs) Kind() string { return "send_extensions" }
 
-// InsertOpts — one at a time.
+// InsertOpts — one at a time, and another as soon as it has finished
+// (River's default unique states include completed: a second person's
+// follow-up then waited for the first job's row to be deleted, a day later).
 func (SendExtensionsArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: chunkMaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return river.InsertOpts{Queue: QueueNotices, MaxAttempts: chunkMaxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: uniqueWhileOutstanding}}
 }
 
 // SendExtensionsWorker tells people their window was extended, and sends

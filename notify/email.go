@@ -30,7 +30,8 @@ type Email struct {
 // an embedded Notice: templates look fields up by reflection on every
 // execution, and promoted fields take reflect's slow path.
 type emailData struct {
-	Information, Extension, Resend, Copy                      bool // the notice's kind; otherwise an opposition notice
+	Information, Extension, Resend, Copy, Change              bool // the notice's kind; otherwise an opposition notice
+	ChangeText                                                string
 	FirstName, LastName, Code                                 string
 	ForGuardian                                               bool
 	Subject, Salutation, DeadlineText, Site, Phone, Reference string
@@ -38,10 +39,14 @@ type emailData struct {
 
 // RenderEmail renders a notice as a French email; a pure function.
 func RenderEmail(n *Notice) (*Email, error) {
-	d := emailData{Information: n.Kind == KindInformation, Extension: n.Kind == KindExtension, Resend: n.Kind == KindResend, Copy: n.Kind == KindCopy, FirstName: n.FirstName, LastName: n.LastName, Code: n.Code, ForGuardian: n.ForGuardian,
+	d := emailData{Information: n.Kind == KindInformation, Extension: n.Kind == KindExtension, Resend: n.Kind == KindResend, Copy: n.Kind == KindCopy,
+		Change: n.Kind == KindChange, FirstName: n.FirstName, LastName: n.LastName, Code: n.Code, ForGuardian: n.ForGuardian,
 		Salutation: n.Salutation(), DeadlineText: provisioning.FrenchDeadline(n.Deadline),
 		Site: OfficialSite, Phone: OfficialPhone, Reference: n.Reference()}
 	switch n.Kind {
+	case KindChange:
+		d.ChangeText = ChangeText(n.Topic, n.ChangedAt, n.ForGuardian)
+		d.Subject = "Mon espace santé : un changement sur le profil de " + n.FirstName + " " + n.LastName
 	case KindInformation:
 		d.Subject = "Mon espace santé : le profil de " + n.FirstName + " a été créé"
 	case KindExtension:

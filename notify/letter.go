@@ -147,14 +147,6 @@ func (i LetterInfo) dataProtection(n *Notice) string {
 		". Vous pouvez aussi adresser une réclamation à la CNIL (www.cnil.fr)."
 }
 
-func upperFirst(s string) string {
-	r := []rune(s)
-	if len(r) > 0 {
-		r[0] = []rune(strings.ToUpper(string(r[0])))[0]
-	}
-	return string(r)
-}
-
 // Layout of the page, in millimetres.
 const (
 	footerY = 284.0 // the reference line
@@ -189,6 +181,8 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time, info LetterIn
 	p.font(faceSansBold, 12)
 	title := "Votre profil Mon espace santé va être créé"
 	switch {
+	case n.Kind == KindChange:
+		title = "Un changement sur le profil Mon espace santé de " + n.FirstName + " " + n.LastName
 	case n.Kind == KindInformation:
 		title = "Le profil Mon espace santé de " + n.FirstName + " a été créé"
 	case n.Kind == KindExtension:
@@ -210,10 +204,18 @@ func drawLetter(pdf *gofpdf.Fpdf, n *Notice, renderedAt time.Time, info LetterIn
 	}
 	para(n.Salutation() + ",")
 	deadline := provisioning.FrenchDeadline(n.Deadline)
-	if n.Kind == KindInformation {
+	switch n.Kind {
+	case KindChange:
+		para(ChangeText(n.Topic, n.ChangedAt, n.ForGuardian))
+		who := ""
+		if n.ForGuardian {
+			who = " ni la personne concernée"
+		}
+		para("Si vous n'êtes pas à l'origine de ce changement" + who + ", appelez le " + OfficialPhone + " : un conseiller vérifiera avec vous ce qui a été fait.")
+	case KindInformation:
 		para("Le profil Mon espace santé de " + n.FirstName + " " + n.LastName + " a été créé. Mon espace santé est le service public qui permet de stocker et partager ses documents et données de santé en toute confidentialité.")
 		para("En tant que représentant légal, vous pourrez l'activer et le gérer sur " + OfficialSite + ".")
-	} else {
+	default:
 		switch {
 		case n.Kind == KindExtension && n.ForGuardian:
 			para("Le délai pour vous opposer à la création du profil Mon espace santé de " + n.FirstName + " " + n.LastName + " a été prolongé.")

@@ -212,3 +212,31 @@ func TestLettersTellHowToRefuseByPostAndWhoHoldsTheData(t *testing.T) {
 		}
 	}
 }
+
+// A notice of a change says what changed and whom to call, by email and by
+// letter, and carries no code.
+func TestChangeNoticesSayWhatChanged(t *testing.T) {
+	t.Parallel()
+	for topic, want := range map[string]string{
+		"opposition_withdrawn": "a été annulée",
+		"activated_by_holder":  "a été activé avant la fin",
+		"opposed_by_agent":     "enregistrée par un conseiller",
+		"reinstated":           "a été rétabli",
+		"came_of_age":          "Vous avez maintenant 18 ans",
+	} {
+		n := sample()
+		n.Kind, n.Topic, n.Code = notify.KindChange, topic, ""
+		e, err := notify.RenderEmail(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range []string{e.Text, e.HTML} {
+			if !strings.Contains(part, want) || !strings.Contains(part, "34 22") || strings.Contains(part, "ABCD") {
+				t.Errorf("%s: the email does not say %q and whom to call:\n%s", topic, want, part)
+			}
+		}
+		if _, err := notify.RenderLetters([]*notify.Notice{n}, time.Now(), fixtures.LetterInfo); err != nil {
+			t.Errorf("%s: letter: %v", topic, err)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ens-sante/ens/provisioning"
 )
 
 // Kind of notice.
@@ -24,7 +26,44 @@ const (
 	// KindCopy is the curator's copy of the notice of an adult under
 	// curatelle: the same code, the account's deadline.
 	KindCopy Kind = "copy"
+	// KindChange tells the holder of a change to their account (Topic).
+	KindChange Kind = "change"
 )
+
+// ChangeText is what a notice of a change says happened, when, and how to
+// undo it, by topic (provisioning.Change*), for the holder or their
+// representative.
+func ChangeText(topic string, at time.Time, forGuardian bool) string {
+	whose := "votre profil"
+	if forGuardian {
+		whose = "le profil dont vous êtes le représentant légal"
+	}
+	on := "Le " + provisioning.FrenchDateTime(at) + ", "
+	switch topic {
+	case "opposition_withdrawn":
+		return on + "l'opposition à la création de " + whose + " Mon espace santé a été annulée. Sans nouvelle opposition avant la date limite, le profil sera activé. " +
+			"Pour vous opposer de nouveau, saisissez votre code d'opposition sur " + OfficialSite + " ou appelez le " + OfficialPhone + "."
+	case "activated_by_holder":
+		return on + whose + " Mon espace santé a été activé avant la fin du délai d'opposition. Vous pouvez le fermer à tout moment sur " + OfficialSite + " ou en appelant le " + OfficialPhone + "."
+	case "opposed_by_agent":
+		return on + "une opposition à la création de " + whose + " Mon espace santé a été enregistrée par un conseiller, après vérification de l'identité de la personne qui l'a demandée. " +
+			"Pour l'annuler avant la date limite, saisissez votre code d'opposition sur " + OfficialSite + " ou appelez le " + OfficialPhone + "."
+	case "reinstated":
+		return on + whose + " Mon espace santé a été rétabli à la demande de son titulaire, après vérification de son identité. Vous pouvez le fermer à tout moment sur " +
+			OfficialSite + " ou en appelant le " + OfficialPhone + "."
+	case "came_of_age":
+		return "Votre profil Mon espace santé a été créé quand vous étiez mineur(e), en en informant votre représentant légal. Vous avez maintenant 18 ans : ce profil est le vôtre. Vous pouvez le gérer, ou le fermer à tout moment, sur " + OfficialSite + "."
+	}
+	return on + whose + " Mon espace santé a été modifié."
+}
+
+func upperFirst(s string) string {
+	r := []rune(s)
+	if len(r) > 0 {
+		r[0] = []rune(strings.ToUpper(string(r[0])))[0]
+	}
+	return string(r)
+}
 
 // Channel a notice travels by.
 type Channel string
@@ -48,6 +87,8 @@ type Notice struct {
 	ID        int64
 	AccountID int64
 	Kind      Kind
+	Topic     string    // a change notice's (provisioning.Change*)
+	ChangedAt time.Time // when its change was made
 	Channel   Channel
 	// The account holder.
 	FirstName, LastName string

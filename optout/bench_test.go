@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ens-sante/ens/fixtures/benchutil"
 	"github.com/ens-sante/ens/fixtures/testdb"
@@ -200,14 +201,14 @@ type serveProcess struct {
 	url string
 }
 
-func startServe(b *testing.B, bin, dbURL string) *serveProcess {
+func startServe(b *testing.B, bin, dbURL string, extra ...string) *serveProcess {
 	b.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--ops-addr", "")
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--ops-addr", ""}, extra...)...)
 	// One core each, as two processes sharing a host should be set (the
 	// README's deployment section): two runtimes sized for both cores
 	// would contend with each other, PostgreSQL and the client.
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "ENS_CODE_KEY="+hex.EncodeToString(key),
-		"ENS_TRUSTED_PROXIES=127.0.0.0/8", "ENS_LOG_FORMAT=json", "GOMAXPROCS=1")
+		"ENS_TRUSTED_PROXIES=127.0.0.0/8", "ENS_LOG_FORMAT=json", "GOMAXPROCS=1", "ENS_OPS_USERS="+benchOpsUsers)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -220,9 +221,20 @@ func startServe(b *testing.B, bin, dbURL string) *serveProcess {
 		cmd.Process.Signal(os.Interrupt) //nolint:errcheck
 		cmd.Wait()                       //nolint:errcheck
 	})
+	// With the ops area in the same process, the public address is the
+	// other one it listens on.
+	opsOnly, opsAddr := false, ""
+	for i := 0; i+1 < len(extra); i++ {
+		switch extra[i] {
+		case "--ops-addr":
+			opsAddr = "http://" + extra[i+1] + "/"
+		case "--addr":
+			opsOnly = extra[i+1] == ""
+		}
+	}
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+		if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok && (opsOnly || addr != opsAddr) {
 			go io.Copy(io.Discard, out) //nolint:errcheck
 			return &serveProcess{cmd: cmd, url: strings.TrimSuffix(addr, "/")}
 		}
@@ -244,4 +256,86 @@ func (s *serveProcess) peakRSSMB() float64 {
 		}
 	}
 	return -1
+}
+
+// benchOpsUsers is one operator, olga, with a bcrypt hash of "o-pass" at
+// the default cost, as `ens ops hash` makes them.
+var benchOpsUsers = func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte("o-pass"), bcrypt.DefaultCost)
+	if err != nil {
+		panic(err)
+	}
+	return "olga:operator:" + string(h)
+}()
+
+// BenchmarkPublicFormWhileOpsSignInsFail measures the public form's
+// deadline-day mix idle, then while six clients send wrong ops passwords
+// (each a bcrypt comparison) from rotating forwarded addresses: with the
+// ops area in the public process, then in a process of its own (`serve
+// --addr ”`, as the deployment section advises), each process on one core.
+// The ratio of the form's p50 under attack to idle is the figure.
+func BenchmarkPublicFormWhileOpsSignInsFail(b *testing.B) {
+	url := testdb.URL(b)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	hs := notified(b, pool, benchutil.Size(3000), time.Now().Add(time.Hour))
+	bin := filepath.Join(b.TempDir(), "ens")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
+		b.Fatalf("building ens: %v\n%s", err, out)
+	}
+	figures := map[string]any{}
+	for _, layout := range []string{"ops_in_public_process", "ops_apart"} {
+		ops := freeLoopback(b)
+		var public *serveProcess
+		if layout == "ops_in_public_process" {
+			public = startServe(b, bin, url, "--ops-addr", ops)
+		} else {
+			public = startServe(b, bin, url)
+			startServe(b, bin, url, "--addr", "", "--ops-addr", ops)
+		}
+		idle := loadTest(b, []string{public.url}, hs, 8*time.Second, 16)
+		stop := make(chan struct{})
+		var tries atomic.Int64
+		var wg sync.WaitGroup
+		for w := range 6 {
+			wg.Go(func() {
+				client := &http.Client{Timeout: 5 * time.Second}
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					req, _ := http.NewRequest("GET", "http://"+ops+"/ops/", nil)
+					req.SetBasicAuth("olga", fmt.Sprintf("wrong-%d-%d", w, i))
+					req.Header.Set("X-Forwarded-For", fmt.Sprintf("100.64.%d.%d", w, i&255))
+					if resp, err := client.Do(req); err == nil {
+						io.Copy(io.Discard, resp.Body) //nolint:errcheck
+						resp.Body.Close()
+						tries.Add(1)
+					}
+				}
+			})
+		}
+		attacked := loadTest(b, []string{public.url}, hs, 8*time.Second, 16)
+		close(stop)
+		wg.Wait()
+		figures[layout] = map[string]any{"idle": idle, "during_wrong_ops_passwords": attacked, "wrong_sign_ins": tries.Load(),
+			"p50_ratio": attacked["p50_ms"].(float64) / idle["p50_ms"].(float64), "target_p50_ratio": 2}
+		public.cmd.Process.Signal(os.Interrupt) //nolint:errcheck
+	}
+	benchutil.Record(b, "ops-sign-in-attack", figures)
+}
+
+// freeLoopback is a loopback address nothing listens on yet.
+func freeLoopback(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -41,6 +41,7 @@ func NewHandler(svc *Service) http.Handler {
 	h := &Handler{svc: svc, mux: http.NewServeMux(), log: svc.Log}
 	h.mux.HandleFunc("GET /{$}", h.form)
 	h.mux.HandleFunc("GET /style.css", h.style)
+	h.mux.Handle("GET /dsfr/", dsfrAssets())
 	h.mux.HandleFunc("POST /verifier", h.formStep(h.verify))
 	h.mux.HandleFunc("POST /confirmer", h.formStep(h.confirm))
 	h.mux.HandleFunc("POST /annuler", h.formStep(h.undo))
@@ -62,7 +63,7 @@ func NewHandler(svc *Service) http.Handler {
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; font-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("X-Frame-Options", "DENY")
@@ -147,6 +148,24 @@ func (h *Handler) render(w http.ResponseWriter, status int, d pageData) {
 	if err := pageTmpl.ExecuteTemplate(w, "page", d); err != nil {
 		h.log.Error("rendering page", "error", err)
 	}
+}
+
+// dsfrAssets serves the State's design system (DSFR: its stylesheet, the
+// Marianne fonts and the icons it references), embedded in the binary: no
+// third-party host. They change only with a new binary, so browsers may
+// keep them a day.
+func dsfrAssets() http.Handler {
+	files := http.FileServerFS(webFS)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no listing
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/web" + r.URL.Path
+		files.ServeHTTP(w, r2)
+	})
 }
 
 func (h *Handler) style(w http.ResponseWriter, _ *http.Request) {

@@ -17,7 +17,7 @@ import (
 // applies (a key that must wait counts nothing; the others count the
 // refused attempt); a success takes back only its own attempt (Refund) and never
 // wipes a key's history. The first FreeFailures attempts cost nothing;
-// each further one doubles the wait, up to MaxDelay.
+// each further one multiplies the wait by Growth, up to MaxDelay.
 //
 // The counters live in PostgreSQL (an unlogged table, migration 014), so
 // that every `ens serve` process behind a load balancer shares one budget,
@@ -27,15 +27,22 @@ type Limiter struct {
 	Pool         *pgxpool.Pool
 	FreeFailures int
 	BaseDelay    time.Duration
-	MaxDelay     time.Duration
-	TTL          time.Duration
-	Now          func() time.Time
+	// Growth multiplies the delay at each further failure: gentle enough
+	// that someone sharing an address with a guesser (a family, a
+	// workplace, a carrier's NAT) waits under a minute for the first dozen
+	// failures, steep enough that a guesser gets a few hundred tries an
+	// hour at most.
+	Growth   float64
+	MaxDelay time.Duration
+	TTL      time.Duration
+	Now      func() time.Time
 }
 
 // NewLimiter returns a limiter on pool with the service's defaults: 5 free
-// attempts, then 2 s, 4 s, 8 s… up to 15 minutes, forgotten after an hour.
+// attempts, then 2 s, 3 s, 4.5 s… (×1.5: 23 s at the twelfth failure) up
+// to 15 minutes, forgotten after an hour.
 func NewLimiter(pool *pgxpool.Pool) *Limiter {
-	return &Limiter{Pool: pool, FreeFailures: 5, BaseDelay: 2 * time.Second, MaxDelay: 15 * time.Minute, TTL: time.Hour, Now: time.Now}
+	return &Limiter{Pool: pool, FreeFailures: 5, BaseDelay: 2 * time.Second, Growth: 1.5, MaxDelay: 15 * time.Minute, TTL: time.Hour, Now: time.Now}
 }
 
 // reserveSQL counts an attempt for every key ($1, sorted: rows are locked
@@ -46,7 +53,7 @@ func NewLimiter(pool *pgxpool.Pool) *Limiter {
 // key untouched for the TTL ($6) starts over; a key that must still wait
 // counts nothing and keeps its touched_at, which is how the caller tells
 // it; any other key counts the attempt, and past $3 free attempts waits $4
-// doubled each time, up to $5. Concurrent attempts on one key queue on its
+// multiplied by $9 each time, up to $5. Concurrent attempts on one key queue on its
 // row lock, each seeing the count the one before left: none slips past a
 // delay. A guess of a code (its lookup hash $7 with the birth date $8)
 // counts nothing when the pair matches an account (ens_code_matches,
@@ -65,7 +72,7 @@ const reserveSQL = `WITH waiting AS (
 	                  WHEN r.not_before > $2::timestamptz THEN r.attempts ELSE r.attempts + excluded.attempts END,
 	  not_before = CASE WHEN r.touched_at < $2::timestamptz - $6::interval THEN excluded.not_before
 	                    WHEN r.not_before > $2::timestamptz OR excluded.attempts = 0 THEN r.not_before
-	                    WHEN r.attempts + 1 > $3::int THEN $2::timestamptz + least($4::interval * power(2, least(r.attempts - $3::int, 30)), $5::interval) END,
+	                    WHEN r.attempts + 1 > $3::int THEN $2::timestamptz + least($4::interval * power($9::float8, least(r.attempts - $3::int, 60)), $5::interval) END,
 	  touched_at = CASE WHEN r.touched_at >= $2::timestamptz - $6::interval AND r.not_before > $2::timestamptz THEN r.touched_at ELSE $2::timestamptz END
 	RETURNING CASE WHEN touched_at <> $2::timestamptz THEN not_before - $2::timestamptz ELSE interval '0' END,
 	  (SELECT n = 0 FROM attempt))
@@ -106,7 +113,11 @@ func (l *Limiter) QueueGuess(b *pgx.Batch, keys []string, codeHash []byte, birth
 		date = birth
 	}
 	sorted := slices.Sorted(slices.Values(keys))
-	b.Queue(reserveSQL, sorted, l.Now(), l.FreeFailures, l.BaseDelay, l.MaxDelay, l.TTL, codeHash, date).Query(func(rows pgx.Rows) error {
+	growth := l.Growth
+	if growth < 1 {
+		growth = 2
+	}
+	b.Queue(reserveSQL, sorted, l.Now(), l.FreeFailures, l.BaseDelay, l.MaxDelay, l.TTL, codeHash, date, growth).Query(func(rows pgx.Rows) error {
 		*g = Guess{}
 		for rows.Next() {
 			var wait time.Duration

@@ -231,3 +231,53 @@ func TestBlockedClientWritesNothing(t *testing.T) {
 		t.Fatalf("300 guesses from a blocked address added %d rows to the limits", after-before)
 	}
 }
+
+// An address shared with a guesser never locks the honest person out: the
+// delays start short and grow gently — each announced in Retry-After, none
+// over a minute for the first dozen failures — and once the announced wait
+// is over, the holder's right code and birth date from that same address
+// go through. (Before, delays doubled: 64 s at the eleventh failure, 128 s
+// at the twelfth.)
+func TestSharedAddressWaitsButIsNeverLockedOut(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, 20, time.Now().Add(48*time.Hour))
+	svc := newService(pool)
+	now := time.Now()
+	var mu sync.Mutex
+	svc.Limiter.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := httptest.NewServer(optout.NewHandler(svc))
+	defer srv.Close()
+	failures := 0
+	for i := range 40 {
+		if failures == 12 {
+			break
+		}
+		st, _, hdr := post(t, srv, fmt.Sprintf(`{"code":%q,"birth_date":"1970-01-01"}`, key.Derive(int64(800_000+i)).String()))
+		switch st {
+		case http.StatusTooManyRequests:
+			wait, err := time.ParseDuration(hdr.Get("Retry-After") + "s")
+			if err != nil || wait > time.Minute {
+				t.Fatalf("after %d failures the address must wait %q; want under a minute", failures, hdr.Get("Retry-After"))
+			}
+			mu.Lock()
+			now = now.Add(wait)
+			mu.Unlock()
+		default:
+			failures++
+		}
+	}
+	// The guesser has just failed again: the address waits, then the
+	// holder gets through.
+	st, _, hdr := post(t, srv, fmt.Sprintf(`{"code":%q,"birth_date":%q}`, hs[0].code.String(), hs[0].birth))
+	if st != http.StatusTooManyRequests {
+		t.Fatalf("right after a failure: %d, want 429", st)
+	}
+	wait, _ := time.ParseDuration(hdr.Get("Retry-After") + "s")
+	mu.Lock()
+	now = now.Add(wait)
+	mu.Unlock()
+	if st, body, _ := post(t, srv, fmt.Sprintf(`{"code":%q,"birth_date":%q}`, hs[0].code.String(), hs[0].birth)); st != http.StatusOK {
+		t.Fatalf("the holder after the announced wait: %d %v, want 200", st, body)
+	}
+}

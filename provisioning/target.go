@@ -48,7 +48,8 @@ type Target struct {
 	NoticeID    int64
 	AccountID   int64
 	Kind        string
-	Topic       string // a change notice's
+	Topic       string    // a change notice's
+	ChangedAt   time.Time // when a change notice's change was made
 	Channel     string
 	Seq         int
 	FirstName   string

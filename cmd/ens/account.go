@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ens-sante/ens/jobs"
+	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/access"
@@ -136,6 +138,7 @@ func (a *app) accountCommand() *cobra.Command {
 		return archive.Reopen(cmd.Context(), a.store(pool), nir, op)
 	})
 	var exportJSON bool
+	var exportPDF string
 	export := &cobra.Command{
 		Use:   "export [NIR]",
 		Short: "Everything ens holds about a person (RGPD art. 15): registry data, states, notices (never the code), oppositions, audit events, retention; audited",
@@ -159,14 +162,27 @@ func (a *app) accountCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if exportJSON {
+			switch {
+			case exportJSON:
 				return a.printJSON(x)
+			case exportPDF != "":
+				b, err := notify.RenderDocument(exportTitle, x.At, exportSections(x))
+				if err != nil {
+					return err
+				}
+				// It holds the person's data: for them, readable by its owner only.
+				if err := os.WriteFile(exportPDF, b, 0o600); err != nil {
+					return fmt.Errorf("writing the export: %w", err)
+				}
+				fmt.Fprintf(a.stdout, "export written to %s: the person's data, for them only; keep no copy\n", exportPDF)
+				return nil
 			}
 			a.printExport(x)
 			return nil
 		},
 	}
 	export.Flags().BoolVar(&exportJSON, "json", false, "print everything as JSON")
+	export.Flags().StringVar(&exportPDF, "pdf", "", "write it as a PDF to this file, for the person (mode 0600)")
 	export.Flags().StringVar(&op, "operator", "", "name of the operator answering the request (audited; default $ENS_OPERATOR)")
 	cmd.AddCommand(show, reinstate, del, reopen, export)
 	return cmd
@@ -425,45 +441,61 @@ func readAnchors(path string) ([]audit.Anchor, error) {
 	return anchors, nil
 }
 
-// printExport writes a person's data export for them to read.
-func (a *app) printExport(x *access.Export) {
-	w := a.stdout
-	fmt.Fprintf(w, "Données détenues par Mon espace santé (ens), exportées le %s\n\nRegistre :\n", provisioning.FrenchDateTime(x.At))
+// exportSections is a person's data export as they read it, in French:
+// the same sections in the text and the PDF.
+func exportSections(x *access.Export) []notify.Section {
 	keys := make([]string, 0, len(x.Person))
 	for k := range x.Person {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	registry := notify.Section{Title: "Registre"}
 	for _, k := range keys {
 		if v := x.Person[k]; v != nil {
-			fmt.Fprintf(w, "  %-14s %v\n", k, v)
+			registry.Lines = append(registry.Lines, fmt.Sprintf("%-14s %v", k, v))
 		}
 	}
-	fmt.Fprintln(w, "\nÉtats du profil :")
-	for _, s := range x.States {
-		fmt.Fprintf(w, "  %s  %s %s\n", provisioning.FrenchDateTime(s.At), s.State, s.Cause)
+	states := notify.Section{Title: "États du profil"}
+	for _, st := range x.States {
+		states.Lines = append(states.Lines, strings.TrimSpace(fmt.Sprintf("%s  %s %s", provisioning.FrenchDateTime(st.At), st.State, st.Cause)))
 	}
-	fmt.Fprintln(w, "\nAvis (jamais le code) :")
+	notices := notify.Section{Title: "Avis (jamais le code)"}
 	for _, n := range x.Notices {
-		fmt.Fprintf(w, "  %s par %s : %s", n.Kind, n.Channel, n.Status)
+		l := fmt.Sprintf("%s par %s : %s", n.Kind, n.Channel, n.Status)
 		if n.SentAt != nil {
-			fmt.Fprintf(w, ", envoyé le %s", provisioning.FrenchDateTime(*n.SentAt))
+			l += ", envoyé le " + provisioning.FrenchDateTime(*n.SentAt)
 		}
 		if n.Deadline != nil {
-			fmt.Fprintf(w, ", opposition possible %s", provisioning.FrenchDeadline(*n.Deadline))
+			l += ", opposition possible " + provisioning.FrenchDeadline(*n.Deadline)
 		}
-		fmt.Fprintln(w)
+		notices.Lines = append(notices.Lines, l)
 	}
-	fmt.Fprintln(w, "\nOppositions :")
+	oppositions := notify.Section{Title: "Oppositions"}
 	for _, o := range x.Oppositions {
-		fmt.Fprintf(w, "  %s le %s (%s)", o.Reference, provisioning.FrenchDateTime(o.At), o.Channel)
+		l := fmt.Sprintf("%s le %s (%s)", o.Reference, provisioning.FrenchDateTime(o.At), o.Channel)
 		if o.WithdrawnAt != nil {
-			fmt.Fprintf(w, ", annulée le %s", provisioning.FrenchDateTime(*o.WithdrawnAt))
+			l += ", annulée le " + provisioning.FrenchDateTime(*o.WithdrawnAt)
 		}
-		fmt.Fprintln(w)
+		oppositions.Lines = append(oppositions.Lines, l)
 	}
-	fmt.Fprintf(w, "\nJournal d'audit : %d événement(s) concernant ce profil (--json pour le détail)\n\nConservation :\n", len(x.Events))
-	for _, r := range x.Retention {
-		fmt.Fprintln(w, "  "+r)
+	events := notify.Section{Title: "Journal d'audit"}
+	for _, e := range x.Events {
+		events.Lines = append(events.Lines, fmt.Sprintf("%s  %s (%s)", provisioning.FrenchDateTime(e.At), e.Action, e.Actor))
+	}
+	return []notify.Section{registry, states, notices, oppositions, events, {Title: "Conservation", Lines: x.Retention}}
+}
+
+// exportTitle heads a person's data export.
+const exportTitle = "Données détenues par Mon espace santé (ens)"
+
+// printExport writes a person's data export for them to read.
+func (a *app) printExport(x *access.Export) {
+	w := a.stdout
+	fmt.Fprintf(w, "%s, exportées le %s\n", exportTitle, provisioning.FrenchDateTime(x.At))
+	for _, s := range exportSections(x) {
+		fmt.Fprintf(w, "\n%s :\n", s.Title)
+		for _, l := range s.Lines {
+			fmt.Fprintln(w, "  "+l)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -346,6 +347,29 @@ func TestAccountExportHoldsEverythingButTheCode(t *testing.T) {
 	}
 	if st, text, _ := c.runStdin(p.nir+"\n", "account", "export"); st != 0 || !strings.Contains(text, "Oppositions") || strings.Contains(text, code) {
 		t.Fatalf("account export as text: exit %d\n%s", st, text)
+	}
+	// As a PDF for the person, readable by its owner only: the same
+	// sections, the registry's name, never the code.
+	pdf := filepath.Join(c.dir, "export.pdf")
+	if st, out, errs := c.runStdin(p.nir+"\n", "account", "export", "--pdf", pdf); st != 0 {
+		t.Fatalf("account export --pdf: exit %d\n%s%s", st, out, errs)
+	}
+	if fi, err := os.Stat(pdf); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the PDF export: %v, mode %v; want 0600", err, fi)
+	}
+	if _, err := exec.LookPath("pdftotext"); err == nil {
+		text, err := exec.Command("pdftotext", "-enc", "UTF-8", pdf, "-").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"Données détenues par Mon espace santé", "Oppositions", "Journal d'audit", "Conservation", x.Person["last_name"].(string)} {
+			if !strings.Contains(string(text), want) {
+				t.Errorf("the PDF export lacks %q", want)
+			}
+		}
+		if strings.Contains(string(text), code) || strings.Contains(string(text), bare) {
+			t.Fatal("the PDF export holds the opposition code")
+		}
 	}
 }
 

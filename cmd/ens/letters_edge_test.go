@@ -116,7 +116,7 @@ func TestStaleBatchIsReprintedNotPosted(t *testing.T) {
 	// The reprinted letters print a date from today, carry the same codes,
 	// and their batch is posted today.
 	var reprinted, freshDate int
-	if err := c.db().QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE (n.deadline AT TIME ZONE 'Europe/Paris')::date = current_date + 47)
+	if err := c.db().QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE (n.deadline AT TIME ZONE 'Europe/Paris')::date = (now() AT TIME ZONE 'Europe/Paris')::date + 47)
 		FROM notice n JOIN letter_batch b ON b.id = n.batch_id WHERE b.id > $1`, batches[len(batches)-1].ID).Scan(&reprinted, &freshDate); err != nil {
 		t.Fatal(err)
 	}
@@ -257,22 +257,22 @@ func TestComingOfAgeBeforeActivationIsToldAgain(t *testing.T) {
 	c.must("wave", "launch", "w")
 	c.must("worker", "--until-idle")
 	minor := c.pick(`a.state = 'notified' AND p.guardian_nir IS NOT NULL AND p.protection IS NULL
-		AND p.birth_date > current_date - interval '18 years' AND p.birth_date < current_date - interval '10 years'
+		AND p.birth_date > (now() AT TIME ZONE 'Europe/Paris')::date - interval '18 years' AND p.birth_date < (now() AT TIME ZONE 'Europe/Paris')::date - interval '10 years'
 		AND EXISTS (SELECT 1 FROM notice n WHERE n.account_id = a.id AND n.kind = 'opposition' AND n.status IN ('sent', 'printed'))`)
 	ctx := context.Background()
 	var batch *int64
 	if err := c.db().QueryRow(ctx, `SELECT batch_id FROM notice WHERE account_id = $1 AND kind = 'opposition' AND status = 'printed'`,
 		minor.account).Scan(&batch); err == nil && batch != nil {
-		if code, _, errs := c.run("letters", "posted", strconv.FormatInt(*batch, 10), "--on", time.Now().Format(time.DateOnly)); code != 0 {
+		if code, _, errs := c.run("letters", "posted", strconv.FormatInt(*batch, 10), "--on", time.Now().In(provisioning.Paris).Format(time.DateOnly)); code != 0 {
 			t.Fatalf("posting the representative's letter: %s", errs)
 		}
 	}
 	// They turned 18 yesterday; their representative's notice came ten
 	// days ago; the window ended yesterday.
 	for q, id := range map[string]int64{
-		`UPDATE person SET birth_date = current_date - interval '18 years' - interval '1 day', email = 'devenu.majeur@example.fr' WHERE id = $1`: minor.id,
-		`UPDATE notice SET created_at = created_at - interval '10 days' WHERE account_id = $1`:                                                   minor.account,
-		`UPDATE account SET deadline = now() - interval '1 day', notified_at = now() - interval '10 days' WHERE id = $1`:                         minor.account,
+		`UPDATE person SET birth_date = (now() AT TIME ZONE 'Europe/Paris')::date - interval '18 years' - interval '1 day', email = 'devenu.majeur@example.fr' WHERE id = $1`: minor.id,
+		`UPDATE notice SET created_at = created_at - interval '10 days' WHERE account_id = $1`:                                                                                minor.account,
+		`UPDATE account SET deadline = now() - interval '1 day', notified_at = now() - interval '10 days' WHERE id = $1`:                                                      minor.account,
 	} {
 		if _, err := c.db().Exec(ctx, q, id); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -385,4 +385,55 @@ func TestReportSeesWhatAnAuditorMust(t *testing.T) {
 	case r.Last.Before(printed):
 		t.Errorf("last deadline %s, before the date letters still to post print (%s)", r.Last, printed)
 	}
+}
+
+// A change made to someone's account by someone else, or on their behalf,
+// is told to them through their own channel: an agent's opposition, its
+// withdrawal, a reinstatement; and at 18, a person whose account was
+// activated while a minor is told the profile is theirs. A stolen letter,
+// or an impostor past an identity check, no longer changes an account
+// unseen. Before, none of these told the person anything.
+func TestChangesAreToldToThePerson(t *testing.T) {
+	mailSink(t, mailsink.Options{})
+	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
+	c.importFixture("120", "61")
+	c.must("wave", "launch", "w")
+	c.must("worker", "--until-idle")
+	p := c.pick(`a.state = 'notified' AND p.email IS NOT NULL AND p.guardian_nir IS NULL AND p.protection IS NULL`)
+	told := func(topic string) {
+		t.Helper()
+		c.must("worker", "--until-idle")
+		var status, channel string
+		err := c.db().QueryRow(context.Background(), `SELECT status, channel FROM notice WHERE account_id = $1 AND kind = 'change' AND topic = $2
+			ORDER BY id DESC LIMIT 1`, p.account, topic).Scan(&status, &channel)
+		if err != nil || status != "sent" || channel != "email" {
+			t.Fatalf("%s: the person's notice of it is %s by %s (%v); want sent by email", topic, status, channel, err)
+		}
+	}
+	c.agentOptout(p)
+	told(provisioning.ChangeOpposedByAgent)
+	if code, out, errs := c.agentOptout(p, "--undo"); code != 0 {
+		t.Fatalf("undo: exit %d\n%s%s", code, out, errs)
+	}
+	told(provisioning.ChangeOppositionWithdrawn)
+	c.agentOptout(p)
+	if code, out, errs := c.runStdin(p.nir+"\n", "account", "reinstate", "--operator", "olga", "--identity-checked-by", "bob",
+		"--birth-date", p.birth); code != 0 {
+		t.Fatalf("reinstate: exit %d\n%s%s", code, out, errs)
+	}
+	told(provisioning.ChangeReinstated)
+
+	// Activated three days ago, while still a minor; 18 yesterday.
+	p = c.pick(`a.state = 'notified' AND p.email IS NOT NULL AND p.guardian_nir IS NULL AND p.protection IS NULL AND p.id <> $1`, p.id)
+	ctx := context.Background()
+	for q, id := range map[string]int64{
+		`UPDATE account SET state = 'active', activated_at = now() - interval '3 days', notified_at = now() - interval '4 days' WHERE id = $1`:                                                            p.account,
+		`UPDATE person SET birth_date = (now() AT TIME ZONE 'Europe/Paris')::date - interval '18 years' - interval '1 day', guardian_nir = (SELECT nir FROM person WHERE id <> $1 LIMIT 1) WHERE id = $1`: p.id,
+	} {
+		if _, err := c.db().Exec(ctx, q, id); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	told(provisioning.ChangeCameOfAge)
+	c.must("reconcile", "w")
 }

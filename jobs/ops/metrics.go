@@ -87,13 +87,16 @@ var (
 	descFeedLag     = prometheus.NewDesc("ens_platform_feed_lag", "Changes the platform has not acknowledged yet (when the feed is pushed).", nil, nil)
 	descPushFail    = prometheus.NewDesc("ens_platform_push_failures", "Consecutive failed pushes of the change feed.", nil, nil)
 	descPushAge     = prometheus.NewDesc("ens_platform_push_age_seconds", "Seconds since the platform last acknowledged a push.", nil, nil)
+	descRelaySince  = prometheus.NewDesc("ens_smtp_relay_since_timestamp_seconds", "When the worker's SMTP relay last changed state (up or paused), as a Unix time.", []string{"worker"}, nil)
+	descBounces     = prometheus.NewDesc("ens_bounce_reports_total", "Bounce reports read, by outcome: permanent, temporary, success, not_a_report, not_ours (not believed), unreadable.", []string{"outcome"}, nil)
+	descAnchorAge   = prometheus.NewDesc("ens_audit_anchor_age_seconds", "Seconds since the audit log's head was last anchored (ens audit anchor).", nil, nil)
 	descWithheld    = prometheus.NewDesc("ens_activations_withheld", "Notified accounts past their deadline the window sweep does not activate, by reason: "+
 		"in_grace (ENS_ACTIVATION_GRACE), letter_not_posted, no_proof_of_dispatch, no_code.", []string{"reason"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNotices, descOppositions, descWithdrawn, descAccounts, descJobs, descImportRows, descRelayUp, descBatches,
-		descEnrolment, descFeedSeq, descFeedLag, descPushFail, descPushAge, descWithheld} {
+		descEnrolment, descFeedSeq, descFeedLag, descPushFail, descPushAge, descWithheld, descRelaySince, descBounces, descAnchorAge} {
 		ch <- d
 	}
 }
@@ -123,13 +126,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(descNotices, `SELECT channel, status, count(*)::float8 FROM notice GROUP BY 1, 2`, 2, prometheus.GaugeValue)
-	gauge(descOppositions, `SELECT channel, count(*)::float8 FROM opposition WHERE undone_at IS NULL GROUP BY 1`, 1, prometheus.GaugeValue)
+	// Every channel, zero included: a panel or a rule reads a series that exists.
+	gauge(descOppositions, `SELECT c, count(o.id)::float8 FROM unnest('{web,api,agent}'::text[]) c
+		LEFT JOIN opposition o ON o.channel = c AND o.undone_at IS NULL GROUP BY 1`, 1, prometheus.GaugeValue)
 	gauge(descWithdrawn, `SELECT count(*)::float8 FROM opposition WHERE undone_at IS NOT NULL`, 0, prometheus.GaugeValue)
 	gauge(descAccounts, `SELECT s.state, count(a.id)::float8 FROM account_state s LEFT JOIN account a ON a.state = s.state GROUP BY 1`, 1, prometheus.GaugeValue)
 	gauge(descJobs, `SELECT kind, state::text, count(*)::float8 FROM river_job GROUP BY 1, 2`, 2, prometheus.GaugeValue)
 	gauge(descImportRows, `SELECT o, sum(n)::float8 FROM registry_import,
 		LATERAL (VALUES ('read', read), ('accepted', accepted), ('rejected', rejected), ('inserted', inserted), ('updated', updated)) v(o, n) GROUP BY 1`, 1, prometheus.CounterValue)
 	gauge(descRelayUp, `SELECT worker, up::int::float8 FROM smtp_relay`, 1, prometheus.GaugeValue)
+	gauge(descRelaySince, `SELECT worker, extract(epoch FROM since)::float8 FROM smtp_relay`, 1, prometheus.GaugeValue)
+	gauge(descBounces, `SELECT o, coalesce(b.reports, 0)::float8 FROM unnest('{permanent,temporary,success,not_a_report,not_ours,unreadable}'::text[]) o
+		LEFT JOIN bounce_reading b ON b.outcome = o`, 1, prometheus.CounterValue)
+	gauge(descAnchorAge, `SELECT extract(epoch FROM now() - taken_at)::float8 FROM audit_anchor_taken`, 0, prometheus.GaugeValue)
 	gauge(descEnrolment, `SELECT count(*)::float8 FROM setting WHERE name = 'enrolment' AND value = 'on'`, 0, prometheus.GaugeValue)
 	gauge(descFeedSeq, `SELECT seq::float8 FROM account_feed_head`, 0, prometheus.GaugeValue)
 	gauge(descWithheld, fmt.Sprintf(`SELECT r, count(a.id)::float8 FROM (VALUES ('in_grace'), ('letter_not_posted'), ('no_proof_of_dispatch'), ('no_code')) v(r)
@@ -144,8 +153,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descFeedLag, `SELECT (h.seq - p.acked_seq)::float8 FROM account_feed_head h, platform_push p`, 0, prometheus.GaugeValue)
 	gauge(descPushFail, `SELECT failures::float8 FROM platform_push`, 0, prometheus.GaugeValue)
 	gauge(descPushAge, `SELECT extract(epoch FROM now() - acked_at)::float8 FROM platform_push WHERE acked_at IS NOT NULL`, 0, prometheus.GaugeValue)
-	gauge(descBatches, fmt.Sprintf(`SELECT s, count(b.id)::float8 FROM (VALUES ('rendered'), ('posted'), ('overdue')) v(s)
-		LEFT JOIN letter_batch b ON s = CASE WHEN b.posted_on IS NOT NULL THEN 'posted'
+	gauge(descBatches, fmt.Sprintf(`SELECT s, count(b.id)::float8 FROM (VALUES ('rendered'), ('posted'), ('overdue'), ('withdrawn')) v(s)
+		LEFT JOIN letter_batch b ON s = CASE WHEN b.posted_on IS NOT NULL THEN 'posted' WHEN b.withdrawn_at IS NOT NULL THEN 'withdrawn'
 			WHEN b.rendered_at < now() - interval '%d seconds' THEN 'overdue' ELSE 'rendered' END GROUP BY 1`, int64(c.sla.Seconds())),
 		1, prometheus.GaugeValue)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // Reinstatement is a person's request for the account they had refused:
@@ -50,6 +51,9 @@ func Reinstate(ctx context.Context, st *provisioning.Store, r Reinstatement) (*p
 		if err := tx.QueryRow(ctx, `WITH u AS (UPDATE opposition SET undone_at = $2 WHERE account_id = $1 AND undone_at IS NULL RETURNING reference)
 			SELECT coalesce(array_agg(reference), '{}') FROM u`, a.ID, now).Scan(&refs); err != nil {
 			return fmt.Errorf("withdrawing the reinstated account's opposition: %w", err)
+		}
+		if err := notice.TellChange(ctx, tx, a.ID, provisioning.ChangeReinstated, now); err != nil {
+			return err
 		}
 		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: r.Operator, Action: "account.reinstated", AccountIDs: []int64{a.ID},
 			Details: map[string]any{"opposition_withdrawn": refs, "identity_checked_by": r.IdentityCheckedBy}})

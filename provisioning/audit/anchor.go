@@ -60,6 +60,12 @@ func TakeAnchor(ctx context.Context, db provisioning.DBTX, key []byte, now time.
 	if len(key) > 0 {
 		a.MAC = anchorMAC(key, *a)
 	}
+	// Monitoring reads when the head was last anchored (an alert when too
+	// long ago); the anchor itself is kept outside the database.
+	if _, err := db.Exec(ctx, `INSERT INTO audit_anchor_taken (taken_at, head_id) VALUES ($1, $2)
+		ON CONFLICT (one) DO UPDATE SET taken_at = excluded.taken_at, head_id = excluded.head_id`, a.At, a.ID); err != nil {
+		return nil, fmt.Errorf("recording the anchor's time: %w", err)
+	}
 	return a, nil
 }
 

@@ -68,16 +68,16 @@ func RenderLetterBatches(ctx context.Context, st *provisioning.Store, waveID int
 			// Pick the batch by the indexed department first; only then
 			// resolve the addresses of those accounts.
 			rows, err := tx.Query(ctx, `WITH picked AS (
-					SELECT n.id, n.kind, coalesce(n.topic, '') AS topic, n.account_id, CASE WHEN n.kind IN ('resend', 'copy') THEN a.deadline END AS deadline
+					SELECT n.id, n.kind, coalesce(n.topic, '') AS topic, n.created_at, n.account_id, CASE WHEN n.kind IN ('resend', 'copy') THEN a.deadline END AS deadline
 					FROM `+pendingLetters+` AND n.department = $3 AND a.wave_id = $1
 					ORDER BY n.id LIMIT $4 FOR UPDATE OF n SKIP LOCKED)
-				SELECT pk.id, pk.kind, pk.topic, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY t.pc, pk.id`, waveID, provisioning.Day(now), department, opts.BatchSize)
+				SELECT pk.id, pk.kind, pk.topic, pk.created_at, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY t.pc, pk.id`, waveID, provisioning.Day(now), department, opts.BatchSize)
 			if err != nil {
 				return fmt.Errorf("selecting letters to render: %w", err)
 			}
 			targets, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (provisioning.Target, error) {
 				t := provisioning.Target{Channel: provisioning.ChannelLetter}
-				err := scanTargetInto(row, &t, &t.NoticeID, &t.Kind, &t.Topic, &t.Deadline)
+				err := scanTargetInto(row, &t, &t.NoticeID, &t.Kind, &t.Topic, &t.ChangedAt, &t.Deadline)
 				return t, err
 			})
 			if err != nil {

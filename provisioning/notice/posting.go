@@ -239,7 +239,7 @@ func GetPostingStatus(ctx context.Context, db provisioning.DBTX, waveID int64, s
 	var st PostingStatus
 	err := db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE posted_on IS NULL AND rendered_at >= $2::timestamptz - $3::interval),
 			count(*) FILTER (WHERE posted_on IS NOT NULL), count(*) FILTER (WHERE posted_on IS NULL AND rendered_at < $2::timestamptz - $3::interval)
-		FROM letter_batch WHERE wave_id = $1`, waveID, now, sla).Scan(&st.Rendered, &st.Posted, &st.Overdue)
+		FROM letter_batch WHERE wave_id = $1 AND withdrawn_at IS NULL`, waveID, now, sla).Scan(&st.Rendered, &st.Posted, &st.Overdue)
 	if err != nil {
 		return st, fmt.Errorf("counting letter batches: %w", err)
 	}

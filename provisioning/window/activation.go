@@ -10,6 +10,7 @@ import (
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // ErrAlreadyActive — the profile is active already (activated early, or its
@@ -59,6 +60,9 @@ func ActivateEarly(ctx context.Context, st *provisioning.Store, a Attempt) (*Act
 			return fmt.Errorf("activating the account: %w", err)
 		}
 		out = &Activation{FirstMasked: MaskFirstName(first), At: now, Channel: channel}
+		if err := notice.TellChange(ctx, tx, id, provisioning.ChangeActivatedByHolder, now); err != nil {
+			return err
+		}
 		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "account.activated_by_holder", AccountIDs: []int64{id},
 			Details: map[string]any{"channel": channel}})
 	})

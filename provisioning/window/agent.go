@@ -11,6 +11,7 @@ import (
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/archive"
 	"github.com/ens-sante/ens/provisioning/audit"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // AgentOpposition is an opposition a call-centre agent records: with the
@@ -194,6 +195,13 @@ func recordOpposition(ctx context.Context, tx pgx.Tx, key []byte, o opposition) 
 	} else {
 		person, event.Action = o.person, "person.opposed"
 	}
+	// An agent's opposition is told to the person: an impostor who passed
+	// the identity check is seen.
+	if o.account != 0 && o.checkedBy != "" {
+		if err := notice.TellChange(ctx, tx, o.account, provisioning.ChangeOpposedByAgent, o.now); err != nil {
+			return nil, err
+		}
+	}
 	// The opposition, the follow-up notices cancelled (nothing is left
 	// pending for a person who opposed) and the audit event in two round
 	// trips.
@@ -317,6 +325,11 @@ func UndoByAgent(ctx context.Context, st *provisioning.Store, o AgentOpposition)
 			return fmt.Errorf("withdrawing opposition: %w", err)
 		}
 		event.Details["reference"] = out.Reference
+		if len(event.AccountIDs) == 1 {
+			if err := notice.TellChange(ctx, tx, event.AccountIDs[0], provisioning.ChangeOppositionWithdrawn, now); err != nil {
+				return err
+			}
+		}
 		return audit.Append(ctx, tx, st.AuditKey, now, event)
 	})
 	return out, err

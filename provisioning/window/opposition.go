@@ -13,6 +13,7 @@ import (
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
+	"github.com/ens-sante/ens/provisioning/notice"
 )
 
 // Opposition outcomes that are not a success.
@@ -245,6 +246,9 @@ func UndoOpposition(ctx context.Context, st *provisioning.Store, a Attempt) (*Re
 		if err := tx.QueryRow(ctx, `UPDATE opposition SET undone_at = $2 WHERE account_id = $1 AND undone_at IS NULL RETURNING reference`,
 			id, now).Scan(&out.Reference); err != nil {
 			return fmt.Errorf("withdrawing opposition: %w", err)
+		}
+		if err := notice.TellChange(ctx, tx, id, provisioning.ChangeOppositionWithdrawn, now); err != nil {
+			return err
 		}
 		return audit.Append(ctx, tx, st.AuditKey, now, audit.Event{Actor: actor, Action: "account.opposition_withdrawn", AccountIDs: []int64{id},
 			Details: map[string]any{"channel": channel, "reference": out.Reference}})
