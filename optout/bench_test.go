@@ -133,17 +133,7 @@ func loadTest(b *testing.B, urls []string, hs []holder, duration time.Duration, 
 // addresses through a trusted proxy while the mix is measured again; the
 // figures include each process's peak memory.
 func BenchmarkServeTwoProcesses(b *testing.B) {
-	url := testdb.URL(b)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	hs := notified(b, pool, benchutil.Size(3000), time.Now().Add(time.Hour))
-	bin := filepath.Join(b.TempDir(), "ens")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
-		b.Fatalf("building ens: %v\n%s", err, out)
-	}
+	url, pool, hs, bin := serveBench(b)
 	var servers []*serveProcess
 	for range 2 {
 		servers = append(servers, startServe(b, bin, url))
@@ -275,17 +265,7 @@ var benchOpsUsers = func() string {
 // --addr ”`, as the deployment section advises), each process on one core.
 // The ratio of the form's p50 under attack to idle is the figure.
 func BenchmarkPublicFormWhileOpsSignInsFail(b *testing.B) {
-	url := testdb.URL(b)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close()
-	hs := notified(b, pool, benchutil.Size(3000), time.Now().Add(time.Hour))
-	bin := filepath.Join(b.TempDir(), "ens")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
-		b.Fatalf("building ens: %v\n%s", err, out)
-	}
+	url, _, hs, bin := serveBench(b)
 	figures := map[string]any{}
 	for _, layout := range []string{"ops_in_public_process", "ops_apart"} {
 		ops := freeLoopback(b)
@@ -338,4 +318,22 @@ func freeLoopback(b *testing.B) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// serveBench is what the benchmarks of real `ens serve` processes start
+// from: a database with 3,000 notified people (scaled), a pool on it
+// (closed with the benchmark), and the binary built.
+func serveBench(b *testing.B) (string, *pgxpool.Pool, []holder, string) {
+	url := testdb.URL(b)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	hs := notified(b, pool, benchutil.Size(3000), time.Now().Add(time.Hour))
+	bin := filepath.Join(b.TempDir(), "ens")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ens-sante/ens/cmd/ens").CombinedOutput(); err != nil {
+		b.Fatalf("building ens: %v\n%s", err, out)
+	}
+	return url, pool, hs, bin
 }

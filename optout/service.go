@@ -49,7 +49,10 @@ type Service struct {
 	// AuditKey keys the audit events of the changes the form makes
 	// (ENS_AUDIT_KEY).
 	AuditKey []byte
-	Log      *slog.Logger
+	// AuditPreviousKeys are the audit keys rotated out, oldest first, for
+	// the reports that verify the log (ENS_AUDIT_PREVIOUS_KEYS_FILE).
+	AuditPreviousKeys [][]byte
+	Log               *slog.Logger
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
 	// believed (ENS_TRUSTED_PROXIES, CIDRs); see ClientAddr.
 	TrustedProxies []netip.Prefix

@@ -339,7 +339,7 @@ func (a *app) auditCommand() *cobra.Command {
 					return err
 				}
 			}
-			res, err := audit.VerifyAnchored(cmd.Context(), pool, anchors, key)
+			res, err := audit.VerifyAnchored(cmd.Context(), pool, anchors, audit.Ring(a.cfg.AuditPreviousKeys, key))
 			if err != nil {
 				return err
 			}

@@ -37,6 +37,10 @@ type config struct {
 	CodeKeyFile  string
 	AuditKey     []byte // ENS_AUDIT_KEY or ENS_AUDIT_KEY_FILE; nil: the audit chain is not keyed
 	AuditKeyFile string
+	// AuditPreviousKeys are the audit keys rotated out, oldest first
+	// (ENS_AUDIT_PREVIOUS_KEYS_FILE): the events they chained still verify.
+	AuditPreviousKeys     [][]byte
+	AuditPreviousKeysFile string
 
 	SMTPURL          string
 	MailFrom         string
@@ -111,6 +115,9 @@ var variables = []variable{
 		set: func(*config, string) error { return nil }, get: func(c *config) string { return keyState(c.AuditKey, c.AuditKeyFile) }},
 	{name: "ENS_AUDIT_KEY_FILE", def: "", help: "a file holding ENS_AUDIT_KEY (mode 0600)", example: "/etc/ens/audit.key",
 		set: func(c *config, v string) error { c.AuditKeyFile = v; return nil }, get: func(c *config) string { return c.AuditKeyFile }},
+	{name: "ENS_AUDIT_PREVIOUS_KEYS_FILE", def: "", help: "the audit keys rotated out, hex, one a line, oldest first (mode 0600): the events they chained still verify",
+		example: "/etc/ens/audit-previous.keys",
+		set:     func(c *config, v string) error { c.AuditPreviousKeysFile = v; return nil }, get: func(c *config) string { return c.AuditPreviousKeysFile }},
 
 	str("SMTP_URL", "", "", "the relay: smtp://user:pass@host:port?tls=none|starttls|tls (default starttls)", "smtp://relay.internal:587",
 		func(c *config) *string { return &c.SMTPURL }).masked(maskURL),
@@ -223,6 +230,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if err := c.setAuditKey(getenv("ENS_AUDIT_KEY"), c.AuditKeyFile); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.setPreviousAuditKeys(); err != nil {
+		errs = append(errs, err)
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -278,6 +288,26 @@ func (c *config) setAuditKey(value, file string) error {
 		return errors.New("ENS_AUDIT_KEY: must be hex, at least 32 bytes (for example ENS_AUDIT_KEY=$(openssl rand -hex 32))")
 	}
 	c.AuditKey = k
+	return nil
+}
+
+// setPreviousAuditKeys reads ENS_AUDIT_PREVIOUS_KEYS_FILE: hex keys, one
+// a line, oldest first.
+func (c *config) setPreviousAuditKeys() error {
+	if c.AuditPreviousKeysFile == "" {
+		return nil
+	}
+	v, err := secretValue("ENS_AUDIT_PREVIOUS_KEYS", "", c.AuditPreviousKeysFile)
+	if err != nil {
+		return err
+	}
+	for i, line := range strings.Fields(v) {
+		k, err := hex.DecodeString(line)
+		if err != nil || len(k) < 32 {
+			return fmt.Errorf("ENS_AUDIT_PREVIOUS_KEYS_FILE: key %d is not hex of at least 32 bytes", i+1)
+		}
+		c.AuditPreviousKeys = append(c.AuditPreviousKeys, k)
+	}
 	return nil
 }
 

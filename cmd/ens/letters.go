@@ -31,7 +31,7 @@ func (a *app) postingOptions(op string) notice.PostingOptions {
 
 // statusOptions: wave status and reports read now, with ENS_POSTING_SLA.
 func (a *app) statusOptions() wave.StatusOptions {
-	return wave.StatusOptions{At: a.clock.Now(), PostingSLA: a.cfg.PostingSLA, AuditKey: a.auditKey}
+	return wave.StatusOptions{At: a.clock.Now(), PostingSLA: a.cfg.PostingSLA, AuditKey: a.auditKey, AuditPreviousKeys: a.cfg.AuditPreviousKeys}
 }
 
 func (a *app) lettersCommand() *cobra.Command {

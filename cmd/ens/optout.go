@@ -31,7 +31,7 @@ func (a *app) optoutService(ctx context.Context, conns int32) (*optout.Service, 
 	if err != nil {
 		return nil, usageError(err)
 	}
-	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Clock: a.clock, AuditKey: a.auditKey, Log: a.log,
+	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Clock: a.clock, AuditKey: a.auditKey, AuditPreviousKeys: a.cfg.AuditPreviousKeys, Log: a.log,
 		AgentDailyCap:  a.cfg.AgentDailyCap,
 		TrustedProxies: a.cfg.TrustedProxies}, nil
 }

@@ -144,7 +144,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 	}
 	var reports []*wave.Report
 	for _, wv := range waves {
-		rep, err := wave.BuildReport(r.Context(), h.pool, wv.Name, wave.StatusOptions{AuditKey: h.svc.AuditKey})
+		rep, err := wave.BuildReport(r.Context(), h.pool, wv.Name, wave.StatusOptions{AuditKey: h.svc.AuditKey, AuditPreviousKeys: h.svc.AuditPreviousKeys})
 		if err != nil {
 			h.fail(w, err)
 			return
@@ -156,7 +156,7 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request) {
-	rep, err := reconcile.WaveReport(r.Context(), h.pool, r.PathValue("wave"), wave.StatusOptions{AuditKey: h.svc.AuditKey})
+	rep, err := reconcile.WaveReport(r.Context(), h.pool, r.PathValue("wave"), wave.StatusOptions{AuditKey: h.svc.AuditKey, AuditPreviousKeys: h.svc.AuditPreviousKeys})
 	if errors.Is(err, provisioning.ErrNotFound) {
 		http.NotFound(w, r)
 		return

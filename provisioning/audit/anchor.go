@@ -87,13 +87,25 @@ func ReadAnchors(r io.Reader) ([]Anchor, error) {
 }
 
 // CheckAnchors verifies anchors against the log: each anchored event must
-// still be there with its hash, and with key each anchor's MAC must hold.
-// It returns the first problem, or "" when every anchor holds.
-func CheckAnchors(ctx context.Context, db provisioning.DBTX, anchors []Anchor, key []byte) (string, error) {
+// still be there with its hash, and with keys each anchor's MAC must hold
+// under the key in use when it was taken (never one retired before an
+// earlier anchor's). It returns the first problem, or "" when every anchor
+// holds.
+func CheckAnchors(ctx context.Context, db provisioning.DBTX, anchors []Anchor, ring Keyring) (string, error) {
+	inUse := 0
 	for i, a := range anchors {
-		if len(key) > 0 && !hmac.Equal([]byte(a.MAC), []byte(anchorMAC(key, a))) {
-			return fmt.Sprintf("the anchor of event %d taken %s is not signed with ENS_AUDIT_KEY: the anchors file was altered",
-				a.ID, a.At.Format(time.RFC3339)), nil
+		if len(ring) > 0 {
+			signed := -1
+			for k := inUse; k < len(ring) && signed < 0; k++ {
+				if hmac.Equal([]byte(a.MAC), []byte(anchorMAC(ring[k], a))) {
+					signed = k
+				}
+			}
+			if signed < 0 {
+				return fmt.Sprintf("the anchor of event %d taken %s is not signed with ENS_AUDIT_KEY: the anchors file was altered",
+					a.ID, a.At.Format(time.RFC3339)), nil
+			}
+			inUse = signed
 		}
 		if i > 0 && a.Prev != "" && a.Prev != anchors[i-1].MAC {
 			return fmt.Sprintf("the anchor of event %d taken %s follows another anchor than the line before it: the anchors file was cut",
@@ -120,12 +132,13 @@ func CheckAnchors(ctx context.Context, db provisioning.DBTX, anchors []Anchor, k
 // VerifyAnchored walks the chain (Verify) and checks the anchors
 // against it (CheckAnchors). Events chained before ENS_AUDIT_KEY was set
 // pass when a signed anchor taken after them still holds.
-func VerifyAnchored(ctx context.Context, db provisioning.DBTX, anchors []Anchor, key []byte) (*VerifyResult, error) {
-	res, err := Verify(ctx, db, key)
+func VerifyAnchored(ctx context.Context, db provisioning.DBTX, anchors []Anchor, ring Keyring) (*VerifyResult, error) {
+	res, err := VerifyRing(ctx, db, ring)
 	if err != nil || (!res.OK && !res.unvouched) {
 		return res, err
 	}
-	problem, err := CheckAnchors(ctx, db, anchors, key)
+	key := ring.current()
+	problem, err := CheckAnchors(ctx, db, anchors, ring)
 	if err != nil {
 		return nil, err
 	}

@@ -149,6 +149,49 @@ type VerifyResult struct {
 // with key (ENS_AUDIT_KEY). An unkeyed event after a keyed one is a
 // break: the chain was re-hashed by someone without the key.
 func Verify(ctx context.Context, db provisioning.DBTX, key []byte) (*VerifyResult, error) {
+	return VerifyRing(ctx, db, Ring(nil, key))
+}
+
+// Keyring is the audit keys a log was chained with, oldest first, the
+// current one last: a rotated key stays in it, so that the events it
+// chained still verify.
+type Keyring [][]byte
+
+// Ring is the keyring of previous keys (oldest first) and the current one;
+// empty when there is no current key.
+func Ring(previous [][]byte, current []byte) Keyring {
+	if current == nil {
+		return nil
+	}
+	return append(append(Keyring{}, previous...), current)
+}
+
+// current is the key new events are chained with (nil: none).
+func (r Keyring) current() []byte {
+	if len(r) == 0 {
+		return nil
+	}
+	return r[len(r)-1]
+}
+
+// match is the index, from from on, of the key that hashes e as hash: the
+// chain never goes back to a key it has moved on from (a forger holding a
+// leaked, rotated key cannot append after the rotation); -1 if none.
+func (r Keyring) match(from int, prev []byte, e Event, details, hash []byte) int {
+	for i := from; i < len(r); i++ {
+		if hmac.Equal(eventHash(r[i], prev, e, details), hash) {
+			return i
+		}
+	}
+	return -1
+}
+
+// VerifyRing is Verify with every key the log was chained with: each keyed
+// event must verify with the key in use at that point of the chain or a
+// later one, never an earlier one.
+func VerifyRing(ctx context.Context, db provisioning.DBTX, ring Keyring) (*VerifyResult, error) {
+	key := ring.current()
+	inUse := 0
 	res := &VerifyResult{OK: true}
 	sawKeyed := false
 	prev, want := genesisHash, int64(1)
@@ -179,10 +222,6 @@ func Verify(ctx context.Context, db provisioning.DBTX, key []byte) (*VerifyResul
 			if !res.OK {
 				continue
 			}
-			var k []byte
-			if keyed {
-				k = key
-			}
 			broken, id := "", e.ID
 			switch {
 			case e.ID != want:
@@ -193,8 +232,16 @@ func Verify(ctx context.Context, db provisioning.DBTX, key []byte) (*VerifyResul
 				broken = "is chained with ENS_AUDIT_KEY: set it to verify the log"
 			case !keyed && sawKeyed:
 				broken = "is not keyed though events before it are: the chain was re-hashed without ENS_AUDIT_KEY"
-			case string(eventHash(k, prev, e, []byte(details))) != string(hash):
+			case !keyed && string(eventHash(nil, prev, e, []byte(details))) != string(hash):
 				broken = "content does not match its hash"
+			case keyed:
+				if i := ring.match(inUse, prev, e, []byte(details), hash); i >= 0 {
+					inUse = i
+				} else if ring.match(0, prev, e, []byte(details), hash) >= 0 {
+					broken = "is chained with an audit key retired before the events ahead of it: a forgery with an old key"
+				} else {
+					broken = "content does not match its hash"
+				}
 			}
 			sawKeyed = sawKeyed || keyed
 			if broken != "" {

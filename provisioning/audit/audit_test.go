@@ -3,7 +3,9 @@ package audit_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -114,5 +116,59 @@ func TestAuditChainRehashedWithoutTheKeyIsCaught(t *testing.T) {
 			t.Fatalf("a chain re-hashed with %s after an edit verifies OK: %+v", forger.name, res)
 		}
 		t.Logf("re-hashed with %s: %s (event %d)", forger.name, res.Problem, *res.FirstBroken)
+	}
+}
+
+// The audit key can be rotated: events chained under the old key still
+// verify when it is kept among the previous keys, and so do the anchors it
+// signed; the new key alone does not vouch for them; and an event chained
+// with the old key after the rotation — a forger holding the leaked key —
+// is named. (Before, a log with two keys could not verify at all.)
+func TestAuditKeyRotation(t *testing.T) {
+	t.Parallel()
+	pool := testdb.Pool(t)
+	ctx := context.Background()
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	appendWith := func(key []byte, action string) {
+		t.Helper()
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return audit.Append(ctx, tx, key, time.Now(), audit.Event{Actor: "olga", Action: action})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var anchors []audit.Anchor
+	anchor := func(key []byte) {
+		t.Helper()
+		prev := ""
+		if len(anchors) > 0 {
+			prev = anchors[len(anchors)-1].MAC
+		}
+		a, err := audit.TakeAnchor(ctx, pool, key, time.Now(), prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		anchors = append(anchors, *a)
+	}
+	appendWith(oldKey, "before.rotation")
+	appendWith(oldKey, "before.rotation")
+	anchor(oldKey)
+	appendWith(newKey, "after.rotation")
+	anchor(newKey)
+
+	ring := audit.Ring([][]byte{oldKey}, newKey)
+	if res, err := audit.VerifyAnchored(ctx, pool, anchors, ring); err != nil || !res.OK {
+		t.Fatalf("the log and anchors with the old key kept: %+v %v", res, err)
+	}
+	if res, err := audit.VerifyRing(ctx, pool, audit.Ring(nil, newKey)); err != nil || res.OK {
+		t.Fatalf("the new key alone vouched for events it did not chain: %+v %v", res, err)
+	}
+	if problem, err := audit.CheckAnchors(ctx, pool, anchors, audit.Ring(nil, newKey)); err != nil || problem == "" {
+		t.Fatalf("an anchor signed with the old key passed under the new one alone (%v)", err)
+	}
+	appendWith(oldKey, "forged.with.the.leaked.key")
+	res, err := audit.VerifyRing(ctx, pool, ring)
+	if err != nil || res.OK || !strings.Contains(res.Problem, "retired") {
+		t.Fatalf("an event chained with the retired key after the rotation: %+v %v", res, err)
 	}
 }

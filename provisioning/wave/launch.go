@@ -265,8 +265,9 @@ type StatusOptions struct {
 	At         time.Time
 	PostingSLA time.Duration
 	// AuditKey verifies the audit log a report names the head of
-	// (ENS_AUDIT_KEY).
-	AuditKey []byte
+	// (ENS_AUDIT_KEY), with the keys rotated out before it.
+	AuditKey          []byte
+	AuditPreviousKeys [][]byte
 }
 
 // NoticeStatuses lists every notice status, for zero-filled reports.

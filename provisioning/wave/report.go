@@ -222,7 +222,7 @@ func BuildReport(ctx context.Context, db provisioning.DBTX, name string, opts St
 		WHERE j.args ? 'wave_id' AND (j.args->>'wave_id')::bigint = $1 GROUP BY 1`, r.JobErrors, w.ID); err != nil {
 		return nil, err
 	}
-	v, err := audit.Verify(ctx, db, opts.AuditKey)
+	v, err := audit.VerifyRing(ctx, db, audit.Ring(opts.AuditPreviousKeys, opts.AuditKey))
 	if err != nil {
 		return nil, err
 	}
