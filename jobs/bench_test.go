@@ -164,9 +164,9 @@ func BenchmarkLetters(b *testing.B) {
 	})
 	core, utf8 := fontCost(b, 2000)
 	benchutil.Record(b, "letters", map[string]any{"letters": letters, "bare_gofpdf_pages_per_s": median.Raw,
-		"font_cost": map[string]any{"bare_gofpdf_core_helvetica_pages_per_s": core, "bare_gofpdf_dejavu_utf8_pages_per_s": utf8,
+		"font_cost": map[string]any{"bare_gofpdf_core_helvetica_pages_per_s": core, "bare_gofpdf_noto_utf8_pages_per_s": utf8,
 			"utf8_over_core": float64(int(utf8/core*100)) / 100,
-			"note":           "the same text page, gofpdf alone: core Helvetica/Courier (cp1252) against embedded DejaVu Sans/Sans Mono (UTF-8, subset)"},
+			"note":           "the same text page, gofpdf alone: core Helvetica/Courier (cp1252) against embedded Noto Sans/Sans Mono (UTF-8, subset)"},
 		"pipeline_pages_per_s": median.Pipeline, "ratio": median.Ratio, "rounds": all, "target_ratio": 0.7,
 		"batches": batches, "pages_recorded": pages, "job_errors": jobErrors,
 		"chunks_seconds": float64(int(chunkPhase*100)) / 100, "renders_after_chunks_seconds": float64(int(renderPhase*100)) / 100,
@@ -203,7 +203,7 @@ func fontCost(b *testing.B, n int) (core, utf8 float64) {
 	core = run(func(*gofpdf.Fpdf) (string, string) { return "Helvetica", "Courier" },
 		gofpdf.New("P", "mm", "A4", "").UnicodeTranslatorFromDescriptor(""))
 	utf8 = run(func(pdf *gofpdf.Fpdf) (string, string) {
-		for _, f := range []struct{ family, file string }{{"S", "DejaVuSans.ttf"}, {"M", "DejaVuSansMono.ttf"}} {
+		for _, f := range []struct{ family, file string }{{"S", "NotoSans-Regular.ttf"}, {"M", "NotoSansMono-Regular.ttf"}} {
 			raw, err := os.ReadFile(filepath.Join(benchutil.Root(), "notify", "fonts", f.file))
 			if err != nil {
 				b.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/jung-kurt/gofpdf"
@@ -33,7 +34,15 @@ type face struct {
 	family, style string
 	data          []byte
 	font          *sfnt.Font
+	// low holds, for every character below lowRunes, whether the font has
+	// it: looked up once, since every string a letter draws is checked.
+	low [lowRunes / 64]uint64
+	mu  sync.Mutex // guards buf, for the characters above
+	buf sfnt.Buffer
 }
+
+// lowRunes covers Latin, Greek, Cyrillic and Latin Extended Additional.
+const lowRunes = 0x2000
 
 var (
 	faceSans     = mustFace("NotoSans", "", fontSans)
@@ -47,13 +56,28 @@ func mustFace(family, style string, data []byte) *face {
 	if err != nil {
 		panic(fmt.Sprintf("notify: the embedded font %s %s does not parse: %v", family, style, err))
 	}
-	return &face{family: family, style: style, data: data, font: f}
+	fc := &face{family: family, style: style, data: data, font: f}
+	for r := rune(0); r < lowRunes; r++ {
+		if fc.lookup(r) {
+			fc.low[r/64] |= 1 << (r % 64)
+		}
+	}
+	return fc
 }
 
-// Covers reports whether the face has a glyph for r.
+// covers reports whether the face has a glyph for r.
 func (f *face) covers(r rune) bool {
-	var b sfnt.Buffer
-	i, err := f.font.GlyphIndex(&b, r)
+	if r >= 0 && r < lowRunes {
+		return f.low[r/64]&(1<<(r%64)) != 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookup(r)
+}
+
+// lookup reads the font's character map; callers hold mu (or own f).
+func (f *face) lookup(r rune) bool {
+	i, err := f.font.GlyphIndex(&f.buf, r)
 	return err == nil && i != 0
 }
 
