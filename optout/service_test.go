@@ -499,3 +499,51 @@ func TestSiteTrafficIsMeasuredByRouteAndStatus(t *testing.T) {
 		}
 	}
 }
+
+// A withdrawal and an early activation made on the public form, with the
+// code and birth date, are told to the person through their own channel:
+// whoever used a stolen letter is seen. An opposition made with the code is
+// not (the holder of the code is the person it was sent to).
+func TestFormChangesAreToldToThePerson(t *testing.T) {
+	t.Parallel()
+	srv, pool, hs := serveNotified(t, 20, time.Now().Add(48*time.Hour))
+	submit := func(h holder, path string) {
+		t.Helper()
+		resp, err := http.PostForm(srv.URL+path, url.Values{"code": {h.code.String()}, "birth_date": {h.birth[8:10] + "/" + h.birth[5:7] + "/" + h.birth[:4]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", path, resp.Status)
+		}
+	}
+	told := func(h holder) map[string]int {
+		t.Helper()
+		out := map[string]int{}
+		rows, err := pool.Query(context.Background(), `SELECT topic, count(*) FROM notice WHERE account_id = $1 AND kind = 'change' GROUP BY 1`, h.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var topic string
+			var n int
+			rows.Scan(&topic, &n) //nolint:errcheck
+			out[topic] = n
+		}
+		return out
+	}
+	submit(hs[0], "/confirmer")
+	if got := told(hs[0]); len(got) != 0 {
+		t.Fatalf("an opposition with the code was told as a change: %v", got)
+	}
+	submit(hs[0], "/annuler")
+	if got := told(hs[0]); got[provisioning.ChangeOppositionWithdrawn] != 1 {
+		t.Fatalf("after a withdrawal on the form the person was told %v; want one notice of it", got)
+	}
+	submit(hs[1], "/activer")
+	if got := told(hs[1]); got[provisioning.ChangeActivatedByHolder] != 1 {
+		t.Fatalf("after an early activation on the form the person was told %v; want one notice of it", got)
+	}
+}
