@@ -24,6 +24,7 @@ func Register(workers *river.Workers, deps *Deps, client func() *river.Client[pg
 	river.AddWorker(workers, &CloseWindowsWorker{deps: deps, letters: letters, client: client})
 	river.AddWorker(workers, &PurgeArchiveWorker{deps: deps})
 	river.AddWorker(workers, &EnrolWorker{deps: deps, client: client})
+	river.AddWorker(workers, &ComingOfAgeWorker{deps: deps, client: client})
 	river.AddWorker(workers, &PushChangesWorker{deps: deps})
 }
 
@@ -96,6 +97,9 @@ func NewClient(deps *Deps, cfg Config) (*river.Client[pgx.Tx], error) {
 			river.NewPeriodicJob(river.PeriodicInterval(cfg.PurgeInterval),
 				func() (river.JobArgs, *river.InsertOpts) { return EnrolArgs{}, nil },
 				&river.PeriodicJobOpts{ID: "enrol"}),
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.PurgeInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return ComingOfAgeArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true, ID: "coming_of_age"}),
 		}
 		if deps.Platform != nil {
 			rc.PeriodicJobs = append(rc.PeriodicJobs, river.NewPeriodicJob(river.PeriodicInterval(cfg.PushInterval),

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/notice"
-	"github.com/ens-sante/ens/provisioning/wave"
 	"github.com/ens-sante/ens/provisioning/window"
 )
 
@@ -34,14 +33,8 @@ type CloseWindowsWorker struct {
 	client  func() *river.Client[pgx.Tx]
 }
 
-// Work runs one sweep: people told as minors who came of age told again,
-// ended windows closed, stray letters queued.
+// Work runs one sweep: ended windows closed, stray letters queued.
 func (w *CloseWindowsWorker) Work(ctx context.Context, _ *river.Job[CloseWindowsArgs]) error {
-	if n, err := wave.RenotifyComingOfAge(ctx, w.deps.Store(), Enqueuer(w.client())); err != nil {
-		return err
-	} else if n > 0 {
-		w.deps.Logger.Info("people told as minors came of age: told again, themselves", "accounts", n)
-	}
 	n, err := window.Close(ctx, w.deps.Store(), w.deps.ActivationGrace, 0)
 	if n > 0 {
 		w.deps.Logger.Info("windows closed", "activated", n)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -379,12 +378,7 @@ func TestAccountExportHoldsEverythingButTheCode(t *testing.T) {
 func TestWorkerAnswersProbes(t *testing.T) {
 	t.Setenv("ENS_CODE_KEY", strings.Repeat("ab", 32))
 	c := &cli{t: t, url: testdb.URL(t), dir: t.TempDir()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	var logs lockedBuffer

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,10 +67,11 @@ func (a *app) lettersCommand() *cobra.Command {
 				if b.PostedOn != nil {
 					posted = b.PostedOn.Format(time.DateOnly)
 				}
-				pull := "-"
-				if len(b.PagesWithdrawn) > 0 {
-					pull = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(b.PagesWithdrawn)), ","), "[]")
+				pages := make([]string, len(b.PagesWithdrawn))
+				for i, p := range b.PagesWithdrawn {
+					pages[i] = strconv.Itoa(int(p))
 				}
+				pull := cmp.Or(strings.Join(pages, ","), "-")
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Wave, b.Department, b.Pages,
 					b.RenderedAt.In(provisioning.Paris).Format("2006-01-02 15:04"), b.State, posted, pull, b.SHA256, b.File)
 			}

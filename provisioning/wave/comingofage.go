@@ -26,8 +26,11 @@ func RenotifyComingOfAge(ctx context.Context, st *provisioning.Store, enqueue pr
 	var n int64
 	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
 		now := st.Clock.Now()
-		rows, err := tx.Query(ctx, `SELECT a.wave_id, a.id FROM account a JOIN person p ON p.id = a.person_id
-			WHERE a.state = 'notified' AND `+notice.ToldAsAMinor+`
+		// Those who came of age in the last year (person_guardian_birth_idx):
+		// a daily run renotified anybody older.
+		rows, err := tx.Query(ctx, `SELECT a.wave_id, a.id FROM person p JOIN account a ON a.person_id = p.id
+			WHERE p.birth_date > ($1::timestamptz AT TIME ZONE 'Europe/Paris')::date - interval '19 years'
+			  AND a.state = 'notified' AND `+notice.ToldAsAMinor+`
 			ORDER BY a.wave_id, a.id FOR UPDATE OF a SKIP LOCKED`, now)
 		if err != nil {
 			return fmt.Errorf("finding people who came of age: %w", err)
