@@ -89,15 +89,19 @@ lint: $(LINT) ## gofmt, then golangci-lint with the checked-in .golangci.yml (go
 
 DSFR_VERSION := 1.15.3
 AXE_VERSION := 4.14.1
-assets: ## Refresh the vendored front-end assets from npm, pinned: the State's design system (DSFR) embedded in the form, axe-core for its accessibility test
-	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent @gouvfr/dsfr@$(DSFR_VERSION) axe-core@$(AXE_VERSION) >/dev/null && \
-	  mkdir dsfr axe && tar xzf gouvfr-dsfr-$(DSFR_VERSION).tgz -C dsfr && tar xzf axe-core-$(AXE_VERSION).tgz -C axe && \
+ALTCHA_VERSION := 3.2.2
+assets: ## Refresh the vendored front-end assets from npm, pinned: the State's design system (DSFR) and the ALTCHA proof-of-work widget embedded in the form, axe-core for its accessibility test
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent @gouvfr/dsfr@$(DSFR_VERSION) axe-core@$(AXE_VERSION) altcha@$(ALTCHA_VERSION) >/dev/null && \
+	  mkdir dsfr axe altcha && tar xzf gouvfr-dsfr-$(DSFR_VERSION).tgz -C dsfr && tar xzf axe-core-$(AXE_VERSION).tgz -C axe && tar xzf altcha-$(ALTCHA_VERSION).tgz -C altcha && \
+	  rm -rf $(CURDIR)/optout/web/altcha && mkdir -p $(CURDIR)/optout/web/altcha && \
+	  cp altcha/package/dist/external/altcha.min.js altcha/package/dist/external/altcha.css altcha/package/dist/workers/pbkdf2.js \
+	    altcha/package/dist/i18n/fr-fr.js altcha/package/LICENSE.txt $(CURDIR)/optout/web/altcha/ && \
 	  rm -rf $(CURDIR)/optout/web/dsfr && mkdir -p $(CURDIR)/optout/web/dsfr && \
 	  cp dsfr/package/dist/dsfr.min.css dsfr/package/LICENSE.md $(CURDIR)/optout/web/dsfr/ && \
 	  cd dsfr/package/dist && grep -oE 'url\((icons|fonts)/[^)"]+\)' dsfr.min.css | sed 's/^url(//; s/)$$//' | sort -u | \
 	  while read f; do mkdir -p $(CURDIR)/optout/web/dsfr/$$(dirname $$f) && cp $$f $(CURDIR)/optout/web/dsfr/$$f; done && \
 	  cp $$tmp/axe/package/axe.min.js $(CURDIR)/optout/testdata/axe.min.js && cp $$tmp/axe/package/LICENSE $(CURDIR)/optout/testdata/axe.LICENSE && \
-	  rm -rf $$tmp && echo "DSFR $(DSFR_VERSION) and axe-core $(AXE_VERSION) vendored"
+	  rm -rf $$tmp && echo "DSFR $(DSFR_VERSION), ALTCHA $(ALTCHA_VERSION) and axe-core $(AXE_VERSION) vendored"
 
 clean: ## Stop the private database and remove local state
 	-./bin/ens db stop 2>/dev/null

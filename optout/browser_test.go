@@ -2,6 +2,8 @@ package optout_test
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,5 +147,56 @@ func TestBrowserEarlyActivation(t *testing.T) {
 	pool.QueryRow(context.Background(), `SELECT state FROM account WHERE id = $1`, h.id).Scan(&state) //nolint:errcheck
 	if !strings.Contains(msg, "est activé") || state != "active" {
 		t.Fatalf("page said %q, account is %s", msg, state)
+	}
+}
+
+// The challenge a waiting address is offered is solved by the widget in the
+// page, under the form's Content-Security-Policy, and lets the holder
+// through at once: the widget and our server speak the same protocol. The
+// waiting page has no accessibility violation (axe-core).
+func TestBrowserSolvesTheChallengeInsteadOfWaiting(t *testing.T) {
+	pool := testdb.Pool(t)
+	hs := notified(t, pool, 5, time.Now().Add(48*time.Hour))
+	svc := newService(pool)
+	svc.Limiter.BaseDelay = 10 * time.Minute // the browser starts well within the wait
+	srv := newHTTPServer(t, optout.NewHandler(svc))
+	for i := range 12 {
+		if st, _ := formPost(t, srv, "/verifier", url.Values{"code": {key.Derive(int64(710_000 + i)).String()}, "birth_date": {"1970-01-01"}}); st == http.StatusTooManyRequests {
+			break
+		}
+	}
+	ctx := browser(t)
+	h := hs[0]
+	if err := chromedp.Run(ctx, chromedp.Navigate(srv+"/"),
+		chromedp.SendKeys("#code", h.code.String(), chromedp.ByQuery),
+		chromedp.SendKeys("#naissance", h.birth[8:10]+"/"+h.birth[5:7]+"/"+h.birth[:4], chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	// Each submission waits for the page it loads.
+	resp, err := chromedp.RunResponse(ctx, chromedp.Submit("#code", chromedp.ByQuery))
+	if err != nil || resp.Status != http.StatusTooManyRequests {
+		t.Fatalf("the holder behind the guesser: %v %v, want 429", err, resp)
+	}
+	var alert, proof string
+	err = chromedp.Run(ctx,
+		chromedp.Text("#erreur", &alert, chromedp.ByQuery),
+		chromedp.Poll(`(document.querySelector('input[name="altcha"]') || {}).value || ""`, &proof, chromedp.WithPollingTimeout(30*time.Second)),
+		shot(t, "6-defi"),
+		chromedp.ActionFunc(func(ctx context.Context) error {
+			v, err := axeViolations(ctx)
+			if err == nil && len(v) > 0 {
+				t.Errorf("axe-core finds %d violation(s) on the waiting page:\n  %s", len(v), strings.Join(v, "\n  "))
+			}
+			return err
+		}))
+	if err != nil || !strings.Contains(alert, "réessayer dans") || proof == "" {
+		t.Fatalf("%v: the waiting page said %q, the widget posted %d bytes", err, alert, len(proof))
+	}
+	resp, err = chromedp.RunResponse(ctx, chromedp.Submit("#code", chromedp.ByQuery))
+	if err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("the holder with the widget's solution: %v %v, want 200", err, resp)
+	}
+	if err := chromedp.Run(ctx, chromedp.WaitReady("#confirmer", chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/audit"
@@ -41,7 +42,9 @@ func NewHandler(svc *Service) http.Handler {
 	h := &Handler{svc: svc, mux: http.NewServeMux(), log: svc.Log}
 	h.mux.HandleFunc("GET /{$}", h.form)
 	h.mux.HandleFunc("GET /style.css", h.style)
-	h.mux.Handle("GET /dsfr/", dsfrAssets())
+	h.mux.Handle("GET /dsfr/", vendoredAssets())
+	h.mux.Handle("GET /altcha/", vendoredAssets())
+	h.mux.HandleFunc("GET /defi.js", h.script)
 	h.mux.HandleFunc("POST /verifier", h.formStep(h.verify))
 	h.mux.HandleFunc("POST /confirmer", h.formStep(h.confirm))
 	h.mux.HandleFunc("POST /annuler", h.formStep(h.undo))
@@ -63,7 +66,7 @@ func NewHandler(svc *Service) http.Handler {
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
-		hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; font-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; worker-src 'self'; style-src 'self'; font-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("X-Frame-Options", "DENY")
@@ -139,6 +142,11 @@ type pageData struct {
 	Title, Step, Notice, Error, ErrorField        string
 	Code, BirthDate, FirstMasked, Deadline, Phone string
 	Reference, At                                 string
+	// Pass carries a proven code's next steps through a waiting address.
+	Pass string
+	// Challenge is a proof-of-work challenge (JSON) a waiting client may
+	// solve instead of waiting.
+	Challenge string
 }
 
 func (h *Handler) render(w http.ResponseWriter, status int, d pageData) {
@@ -150,11 +158,13 @@ func (h *Handler) render(w http.ResponseWriter, status int, d pageData) {
 	}
 }
 
-// dsfrAssets serves the State's design system (DSFR: its stylesheet, the
-// Marianne fonts and the icons it references), embedded in the binary: no
-// third-party host. They change only with a new binary, so browsers may
-// keep them a day.
-func dsfrAssets() http.Handler {
+// vendoredAssets serves the front-end assets vendored from npm, embedded in
+// the binary (no third-party host): the State's design system (DSFR: its
+// stylesheet, the Marianne fonts and the icons it references) and the
+// proof-of-work widget (ALTCHA: its script, stylesheet, French strings and
+// PBKDF2 worker). They change only with a new binary, so browsers may keep
+// them a day.
+func vendoredAssets() http.Handler {
 	files := http.FileServerFS(webFS)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") {
@@ -174,6 +184,14 @@ func (h *Handler) style(w http.ResponseWriter, _ *http.Request) {
 	w.Write(b) //nolint:errcheck
 }
 
+// script registers the widget's PBKDF2 worker (served here: the CSP allows
+// no worker from elsewhere, nor inline code).
+func (h *Handler) script(w http.ResponseWriter, _ *http.Request) {
+	b, _ := webFS.ReadFile("web/defi.js")
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Write(b) //nolint:errcheck
+}
+
 func (h *Handler) form(w http.ResponseWriter, _ *http.Request) {
 	h.render(w, http.StatusOK, pageData{Title: "Refuser la création de mon profil", Step: "form"})
 }
@@ -183,7 +201,7 @@ func (h *Handler) request(r *http.Request, channel string) (Request, error) {
 		return Request{}, errors.Join(errBadRequest, err)
 	}
 	return Request{Code: r.PostForm.Get("code"), BirthDate: r.PostForm.Get("birth_date"), Client: h.svc.ClientAddr(r),
-		Channel: channel, Actor: audit.ActorPublic}, nil
+		Channel: channel, Actor: audit.ActorPublic, Proof: r.PostForm.Get("altcha"), Pass: r.PostForm.Get("pass")}, nil
 }
 
 func (h *Handler) formError(w http.ResponseWriter, req Request, err error) {
@@ -191,13 +209,34 @@ func (h *Handler) formError(w http.ResponseWriter, req Request, err error) {
 	if o.status >= 500 {
 		h.log.Error("opposition form", "error", err)
 	}
-	if o.status == http.StatusTooManyRequests {
-		var tm *TooManyError
-		errors.As(err, &tm)
+	d := pageData{Title: "Refuser la création de mon profil", Step: "form", Error: o.message,
+		ErrorField: o.field, Code: req.Code, BirthDate: req.BirthDate}
+	var tm *TooManyError
+	if errors.As(err, &tm) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(tm.RetryAfter.Seconds())+1))
+		d.Error = "Trop de tentatives depuis votre connexion. Vous pourrez réessayer " + frenchWait(tm.RetryAfter) + "."
+		if h.svc.ProofOfWork != nil {
+			if d.Challenge, err = h.svc.ProofOfWork.Challenge(); err != nil {
+				h.log.Error("proof-of-work challenge", "error", err)
+			}
+		}
 	}
-	h.render(w, o.status, pageData{Title: "Refuser la création de mon profil", Step: "form", Error: o.message,
-		ErrorField: o.field, Code: req.Code, BirthDate: req.BirthDate})
+	h.render(w, o.status, d)
+}
+
+// frenchWait says how long to wait, rounded up: "dans 23 secondes",
+// "dans 4 minutes".
+func frenchWait(d time.Duration) string {
+	switch s := int(d.Seconds()) + 1; {
+	case s < 2:
+		return "dans une seconde"
+	case s < 60:
+		return fmt.Sprintf("dans %d secondes", s)
+	case s <= 60:
+		return "dans une minute"
+	default:
+		return fmt.Sprintf("dans %d minutes", (s+59)/60)
+	}
 }
 
 // formStep serves one step of the public form: the request is read and
@@ -208,6 +247,7 @@ func (h *Handler) formStep(step func(context.Context, Request) (pageData, error)
 		if err == nil {
 			var d pageData
 			if d, err = step(r.Context(), req); err == nil {
+				d.Pass = h.svc.passFor(req)
 				h.render(w, http.StatusOK, d)
 				return
 			}

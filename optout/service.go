@@ -58,6 +58,9 @@ type Service struct {
 	TrustedProxies []netip.Prefix
 	// Metrics measure the public site's requests (nil: none).
 	Metrics *Metrics
+	// ProofOfWork offers a waiting client a challenge to solve instead
+	// (nil: it waits).
+	ProofOfWork *ProofOfWork
 }
 
 // Store is the service's database, clock and audit key, as the
@@ -73,6 +76,12 @@ type Request struct {
 	Client    string // client address, for rate limiting
 	Channel   string
 	Actor     string
+	// Proof is a solved challenge (the form's "altcha" field): it lets this
+	// attempt through a waiting address, once.
+	Proof string
+	// Pass is what the form's pages carry after a successful step: it
+	// lets the same code's next steps through a waiting address.
+	Pass string
 	// PostmarkedOn: a mailed opposition keyed by an agent counts by it.
 	PostmarkedOn *time.Time
 }
@@ -93,15 +102,31 @@ func ParseBirthDate(s string) (time.Time, error) {
 // malformed or wrong (provisioning.ErrNoMatch, answered without a
 // transaction), free when the code and birth date are an account's. One
 // round trip.
+//
+// A client whose address must wait still gets through with a solved
+// challenge, or with the pass of the code it is proving: that attempt counts
+// against the code only.
 func (s *Service) check(ctx context.Context, r Request) ([]byte, time.Time, error) {
 	code, err := ParseCode(r.Code)
-	keys := []string{"ip:" + r.Client}
+	var keys []string
 	var h []byte
 	var birth time.Time
+	exempt := false
 	if err == nil {
 		h = s.Key.LookupHash(code)
 		keys = append(keys, "code:"+hex.EncodeToString(h[:8]))
 		birth, err = ParseBirthDate(r.BirthDate)
+		exempt = r.Pass != "" && s.passValid(r.Pass, h)
+	}
+	if !exempt && r.Proof != "" && s.ProofOfWork != nil {
+		spent, perr := s.ProofOfWork.spend(ctx, s.Limiter, r.Proof)
+		if perr != nil {
+			return nil, time.Time{}, perr
+		}
+		exempt = spent
+	}
+	if !exempt {
+		keys = append(keys, "ip:"+r.Client)
 	}
 	var b pgx.Batch
 	var g Guess

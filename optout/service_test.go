@@ -65,7 +65,10 @@ func notified(t testing.TB, pool *pgxpool.Pool, n int64, deadline time.Time) []h
 }
 
 func newService(pool *pgxpool.Pool) *optout.Service {
-	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), AuditKey: testdb.AuditKey, Log: slog.New(slog.DiscardHandler)}
+	pow := optout.NewProofOfWork(key)
+	pow.Prefix = "0" // 16 tries on average: the tests solve them under the race detector
+	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), AuditKey: testdb.AuditKey, Log: slog.New(slog.DiscardHandler),
+		ProofOfWork: pow}
 }
 
 func post(t *testing.T, srv *httptest.Server, body string) (int, map[string]any, http.Header) {

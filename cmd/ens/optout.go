@@ -33,7 +33,8 @@ func (a *app) optoutService(ctx context.Context, conns int32) (*optout.Service, 
 	}
 	return &optout.Service{Pool: pool, Key: key, Limiter: optout.NewLimiter(pool), Clock: a.clock, AuditKey: a.auditKey, AuditPreviousKeys: a.cfg.AuditPreviousKeys, Log: a.log,
 		AgentDailyCap:  a.cfg.AgentDailyCap,
-		TrustedProxies: a.cfg.TrustedProxies}, nil
+		TrustedProxies: a.cfg.TrustedProxies,
+		ProofOfWork:    optout.NewProofOfWork(key)}, nil
 }
 
 func (a *app) serveCommand() *cobra.Command {
