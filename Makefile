@@ -62,6 +62,21 @@ demo: deps build ## Run a whole wave end to end on a private database and a loca
 bench: deps build ## Measure throughput against the raw tools on durable PostgreSQL settings; writes var/bench/*.json (not run in CI)
 	ENS_TEST_DURABLE=1 $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./provisioning/wave/ ./provisioning/reconcile/ ./jobs/ ./optout/ ./cmd/ens/
 
+# The cost of a person as a campaign grows (cmd/ens/scale_bench_test.go): the same wave at
+# 100,000, 1,000,000 and 5,000,000 people (times ENS_BENCH_SCALE), each on a durable cluster of
+# its own whose shared_buffers is 300 bytes a person, about a quarter of what its database
+# holds once the wave is out, as a 65-million deployment would have. About an hour; needs
+# about 15 GB of disk.
+SCALE_PEOPLE ?= 100000 1000000 5000000
+bench-scale: deps ## Measure CPU per notice, bytes per person and disk reads at 100k, 1M and 5M people; prints the table (not run in CI)
+	@rm -f var/bench/wave-scale-*.json; set -e; for n in $(SCALE_PEOPLE); do \
+	  n=$$(awk -v n=$$n -v s=$${ENS_BENCH_SCALE:-1} 'BEGIN { printf "%d", n * s }'); \
+	  sb=$$(( n * 300 / 1048576 )); [ $$sb -ge 16 ] || sb=16; \
+	  echo "== $$n people, shared_buffers $${sb}MB"; \
+	  ENS_BENCH_PEOPLE=$$n ENS_TEST_DURABLE=1 ENS_TEST_PG_OPTIONS="-c shared_buffers=$${sb}MB -c shared_preload_libraries=pg_stat_statements" \
+	    $(GO) test -p 1 -run '^$$' -bench '^BenchmarkWaveScale$$' -benchtime 1x -timeout 180m ./cmd/ens/ | grep -v '^smtp/server'; \
+	done
+
 # The fault suite (cmd/ens/chaos_test.go): each fault in turn on real processes; make test
 # runs it short (one run of each, three kills, 1,500 people).
 CHAOS_RUNS   ?= 3
@@ -107,4 +122,4 @@ clean: ## Stop the private database and remove local state
 	-./bin/ens db stop 2>/dev/null
 	rm -rf bin var
 
-.PHONY: help deps build test monitoring fuzz fuzz-run demo bench chaos lint assets clean
+.PHONY: help deps build test monitoring fuzz fuzz-run demo bench bench-scale chaos lint assets clean
