@@ -77,19 +77,25 @@ func BenchmarkWaveScale(b *testing.B) {
 	if _, err := owner.Exec(ctx, `CHECKPOINT`); err != nil {
 		b.Fatal(err)
 	}
-	blocksRead := func() int64 {
-		var r int64
-		owner.QueryRow(ctx, `SELECT blks_read FROM pg_stat_database WHERE datname = current_database()`).Scan(&r) //nolint:errcheck
-		return r
+	// Blocks read from disk (the OS's cache included), blocks written
+	// (checkpoints, background writer, backends: the whole cluster, this
+	// database alone), and WAL written.
+	type io struct{ read, written, wal int64 }
+	ioNow := func() io {
+		var v io
+		owner.QueryRow(ctx, `SELECT (SELECT blks_read FROM pg_stat_database WHERE datname = current_database()),
+			(SELECT buffers_checkpoint + buffers_clean + buffers_backend FROM pg_stat_bgwriter),
+			pg_current_wal_lsn() - '0/0'::pg_lsn`).Scan(&v.read, &v.written, &v.wal) //nolint:errcheck
+		return v
 	}
 
 	postmaster := postmasterOf(b, c.url)
-	pg0, read0 := serverCPU(b, postmaster), blocksRead()
+	pg0, io0 := serverCPU(b, postmaster), ioNow()
 	launchTime, launch, _ := e.run("wave", "launch", "w")
 	pg1 := serverCPU(b, postmaster)
 	self0 := benchutil.SelfCPU()
 	workerTime, worker, _ := e.run("worker", "--until-idle")
-	pg2, read2, sinkCPU := serverCPU(b, postmaster), blocksRead(), benchutil.SelfCPU()-self0
+	pg2, io2, sinkCPU := serverCPU(b, postmaster), ioNow(), benchutil.SelfCPU()-self0
 
 	// Where PostgreSQL's time went, when pg_stat_statements is loaded
 	// (make bench-scale loads it).
@@ -144,7 +150,9 @@ func BenchmarkWaveScale(b *testing.B) {
 		"ratio_cpu_per_notice_over_bare_email": round2(perNotice / bareClientMs),
 		"bytes_per_person":                     round1(float64(total) / float64(n)), "bytes_per_person_by_relation": byRelation,
 		"registry_bytes_per_person": round1(float64(registryBytes) / float64(n)),
-		"blocks_read_per_notice":    round3(float64(read2-read0) / float64(notices)),
+		"blocks_read_per_notice":    round3(float64(io2.read-io0.read) / float64(notices)),
+		"blocks_written_per_notice": round3(float64(io2.written-io0.written) / float64(notices)),
+		"wal_mb_per_million_notices": (io2.wal - io0.wal) * 1_000_000 / notices >> 20,
 		"worker_peak_rss_mb":        worker.SysUsage().(*syscall.Rusage).Maxrss / 1024,
 	})
 	printScaleTable(b)
@@ -211,7 +219,8 @@ func printScaleTable(b *testing.B) {
 		{"ratio to that", "ratio_cpu_per_notice_over_bare_email_with_sink"},
 		{"launch, s", "launch_s"}, {"worker (launch → every notice out, less the launch), s", "worker_s"},
 		{"database bytes per person after the wave", "bytes_per_person"},
-		{"blocks read from disk per notice", "blocks_read_per_notice"}, {"worker peak RSS, MB", "worker_peak_rss_mb"},
+		{"blocks read from disk per notice", "blocks_read_per_notice"},
+		{"blocks written per notice", "blocks_written_per_notice"}, {"WAL per million notices, MB", "wal_mb_per_million_notices"}, {"worker peak RSS, MB", "worker_peak_rss_mb"},
 	}
 	var t strings.Builder
 	t.WriteString("| |")
