@@ -38,13 +38,7 @@ func (RenderLettersArgs) InsertOpts() river.InsertOpts {
 // wave queues nearly every department.
 func letterQueuer(client func() *river.Client[pgx.Tx]) provisioning.LetterFunc {
 	return func(ctx context.Context, tx pgx.Tx, waveID int64, depts []string) error {
-		var states []string
-		for _, st := range (RenderLettersArgs{}).InsertOpts().UniqueOpts.ByState {
-			states = append(states, string(st))
-		}
-		rows, err := tx.Query(ctx, `SELECT DISTINCT args->>'department' FROM river_job
-			WHERE kind = $1 AND state::text = ANY($2) AND args @> jsonb_build_object('wave_id', $3::bigint)`,
-			RenderLettersArgs{}.Kind(), states, waveID)
+		rows, err := tx.Query(ctx, queuedRendersSQL, RenderLettersArgs{}.Kind(), waveID)
 		if err != nil {
 			return fmt.Errorf("finding queued letter renders: %w", err)
 		}
@@ -181,18 +175,30 @@ func (w *RenderLettersWorker) batchReady(ctx context.Context, args RenderLetters
 const letterWait = time.Second
 
 // letterPoll is how often a waiting render looks at its wave's chunks: a
-// render starts within this of the wave's last chunk. Each look searches
-// River's jobs by their arguments (1.6 ms on a 1,000,000-person wave's
-// 2,000 chunks); looking every 25 ms, three renders took 58 s of the
-// database's time during that wave.
+// render starts within this of the wave's last chunk. Each look reads the
+// index of outstanding jobs (chunksOutstandingSQL), a few blocks at any
+// wave size.
 const letterPoll = 200 * time.Millisecond
+
+// outstandingJobs selects a kind's jobs of a wave ($1, $2) that are not
+// finished — the states of uniqueWhileOutstanding, written out so that
+// PostgreSQL reads them from the index that holds only those jobs
+// (river_job_outstanding_by_wave_idx, migration 033), never the wave's
+// finished jobs.
+const outstandingJobs = `FROM river_job WHERE kind = $1 AND args->>'wave_id' = $2::bigint::text
+	AND state IN ('available', 'pending', 'scheduled', 'running', 'retryable')`
+
+// chunksOutstandingSQL asks whether a wave has notice chunks still to work.
+const chunksOutstandingSQL = `SELECT EXISTS (SELECT 1 ` + outstandingJobs + `)`
+
+// queuedRendersSQL lists the departments whose letters render is queued
+// for a wave and not finished.
+const queuedRendersSQL = `SELECT DISTINCT args->>'department' ` + outstandingJobs
 
 // chunksOutstanding reports whether a wave still has notice chunks to work.
 func chunksOutstanding(ctx context.Context, db provisioning.DBTX, waveID int64) (bool, error) {
 	var busy bool
-	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = $1
-		AND state IN ('available', 'pending', 'scheduled', 'running', 'retryable')
-		AND args @> jsonb_build_object('wave_id', $2::bigint))`, NotifyChunkArgs{}.Kind(), waveID).Scan(&busy)
+	err := db.QueryRow(ctx, chunksOutstandingSQL, NotifyChunkArgs{}.Kind(), waveID).Scan(&busy)
 	if err != nil {
 		return false, fmt.Errorf("looking for the wave's notice chunks: %w", err)
 	}
