@@ -65,6 +65,7 @@ func (a *app) serveCommand() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("listening on %s: %w", addr, err)
 				}
+				fmt.Fprintf(a.stdout, "listening on http://%s/\n", ln.Addr())
 				g.Go(func() error { return a.serve(ctx, ln, optout.NewHandler(svc)) })
 			}
 			g.Go(func() error { a.expireLimits(ctx, svc.Limiter); return nil })
@@ -73,6 +74,7 @@ func (a *app) serveCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				fmt.Fprintf(a.stdout, "listening on http://%s/\n", opsLn.Addr())
 				g.Go(func() error { return a.serve(ctx, opsLn, opsH) })
 			}
 			return g.Wait()
@@ -162,11 +164,12 @@ func (a *app) opsCommand() *cobra.Command {
 }
 
 // serve runs an HTTP server until ctx ends, then shuts it down gracefully.
+// It writes nothing to stdout: the command says where it listens before it
+// starts the servers, from one goroutine.
 func (a *app) serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 	a.log.Info("serving", "addr", ln.Addr().String())
-	fmt.Fprintf(a.stdout, "listening on http://%s/\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
