@@ -41,10 +41,10 @@ type Handler struct {
 func NewHandler(svc *Service) http.Handler {
 	h := &Handler{svc: svc, mux: http.NewServeMux(), log: svc.Log}
 	h.mux.HandleFunc("GET /{$}", h.form)
-	h.mux.HandleFunc("GET /style.css", h.style)
+	h.mux.HandleFunc("GET /style.css", webFile("style.css", "text/css; charset=utf-8"))
 	h.mux.Handle("GET /dsfr/", vendoredAssets())
 	h.mux.Handle("GET /altcha/", vendoredAssets())
-	h.mux.HandleFunc("GET /defi.js", h.script)
+	h.mux.HandleFunc("GET /defi.js", webFile("defi.js", "text/javascript; charset=utf-8"))
 	h.mux.HandleFunc("POST /verifier", h.formStep(h.verify))
 	h.mux.HandleFunc("POST /confirmer", h.formStep(h.confirm))
 	h.mux.HandleFunc("POST /annuler", h.formStep(h.undo))
@@ -178,18 +178,15 @@ func vendoredAssets() http.Handler {
 	})
 }
 
-func (h *Handler) style(w http.ResponseWriter, _ *http.Request) {
-	b, _ := webFS.ReadFile("web/style.css")
-	w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	w.Write(b) //nolint:errcheck
-}
-
-// script registers the widget's PBKDF2 worker (served here: the CSP allows
-// no worker from elsewhere, nor inline code).
-func (h *Handler) script(w http.ResponseWriter, _ *http.Request) {
-	b, _ := webFS.ReadFile("web/defi.js")
-	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-	w.Write(b) //nolint:errcheck
+// webFile serves one of the site's own files: its stylesheet, and the
+// script that registers the widget's PBKDF2 worker (served here: the CSP
+// allows no worker from elsewhere, nor inline code).
+func webFile(name, contentType string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		b, _ := webFS.ReadFile("web/" + name)
+		w.Header().Set("Content-Type", contentType)
+		w.Write(b) //nolint:errcheck
+	}
 }
 
 func (h *Handler) form(w http.ResponseWriter, _ *http.Request) {

@@ -117,16 +117,9 @@ func BenchmarkWaveEndToEnd(b *testing.B) {
 	keyHex := strings.Repeat("ab", 32)
 	key, _ := optout.ParseKey(keyHex)
 	n := benchutil.Size(1_000_000)
-	sink, err := mailsink.Start(mailsink.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sink.Close()
-	e := newBenchEns(b, keyHex)
-	c := e.c
 	profile := filepath.Join(benchutil.Root(), "var", "bench", "wave-end-to-end.cpu.pprof")
-	e.env = append(e.env, "SMTP_URL="+sink.URL(), fmt.Sprintf("ENS_SMTP_CONNECTIONS=%d", conns),
-		"ENS_POST_DELAY=0", "ENS_LETTERS_DIR="+filepath.Join(c.dir, "letters"), "ENS_CPU_PROFILE="+profile, "ENS_LOG_FORMAT=json")
+	e := newWaveBench(b, keyHex, conns, profile)
+	c := e.c
 	importTime := e.importRegistry(n)
 	launchTime, _, _ := e.run("wave", "launch", "w")
 	postmaster := postmasterOf(b, c.url)
@@ -264,6 +257,22 @@ type benchEns struct {
 func newBenchEns(b *testing.B, keyHex string) *benchEns {
 	return &benchEns{b: b, bin: buildEns(b), c: &cli{url: testdb.URL(b), dir: b.TempDir()},
 		env: append(os.Environ(), "ENS_CODE_KEY="+keyHex)}
+}
+
+// newWaveBench is the CLI on a private database of its own, set to send
+// a wave's emails over conns connections to a discarding sink (closed when
+// b ends), to render its letters at once in its directory, and to write the
+// worker's CPU profile to profile.
+func newWaveBench(b *testing.B, keyHex string, conns int, profile string) *benchEns {
+	sink, err := mailsink.Start(mailsink.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sink.Close() })
+	e := newBenchEns(b, keyHex)
+	e.env = append(e.env, "SMTP_URL="+sink.URL(), fmt.Sprintf("ENS_SMTP_CONNECTIONS=%d", conns),
+		"ENS_POST_DELAY=0", "ENS_LETTERS_DIR="+filepath.Join(e.c.dir, "letters"), "ENS_CPU_PROFILE="+profile, "ENS_LOG_FORMAT=json")
+	return e
 }
 
 // run runs ens with args; it returns its wall time, its state and output.

@@ -49,17 +49,9 @@ func BenchmarkWaveScale(b *testing.B) {
 		}
 		n = v
 	}
-	sink, err := mailsink.Start(mailsink.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sink.Close()
-	e := newBenchEns(b, keyHex)
-	c := e.c
 	out := filepath.Join(benchutil.Root(), "var", "bench", fmt.Sprintf("wave-scale-%d", n))
-	e.env = append(e.env, "SMTP_URL="+sink.URL(), fmt.Sprintf("ENS_SMTP_CONNECTIONS=%d", conns),
-		"ENS_POST_DELAY=0", "ENS_LETTERS_DIR="+filepath.Join(c.dir, "letters"), "ENS_LOG_FORMAT=json",
-		"ENS_CPU_PROFILE="+out+".worker.cpu.pprof")
+	e := newWaveBench(b, keyHex, conns, out+".worker.cpu.pprof")
+	c := e.c
 	e.importRegistry(n)
 
 	ctx := context.Background()
