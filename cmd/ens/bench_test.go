@@ -269,6 +269,9 @@ func newWaveBench(b *testing.B, keyHex string, conns int, profile string) *bench
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { sink.Close() })
+	if err := os.MkdirAll(filepath.Dir(profile), 0o750); err != nil {
+		b.Fatal(err)
+	}
 	e := newBenchEns(b, keyHex)
 	e.env = append(e.env, "SMTP_URL="+sink.URL(), fmt.Sprintf("ENS_SMTP_CONNECTIONS=%d", conns),
 		"ENS_POST_DELAY=0", "ENS_LETTERS_DIR="+filepath.Join(e.c.dir, "letters"), "ENS_CPU_PROFILE="+profile, "ENS_LOG_FORMAT=json")

@@ -77,8 +77,7 @@ func curatorsOf(ctx context.Context, tx pgx.Tx, accounts []int64, now time.Time)
 func FollowUpsReady(ctx context.Context, db provisioning.DBTX) (bool, error) {
 	var ready bool
 	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notice n JOIN account a ON a.id = n.account_id
-		WHERE n.status = 'pending' AND n.channel = 'email' AND n.kind IN ('extension', 'resend', 'copy', 'change')
-		  AND (n.kind IN ('extension', 'change') OR a.state = 'notified'))`).Scan(&ready)
+		WHERE n.followup_pending AND (n.kind IN ('extension', 'change') OR a.state = 'notified'))`).Scan(&ready)
 	if err != nil {
 		return false, fmt.Errorf("looking for follow-up emails: %w", err)
 	}
