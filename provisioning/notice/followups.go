@@ -19,7 +19,8 @@ func PendingFollowUpEmails(ctx context.Context, db provisioning.DBTX, limit int,
 	rows, err := db.Query(ctx, `WITH picked AS (
 			SELECT n.id, n.kind, coalesce(n.topic, '') AS topic, n.created_at, n.seq, n.attempts, n.first_failed_at, n.account_id, a.deadline
 			FROM notice n JOIN account a ON a.id = n.account_id
-			WHERE n.followup_pending AND (n.kind IN ('extension', 'change') OR a.state = 'notified') ORDER BY n.id LIMIT $1)
+			WHERE n.followup_pending AND n.status = 'pending' AND n.kind IN ('extension', 'resend', 'copy', 'change')
+			  AND (n.kind IN ('extension', 'change') OR a.state = 'notified') ORDER BY n.id LIMIT $1)
 		SELECT pk.id, pk.kind, pk.topic, pk.created_at, pk.seq, pk.attempts, pk.first_failed_at, pk.deadline, t.* FROM `+pickedTargets+` ORDER BY pk.id`, limit, provisioning.Day(now))
 	if err != nil {
 		return nil, fmt.Errorf("reading follow-up email notices: %w", err)

@@ -162,14 +162,10 @@ func TestAcceptedEmailsAreRecordedInPlace(t *testing.T) {
 	}
 }
 
-// A wave's notified accounts cost their indexes a few bytes each: the
-// accounts of a wave and state, and the notified ones of a deadline (a day's
-// notices share it), are stored once with the list of their rows, and codes
-// are looked up through a hash index. Indexed by (wave, state, id),
-// (deadline, id) and the 32-byte lookup hash, the three took 188 B a person
-// on a 5,000,000-person wave.
-func TestNotifiedAccountsAreIndexedCompactly(t *testing.T) {
-	t.Parallel()
+// notifiedWave is a launched wave of 3,000 people whose opposition emails
+// were all accepted and their accounts moved to notified, chunk by chunk, as
+// the workers do.
+func notifiedWave(t *testing.T) *growingNotices {
 	ctx := context.Background()
 	g := newGrowingNotices(t)
 	g.add(3000)
@@ -202,6 +198,19 @@ func TestNotifiedAccountsAreIndexedCompactly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return g
+}
+
+// A wave's notified accounts cost their indexes a few bytes each: the
+// accounts of a wave and state, and the notified ones of a deadline (a day's
+// notices share it), are stored once with the list of their rows, and codes
+// are looked up through a hash index. Indexed by (wave, state, id),
+// (deadline, id) and the 32-byte lookup hash, the three took 188 B a person
+// on a 5,000,000-person wave.
+func TestNotifiedAccountsAreIndexedCompactly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g := notifiedWave(t)
 	var wave, deadline, code float64
 	if err := g.owner.QueryRow(ctx, `SELECT pg_relation_size('account_wave_state_idx')::float8 / n, pg_relation_size('account_deadline_idx')::float8 / n,
 		pg_relation_size('account_code_hash_idx')::float8 / n FROM (SELECT count(*) AS n FROM account WHERE state = 'notified') c`).Scan(&wave, &deadline, &code); err != nil {
@@ -212,5 +221,34 @@ func TestNotifiedAccountsAreIndexedCompactly(t *testing.T) {
 	if wave+deadline+code > 120 {
 		t.Errorf("a notified account takes %.0f B in its wave's index, %.0f B in the deadlines' and %.0f B in the codes'; want at most 120 B in all",
 			wave, deadline, code)
+	}
+}
+
+// Whether follow-up emails wait is asked before every batch of them, while
+// a wave's first notices go out: the answer comes from the pending
+// follow-ups' index, never from a scan of the wave's accounts or notices.
+func TestFollowUpsAreFoundWithoutReadingTheWave(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g := notifiedWave(t)
+	err := pgx.BeginFunc(ctx, g.conn, func(tx pgx.Tx) error {
+		scans := func() (n int64) {
+			if err := tx.QueryRow(ctx, `SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_xact_user_tables WHERE relname IN ('account', 'notice')`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		before := scans()
+		ready, err := notice.FollowUpsReady(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if n := scans() - before; ready || n != 0 {
+			t.Errorf("follow-ups waiting in a wave of 3,000 notified accounts: %v, with %d sequential scans; want none and none", ready, n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
