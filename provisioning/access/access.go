@@ -85,7 +85,7 @@ func Of(ctx context.Context, st *provisioning.Store, nir provisioning.NIR, actor
 		if out.Account != nil {
 			accountID = out.Account.ID
 		}
-		if err := collect(ctx, tx, &out.States, `SELECT at, state, coalesce(previous, ''), cause FROM account_change
+		if err := collect(ctx, tx, &out.States, `SELECT at, state::text, coalesce(previous::text, ''), cause FROM account_change
 			WHERE account_id = $1 ORDER BY seq`, accountID, func(r pgx.Row, s *State) error {
 			return r.Scan(&s.At, &s.State, &s.Previous, &s.Cause)
 		}); err != nil {

@@ -51,7 +51,7 @@ func After(ctx context.Context, db provisioning.DBTX, seq int64, limit int) ([]C
 	if limit <= 0 || limit > MaxLimit {
 		limit = MaxLimit
 	}
-	rows, err := db.Query(ctx, `SELECT seq, at, account_id, nir, change, state, coalesce(previous, ''), cause, coalesce(replaced_nir, '')
+	rows, err := db.Query(ctx, `SELECT seq, at, account_id, nir, change::text, state::text, coalesce(previous::text, ''), cause, coalesce(replaced_nir, '')
 		FROM account_change WHERE seq > $1 ORDER BY seq LIMIT $2`, seq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change feed after %d: %w", seq, err)
@@ -164,7 +164,7 @@ func RecordReplaced(ctx context.Context, tx pgx.Tx, persons []int64, oldNIRs []s
 		head AS (UPDATE account_feed_head SET seq = seq + (SELECT count(*) FROM r) WHERE (SELECT count(*) FROM lock) > 0
 			RETURNING seq - (SELECT count(*) FROM r) AS base)
 		INSERT INTO account_change (seq, at, account_id, nir, change, state, previous, cause, replaced_nir)
-		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, r.nir, 'replaced', r.state, r.state, 'replaces_nir', r.old
+		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, r.nir, 'replaced', r.state::account_change_word, r.state::account_change_word, 'replaces_nir', r.old
 		FROM r, head`, persons, oldNIRs, now)
 	if err != nil {
 		return fmt.Errorf("writing the replaced numbers to the change feed: %w", err)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/fixtures/testdb"
@@ -250,5 +253,50 @@ func TestFollowUpsAreFoundWithoutReadingTheWave(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Moving a chunk's accounts to notified checks their transitions once for
+// the statement, not once per account: before, each account ran the
+// transition trigger and the foreign key's check of its new state, which
+// locked the state's row in account_state for every transaction of the wave.
+// A transition the schema does not allow is still refused.
+func TestAChunksAccountsAreCheckedOncePerStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.Pool(t)
+	owner := testdb.OwnerPool(t, pool)
+	testdb.LaunchAll(t, pool, 300, 31, wave.LaunchOptions{})
+	err := pgx.BeginFunc(ctx, owner, func(tx pgx.Tx) error {
+		// Counting function calls is the owner's to switch on.
+		if _, err := tx.Exec(ctx, `SET LOCAL track_functions = 'pl'`); err != nil {
+			return err
+		}
+		// The notification's statement, on 100 of the wave's accounts.
+		tag, err := tx.Exec(ctx, `UPDATE account SET state = 'notified', notified_at = now(), deadline = now() + interval '42 days',
+			code_hash = sha256(id::text::bytea) WHERE id IN (SELECT id FROM account WHERE state = 'pending' ORDER BY id LIMIT 100)`)
+		if err != nil || tag.RowsAffected() != 100 {
+			t.Fatalf("notifying 100 accounts: %v (%d)", err, tag.RowsAffected())
+		}
+		var calls int64
+		var stateLocked bool
+		if err := tx.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions`).Scan(&calls); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT xmax::text = (txid_current() % 4294967296)::text FROM account_state WHERE state = 'notified'`).Scan(&stateLocked); err != nil {
+			return err
+		}
+		if calls != 1 || stateLocked {
+			t.Errorf("notifying 100 accounts: %d database function calls, the state's row locked: %v; want 1 call (the change feed's) and no lock", calls, stateLocked)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = owner.Exec(ctx, `UPDATE account SET state = 'active', activated_at = now() WHERE id = (SELECT min(id) FROM account WHERE state = 'pending')`)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23514" || !strings.Contains(pgErr.Message, "transition pending -> active is not allowed") {
+		t.Errorf("activating a pending account: %v; want the transition refused (check_violation)", err)
 	}
 }
