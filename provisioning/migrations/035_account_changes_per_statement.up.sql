@@ -13,7 +13,7 @@ DROP TRIGGER account_transition_check ON account;
 DROP FUNCTION account_check_transition();
 
 -- The feed's words (a change and the states it goes from and to) are an
--- enumeration: 4 bytes each instead of the word's letters, 32 bytes a
+-- enumeration: 4 bytes each instead of the word's letters, 23 bytes a
 -- person over their created and notified changes. They read as words.
 CREATE TYPE account_change_word AS ENUM (
     'pending', 'notified', 'opposed', 'active', 'closed', 'archived', 'purged', 'cancelled', 'unreachable',
