@@ -71,19 +71,3 @@ func curatorsOf(ctx context.Context, tx pgx.Tx, accounts []int64, now time.Time)
 	ts, err := curatorTargetsOf(ctx, tx, accounts, now)
 	return recipientsFrom(ts), err
 }
-
-// FollowUpsReady reports whether follow-up emails (PendingFollowUpEmails)
-// are ready to send (notice_pending_followup_idx makes it cheap). The
-// conditions followup_pending is computed from are restated for the planner,
-// which knows nothing of a computed column's values: alone, it was taken to
-// hold for half the notices, and the look read the whole table.
-func FollowUpsReady(ctx context.Context, db provisioning.DBTX) (bool, error) {
-	var ready bool
-	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notice n JOIN account a ON a.id = n.account_id
-		WHERE n.followup_pending AND n.status = 'pending' AND n.kind IN ('extension', 'resend', 'copy', 'change')
-		  AND (n.kind IN ('extension', 'change') OR a.state = 'notified'))`).Scan(&ready)
-	if err != nil {
-		return false, fmt.Errorf("looking for follow-up emails: %w", err)
-	}
-	return ready, nil
-}
