@@ -68,64 +68,67 @@ type Opposition struct {
 // access (by actor, naming the account, never the NIR).
 func Of(ctx context.Context, st *provisioning.Store, nir provisioning.NIR, actor string) (*Export, error) {
 	out := &Export{At: st.Clock.Now(), States: []State{}, Notices: []Notice{}, Oppositions: []Opposition{}, Events: []audit.Event{}}
-	err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error {
-		var personID int64
-		var row []byte
-		err := tx.QueryRow(ctx, `SELECT id, (to_jsonb(p) - 'id' - 'updated_at')::text FROM person p WHERE nir = $1`, string(nir)).Scan(&personID, &row)
-		if err != nil {
-			return provisioning.NotFound(err, "person "+nir.Masked())
-		}
-		if err := json.Unmarshal(row, &out.Person); err != nil {
-			return fmt.Errorf("reading registry data: %w", err)
-		}
-		if acc, err := provisioning.GetAccount(ctx, tx, nir); err == nil && acc.ID != 0 {
-			out.Account = acc
-		}
-		accountID := int64(0)
-		if out.Account != nil {
-			accountID = out.Account.ID
-		}
-		if err := collect(ctx, tx, &out.States, `SELECT at, state::text, coalesce(previous::text, ''), cause FROM account_change
-			WHERE account_id = $1 ORDER BY seq`, accountID, func(r pgx.Row, s *State) error {
-			return r.Scan(&s.At, &s.State, &s.Previous, &s.Cause)
-		}); err != nil {
-			return err
-		}
-		if err := collect(ctx, tx, &out.Notices, `SELECT kind, channel, status, created_at, sent_at, deadline, returned_on, coalesce(error, '')
-			FROM notice WHERE account_id = $1 ORDER BY id`, accountID, func(r pgx.Row, n *Notice) error {
-			return r.Scan(&n.Kind, &n.Channel, &n.Status, &n.CreatedAt, &n.SentAt, &n.Deadline, &n.ReturnedOn, &n.Outcome)
-		}); err != nil {
-			return err
-		}
-		if err := collect(ctx, tx, &out.Oppositions, `SELECT reference, at, channel, postmarked_on, undone_at FROM opposition
-			WHERE account_id = $1 OR person_id = $2 ORDER BY at`, accountID, func(r pgx.Row, o *Opposition) error {
-			return r.Scan(&o.Reference, &o.At, &o.Channel, &o.PostmarkedOn, &o.WithdrawnAt)
-		}, personID); err != nil {
-			return err
-		}
-		if err := collect(ctx, tx, &out.Events, `SELECT id, at, actor, action, wave_id, account_ids, details::text FROM audit_event
-			WHERE $1 = ANY(account_ids) OR (details::jsonb -> 'person_ids') @> to_jsonb($2::bigint) OR (details::jsonb ->> 'person_id')::bigint = $2
-			ORDER BY id`, accountID, func(r pgx.Row, e *audit.Event) error {
-			var details string
-			if err := r.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.WaveID, &e.AccountIDs, &details); err != nil {
-				return err
-			}
-			e.AccountIDs = nil // other people's accounts an event names are not this person's data
-			return json.Unmarshal([]byte(details), &e.Details)
-		}, personID); err != nil {
-			return err
-		}
-		out.Retention = retention(out.Account)
-		event := audit.Event{Actor: actor, Action: "person.data_exported", Details: map[string]any{"person_id": personID}}
-		if accountID != 0 {
-			event.AccountIDs = []int64{accountID}
-		}
-		return audit.Append(ctx, tx, st.AuditKey, out.At, event)
-	})
-	if err != nil {
+	if err := pgx.BeginFunc(ctx, st.Pool, func(tx pgx.Tx) error { return out.read(ctx, tx, st, nir, actor) }); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// read fills out, in tx, with everything held about the person nir names, and
+// audits the access.
+func (out *Export) read(ctx context.Context, tx pgx.Tx, st *provisioning.Store, nir provisioning.NIR, actor string) error {
+	var personID int64
+	var row []byte
+	err := tx.QueryRow(ctx, `SELECT id, (to_jsonb(p) - 'id' - 'updated_at')::text FROM person p WHERE nir = $1`, string(nir)).Scan(&personID, &row)
+	if err != nil {
+		return provisioning.NotFound(err, "person "+nir.Masked())
+	}
+	if err := json.Unmarshal(row, &out.Person); err != nil {
+		return fmt.Errorf("reading registry data: %w", err)
+	}
+	if acc, err := provisioning.GetAccount(ctx, tx, nir); err == nil && acc.ID != 0 {
+		out.Account = acc
+	}
+	accountID := int64(0)
+	if out.Account != nil {
+		accountID = out.Account.ID
+	}
+	if err := collect(ctx, tx, &out.States, `SELECT at, state::text, coalesce(previous::text, ''), cause FROM account_change
+		WHERE account_id = $1 ORDER BY seq`, accountID, func(r pgx.Row, s *State) error {
+		return r.Scan(&s.At, &s.State, &s.Previous, &s.Cause)
+	}); err != nil {
+		return err
+	}
+	if err := collect(ctx, tx, &out.Notices, `SELECT kind, channel, status, created_at, sent_at, deadline, returned_on, coalesce(error, '')
+		FROM notice WHERE account_id = $1 ORDER BY id`, accountID, func(r pgx.Row, n *Notice) error {
+		return r.Scan(&n.Kind, &n.Channel, &n.Status, &n.CreatedAt, &n.SentAt, &n.Deadline, &n.ReturnedOn, &n.Outcome)
+	}); err != nil {
+		return err
+	}
+	if err := collect(ctx, tx, &out.Oppositions, `SELECT reference, at, channel, postmarked_on, undone_at FROM opposition
+		WHERE account_id = $1 OR person_id = $2 ORDER BY at`, accountID, func(r pgx.Row, o *Opposition) error {
+		return r.Scan(&o.Reference, &o.At, &o.Channel, &o.PostmarkedOn, &o.WithdrawnAt)
+	}, personID); err != nil {
+		return err
+	}
+	if err := collect(ctx, tx, &out.Events, `SELECT id, at, actor, action, wave_id, account_ids, details::text FROM audit_event
+		WHERE $1 = ANY(account_ids) OR (details::jsonb -> 'person_ids') @> to_jsonb($2::bigint) OR (details::jsonb ->> 'person_id')::bigint = $2
+		ORDER BY id`, accountID, func(r pgx.Row, e *audit.Event) error {
+		var details string
+		if err := r.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.WaveID, &e.AccountIDs, &details); err != nil {
+			return err
+		}
+		e.AccountIDs = nil // other people's accounts an event names are not this person's data
+		return json.Unmarshal([]byte(details), &e.Details)
+	}, personID); err != nil {
+		return err
+	}
+	out.Retention = retention(out.Account)
+	event := audit.Event{Actor: actor, Action: "person.data_exported", Details: map[string]any{"person_id": personID}}
+	if accountID != 0 {
+		event.AccountIDs = []int64{accountID}
+	}
+	return audit.Append(ctx, tx, st.AuditKey, out.At, event)
 }
 
 // collect runs q with args and scans each row into a new element of out.

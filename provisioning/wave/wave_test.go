@@ -2,7 +2,10 @@ package wave_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ens-sante/ens/fixtures"
 	"github.com/ens-sante/ens/fixtures/testdb"
@@ -133,4 +136,48 @@ func TestGoTransitionsMirrorTheSchema(t *testing.T) {
 	if n != len(inSchema) {
 		t.Fatalf("Go lists %d transitions, the schema %d", n, len(inSchema))
 	}
+}
+
+// Creating an account writes the account and its change, not its person:
+// an account's person and wave were foreign keys, which locked each person
+// the launch selected, writing every person's page (and a WAL record per
+// person) a second time, and checked each reference with a query of its
+// own. They are checked once per statement; what they refused is still
+// refused.
+func TestLaunchingAccountsLeavesTheirPeopleUnwritten(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.Pool(t)
+	testdb.LaunchAll(t, pool, 300, 37, wave.LaunchOptions{})
+	var locked, accounts int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE p.xmax::text <> '0'), count(a.id)
+		FROM person p LEFT JOIN account a ON a.person_id = p.id`).Scan(&locked, &accounts); err != nil {
+		t.Fatal(err)
+	}
+	if accounts == 0 || locked != 0 {
+		t.Errorf("launching %d accounts wrote %d of their people again (a lock); want none", accounts, locked)
+	}
+
+	var waveID, personID int64
+	if err := pool.QueryRow(ctx, `SELECT wave_id, person_id FROM account ORDER BY id LIMIT 1`).Scan(&waveID, &personID); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(what, code, sql string, args ...any) {
+		t.Helper()
+		_, err := pool.Exec(ctx, sql, args...)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != code {
+			t.Errorf("%s: %v; want it refused (SQLSTATE %s)", what, err, code)
+		}
+	}
+	refused("an account for a person who does not exist", "23503",
+		`INSERT INTO account (person_id, wave_id, state) VALUES ((SELECT max(id) + 1 FROM person), $1, 'pending')`, waveID)
+	refused("an account in a wave that does not exist", "23503",
+		`INSERT INTO account (person_id, wave_id, state) SELECT id, $1 + 1, 'pending' FROM person p
+		 WHERE NOT EXISTS (SELECT FROM account a WHERE a.person_id = p.id) LIMIT 1`, waveID)
+	refused("an account moved to another person", "23514",
+		`UPDATE account SET person_id = (SELECT max(id) + 1 FROM person) WHERE person_id = $1`, personID)
+	refused("deleting a person whose account is not purged", "23503", `DELETE FROM person WHERE id = $1`, personID)
+	refused("deleting a wave", "42501", `DELETE FROM wave WHERE id = $1`, waveID)
+	refused("deleting an account", "42501", `DELETE FROM account WHERE person_id = $1`, personID)
 }
