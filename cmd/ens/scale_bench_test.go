@@ -86,8 +86,18 @@ func BenchmarkWaveScale(b *testing.B) {
 	launchTime, launch, _ := e.run("wave", "launch", "w")
 	pg1 := serverCPU(b, postmaster)
 	self0 := benchutil.SelfCPU()
+	roles := benchutil.SampleServerRoles(postmaster, 200*time.Millisecond)
 	workerTime, worker, _ := e.run("worker", "--until-idle")
 	pg2, io2, sinkCPU := serverCPU(b, postmaster), ioNow(), benchutil.SelfCPU()-self0
+	// PostgreSQL's CPU during the wave by what its processes did; what was
+	// not seen is processes that came and went between two samples.
+	byRole := map[string]float64{}
+	seen := time.Duration(0)
+	for role, d := range roles.Stop() {
+		byRole[role] = round1(d.Seconds())
+		seen += d
+	}
+	byRole["short-lived (autovacuum workers, mostly)"] = round1(max(0, pg2-pg1-seen).Seconds())
 
 	// Where PostgreSQL's time went, when pg_stat_statements is loaded
 	// (make bench-scale loads it).
@@ -137,7 +147,8 @@ func BenchmarkWaveScale(b *testing.B) {
 		"cpu_per_notice_ms": round3(perNotice), "launch_cpu_per_notice_ms": ms(launchCPU),
 		"worker_cpu_per_notice_ms": ms(workerCPU), "postgres_cpu_per_notice_ms": ms(pgCPU),
 		"postgres_cpu_launch_s": round1((pg1 - pg0).Seconds()), "postgres_cpu_worker_s": round1((pg2 - pg1).Seconds()),
-		"sink_cpu_per_notice_ms": ms(sinkCPU), "bare_go_mail_emails": bareN,
+		"postgres_cpu_worker_s_by_process": byRole,
+		"sink_cpu_per_notice_ms":           ms(sinkCPU), "bare_go_mail_emails": bareN,
 		"bare_go_mail_with_sink_cpu_per_email_ms":        round3(bareMs),
 		"ratio_with_sink_cpu_per_notice_over_bare_email": round2(withSink / bareMs),
 		"bytes_per_person":                               round1(float64(total) / float64(n)), "bytes_per_person_by_relation": byRelation,
