@@ -317,3 +317,31 @@ func TestTheFeedsKeyFillsItsPages(t *testing.T) {
 		t.Errorf("a change takes %.1f B in the feed's key; want at most 25", feed)
 	}
 }
+
+// A notice's unique key (its account, kind, channel and round) stores the
+// kind and the channel as one small number, not their words: 53 B a notice
+// at 1,000,000 people before, the largest index of a wave. A second notice
+// of the same kind, channel and round is still refused.
+func TestANoticesKeyIsSmall(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g := newGrowingNotices(t)
+	g.add(3000)
+	var key float64
+	var account int64
+	if err := g.owner.QueryRow(ctx, `SELECT (SELECT sum(pg_relation_size(indexrelid)) FROM pg_index WHERE indrelid = 'notice'::regclass AND indisunique AND NOT indisprimary)::float8 / count(*),
+		min(account_id) FROM notice`).Scan(&key, &account); err != nil {
+		t.Fatal(err)
+	}
+	if key > 40 { // 56 B here before
+		t.Errorf("a notice takes %.1f B in its unique key; want at most 40", key)
+	}
+	_, err := g.pool.Exec(ctx, `INSERT INTO notice (account_id, kind, channel) VALUES ($1, 'opposition', 'email')`, account)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		t.Errorf("a second opposition email of the same round: %v; want it refused (unique_violation)", err)
+	}
+	if _, err := g.pool.Exec(ctx, `INSERT INTO notice (account_id, kind, channel) VALUES ($1, 'opposition', 'letter')`, account); err != nil {
+		t.Errorf("an opposition letter besides the email: %v", err)
+	}
+}
