@@ -82,12 +82,16 @@ func BenchmarkWaveScale(b *testing.B) {
 	}
 
 	postmaster := postmasterOf(b, c.url)
+	// Each command's backends are counted once they are reaped.
+	clients := benchutil.ServerClients(postmaster)
 	pg0, io0 := serverCPU(b, postmaster), ioNow()
 	launchTime, launch, _ := e.run("wave", "launch", "w")
+	benchutil.WaitClientsGone(postmaster, clients)
 	pg1 := serverCPU(b, postmaster)
 	self0 := benchutil.SelfCPU()
 	roles := benchutil.SampleServerRoles(postmaster, 200*time.Millisecond)
 	workerTime, worker, _ := e.run("worker", "--until-idle")
+	benchutil.WaitClientsGone(postmaster, clients)
 	pg2, io2, sinkCPU := serverCPU(b, postmaster), ioNow(), benchutil.SelfCPU()-self0
 	// PostgreSQL's CPU during the wave by what its processes did; what was
 	// not seen is processes that came and went between two samples.
