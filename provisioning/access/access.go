@@ -93,7 +93,7 @@ func (out *Export) read(ctx context.Context, tx pgx.Tx, st *provisioning.Store, 
 	if out.Account != nil {
 		accountID = out.Account.ID
 	}
-	if err := collect(ctx, tx, &out.States, `SELECT at, state::text, coalesce(previous::text, ''), cause FROM account_change
+	if err := collect(ctx, tx, &out.States, `SELECT at, state::text, coalesce(previous::text, ''), coalesce(cause, '') FROM account_change
 		WHERE account_id = $1 ORDER BY seq`, accountID, func(r pgx.Row, s *State) error {
 		return r.Scan(&s.At, &s.State, &s.Previous, &s.Cause)
 	}); err != nil {

@@ -51,7 +51,8 @@ func After(ctx context.Context, db provisioning.DBTX, seq int64, limit int) ([]C
 	if limit <= 0 || limit > MaxLimit {
 		limit = MaxLimit
 	}
-	rows, err := db.Query(ctx, `SELECT seq, at, account_id, nir, change::text, state::text, coalesce(previous::text, ''), cause, coalesce(replaced_nir, '')
+	rows, err := db.Query(ctx, `SELECT seq, at, account_id, nir, ens_change_word(state, previous, replaced_nir)::text, state::text,
+			coalesce(previous::text, ''), coalesce(cause, ''), coalesce(replaced_nir, '')
 		FROM account_change WHERE seq > $1 ORDER BY seq LIMIT $2`, seq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change feed after %d: %w", seq, err)
@@ -163,8 +164,8 @@ func RecordReplaced(ctx context.Context, tx pgx.Tx, persons []int64, oldNIRs []s
 		lock AS (SELECT pg_advisory_xact_lock(7100002) WHERE EXISTS (SELECT 1 FROM r)),
 		head AS (UPDATE account_feed_head SET seq = seq + (SELECT count(*) FROM r) WHERE (SELECT count(*) FROM lock) > 0
 			RETURNING seq - (SELECT count(*) FROM r) AS base)
-		INSERT INTO account_change (seq, at, account_id, nir, change, state, previous, cause, replaced_nir)
-		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, r.nir, 'replaced', r.state::account_change_word, r.state::account_change_word, 'replaces_nir', r.old
+		INSERT INTO account_change (seq, at, account_id, nir, state, previous, cause, replaced_nir)
+		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, r.nir, r.state::account_change_word, r.state::account_change_word, 'replaces_nir', r.old
 		FROM r, head`, persons, oldNIRs, now)
 	if err != nil {
 		return fmt.Errorf("writing the replaced numbers to the change feed: %w", err)
