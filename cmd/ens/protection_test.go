@@ -179,7 +179,7 @@ func TestCuratorsRefusedCopyChangesNothingForThePerson(t *testing.T) {
 	}
 	var lucLetters int
 	var lucCopy string
-	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE n.channel = 'letter'), coalesce(max(n.status) FILTER (WHERE n.channel = 'email'), '')
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE n.channel = 'letter'), coalesce(max(n.status::text) FILTER (WHERE n.channel = 'email'), '')
 		FROM notice n JOIN account a ON a.id = n.account_id JOIN person p ON p.id = a.person_id
 		WHERE p.nir = '157027505610473' AND n.kind = 'copy'`).Scan(&lucLetters, &lucCopy); err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ func createCuratorCopies(ctx context.Context, tx pgx.Tx, waveID int64, accounts 
 		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, department, seq)
-		SELECT u.acc, 'copy', u.channel, u.dept, a.notice_round FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(acc, channel, dept)
+		SELECT u.acc, 'copy', u.channel::notice_channel, u.dept, a.notice_round FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(acc, channel, dept)
 		JOIN account a ON a.id = u.acc
 		WHERE NOT EXISTS (SELECT 1 FROM notice n WHERE n.account_id = u.acc AND n.kind = 'copy' AND n.seq = a.notice_round)`,
 		ids, channels, depts); err != nil {

@@ -160,7 +160,8 @@ func PrepareChunk(ctx context.Context, st *provisioning.Store, waveID, first, la
 			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO notice (account_id, kind, channel, department, seq)
-			SELECT u.*, a.notice_round FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(acc, kind, channel, dept)
+			SELECT u.acc, u.kind::notice_kind, u.channel::notice_channel, u.dept, a.notice_round
+			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(acc, kind, channel, dept)
 			JOIN account a ON a.id = u.acc ON CONFLICT DO NOTHING`, ids, kinds, channels, depts); err != nil {
 			return fmt.Errorf("creating notices: %w", err)
 		}

@@ -249,6 +249,22 @@ func TestANotifiedAccountsRowIsSmall(t *testing.T) {
 	}
 }
 
+// A sent notice's row stores its kind, channel and status as enumerations,
+// 4 bytes each, not as their words: 125 B an opposition email before, 109 B
+// since.
+func TestASentNoticesRowIsSmall(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g := notifiedWave(t)
+	var row float64
+	if err := g.owner.QueryRow(ctx, `SELECT avg(pg_column_size(n.*)) FROM notice n WHERE status = 'sent' AND kind = 'opposition' AND channel = 'email'`).Scan(&row); err != nil {
+		t.Fatal(err)
+	}
+	if row > 116 {
+		t.Errorf("a sent notice's row takes %.0f B; want at most 116", row)
+	}
+}
+
 // Whether follow-up emails wait is asked before every batch of them, while
 // a wave's first notices go out: the answer comes from the pending
 // follow-ups' index, never from a scan of the wave's accounts or notices.

@@ -62,7 +62,7 @@ func Extend(ctx context.Context, st *provisioning.Store, name string, until time
 			       CASE WHEN ch.channel = 'letter' THEN d.dept END
 			FROM account a JOIN unnest($2::bigint[], $3::text[]) AS d(acc, dept) ON d.acc = a.id
 			CROSS JOIN LATERAL (SELECT CASE WHEN EXISTS (SELECT 1 FROM notice e WHERE e.account_id = a.id
-			       AND e.channel = 'email' AND e.status = 'sent') THEN 'email' ELSE 'letter' END AS channel) ch
+			       AND e.channel = 'email' AND e.status = 'sent') THEN 'email' ELSE 'letter' END::notice_channel AS channel) ch
 			WHERE a.id = ANY($1)`, ids, dAcc, dDept); err != nil {
 			return fmt.Errorf("creating extension notices: %w", err)
 		}
