@@ -73,14 +73,14 @@ func (k Key) Derive(accountID int64) Code {
 	return Code(b[:])
 }
 
-// LookupHashBytes is the length of a code's lookup hash: HMAC-SHA-256 cut
+// lookupHashBytes is the length of a code's lookup hash: HMAC-SHA-256 cut
 // to half its length (RFC 2104's least), far more than a code's 55 secret
 // bits need to find its account alone.
-const LookupHashBytes = 16
+const lookupHashBytes = 16
 
 // LookupHash is what the database stores to find a code's account.
 func (k Key) LookupHash(c Code) []byte {
-	return k.mac("ens-code-lookup-v1", string(c))[:LookupHashBytes]
+	return k.mac("ens-code-lookup-v1", string(c))[:lookupHashBytes]
 }
 
 // NIRKey derives the key for the purge traces' NIR hashes.

@@ -29,7 +29,7 @@ type Change struct {
 	NIR       string    `json:"nir"`
 	// Change is what happened: created, notified, activated, opposed,
 	// opposition_withdrawn, unreachable, pending, cancelled, closed,
-	// archived, reopened or purged.
+	// archived, reopened, purged or replaced (a new number, same account).
 	Change   string `json:"change"`
 	State    string `json:"state"`
 	Previous string `json:"previous,omitempty"`

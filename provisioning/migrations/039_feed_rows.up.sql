@@ -1,12 +1,13 @@
--- A change's row took 92 bytes: nine columns need a null bitmap of two
--- bytes, which rounds the row's header up from 24 bytes to 32; and a change
--- with no cause stored an empty word. The change's word follows from the
--- states it goes from and to (and, for a new number, the number replaced):
--- it is computed when read, by ens_change_word. A change without a cause
--- stores none. Eight columns keep the header at 24 bytes: 76 bytes a
--- change, 33 bytes less a person over their created and notified changes.
--- The feed is rewritten once, in sequence order, after checking that every
--- change's word follows from its states.
+-- A change's row took 94 bytes with its share of the page: nine columns
+-- need a null bitmap of two bytes, which rounds the row's header up from 24
+-- bytes to 32; and a change with no cause stored an empty word. The
+-- change's word follows from the states it goes from and to (and, for a new
+-- number, the number replaced): it is computed when read, by
+-- ens_change_word. A change without a cause stores none. Eight columns keep
+-- the header at 24 bytes: 77 bytes a change, 33 bytes less a person over
+-- their created and notified changes. The feed is rewritten once, in
+-- sequence order, after checking that every change's word follows from its
+-- states.
 CREATE FUNCTION ens_change_word(state account_change_word, previous account_change_word, replaced_nir text)
     RETURNS account_change_word LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN replaced_nir IS NOT NULL THEN 'replaced'
