@@ -3,9 +3,8 @@ package notice_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/notify"
 	"github.com/ens-sante/ens/optout"
 	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/notice"
@@ -168,12 +168,13 @@ func TestAcceptedEmailsAreRecordedInPlace(t *testing.T) {
 	}
 }
 
-// notifiedWave is a launched wave of 3,000 people whose opposition emails
-// were all accepted and their accounts moved to notified, chunk by chunk, as
-// the workers do.
-// codeKey derives the codes of the accounts notifiedWave notifies.
+// codeKey derives the codes, and the recipients' hashes, of the accounts
+// notifiedWave notifies.
 var codeKey = optout.Key(bytes.Repeat([]byte{7}, optout.MinKeyBytes))
 
+// notifiedWave is a launched wave of 3,000 people whose opposition emails
+// were all accepted and their accounts moved to notified, chunk by chunk, as
+// the workers do, with the code and recipient hashes the workers store.
 func notifiedWave(t *testing.T) *growingNotices {
 	ctx := context.Background()
 	g := newGrowingNotices(t)
@@ -191,8 +192,8 @@ func notifiedWave(t *testing.T) *growingNotices {
 		var id, account int64
 		err := r.Scan(&id, &account)
 		s := notice.Accepted(w, id, account, provisioning.NoticeOpposition, at)
-		h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(account)))
-		s.CodeHash, s.RecipientHash = codeKey.LookupHash(codeKey.Derive(account)), h[:16]
+		s.CodeHash = codeKey.LookupHash(codeKey.Derive(account))
+		s.RecipientHash = notify.RecipientHash(codeKey.MailKey(), fmt.Sprintf("personne%d@example.fr", account))
 		return s, err
 	})
 	if err != nil || len(sent) < 2900 {
