@@ -81,7 +81,7 @@ func TestApplicationRoleCannotRewriteTheAuditLog(t *testing.T) {
 		// table only (before: any time, letting two people share a number).
 		`SELECT ens_person_nir_key(false)`,
 		// The change feed is append-only.
-		`UPDATE account_change SET nir = 'x'`,
+		`UPDATE account_change SET cause = 'x'`,
 		`DELETE FROM account_change`,
 	} {
 		if _, err := conn.Exec(ctx, q); err == nil {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,13 +48,22 @@ const MaxLimit = 10_000
 // After reads up to limit changes numbered after seq, in order. Changes are
 // numbered in commit order: a reader that goes on from the last sequence it
 // read misses none.
+//
+// The numbers have no gaps, so the next limit changes are those numbered
+// up to seq + limit: the feed's block-range index finds that range's pages
+// (it has no B-tree: migration 043).
 func After(ctx context.Context, db provisioning.DBTX, seq int64, limit int) ([]Change, error) {
 	if limit <= 0 || limit > MaxLimit {
 		limit = MaxLimit
 	}
+	seq = max(seq, 0)
+	last := seq + int64(limit)
+	if last < seq {
+		last = math.MaxInt64
+	}
 	rows, err := db.Query(ctx, `SELECT seq, at, account_id, nir, ens_change_word(state, previous, replaced_nir)::text, state::text,
 			coalesce(previous::text, ''), coalesce(cause, ''), coalesce(replaced_nir, '')
-		FROM account_change WHERE seq > $1 ORDER BY seq LIMIT $2`, seq, limit)
+		FROM account_change WHERE seq > $1 AND seq <= $2 ORDER BY seq`, seq, last)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change feed after %d: %w", seq, err)
 	}
