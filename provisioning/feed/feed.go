@@ -61,8 +61,8 @@ func After(ctx context.Context, db provisioning.DBTX, seq int64, limit int) ([]C
 	if last < seq {
 		last = math.MaxInt64
 	}
-	rows, err := db.Query(ctx, `SELECT seq, at, account_id, nir, ens_change_word(state, previous, replaced_nir)::text, state::text,
-			coalesce(previous::text, ''), coalesce(cause, ''), coalesce(replaced_nir, '')
+	rows, err := db.Query(ctx, `SELECT seq, at, account_id, ens_nir_text(nir), ens_change_word(state, previous, replaced_nir)::text, state::text,
+			coalesce(previous::text, ''), coalesce(cause, ''), coalesce(ens_nir_text(replaced_nir), '')
 		FROM account_change WHERE seq > $1 AND seq <= $2 ORDER BY seq`, seq, last)
 	if err != nil {
 		return nil, fmt.Errorf("reading the change feed after %d: %w", seq, err)
@@ -175,7 +175,8 @@ func RecordReplaced(ctx context.Context, tx pgx.Tx, persons []int64, oldNIRs []s
 		head AS (UPDATE account_feed_head SET seq = seq + (SELECT count(*) FROM r) WHERE (SELECT count(*) FROM lock) > 0
 			RETURNING seq - (SELECT count(*) FROM r) AS base)
 		INSERT INTO account_change (seq, at, account_id, nir, state, previous, cause, replaced_nir)
-		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, r.nir, r.state::account_change_word, r.state::account_change_word, 'replaces_nir', r.old
+		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, ens_nir_number(r.nir), r.state::account_change_word, r.state::account_change_word,
+			'replaces_nir', ens_nir_number(r.old)
 		FROM r, head`, persons, oldNIRs, now)
 	if err != nil {
 		return fmt.Errorf("writing the replaced numbers to the change feed: %w", err)

@@ -68,3 +68,45 @@ func TestReadingTheFeedReadsOnlyTheRangeAsked(t *testing.T) {
 		}
 	}
 }
+
+// A change stores its person's NIR as a number: the feed reads every NIR
+// back as the person has it, Corsica's 2A and 2B included.
+func TestAChangeCarriesItsPersonsNIRAsWritten(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.Pool(t)
+	testdb.LaunchAll(t, pool, 3000, 53, wave.LaunchOptions{})
+	rows, err := pool.Query(ctx, `SELECT a.id, p.nir FROM account a JOIN person p ON p.id = a.person_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nirs := map[int64]string{}
+	var id int64
+	var nir string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &nir}, func() error { nirs[id] = nir; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var read, corsica int
+	for after := int64(0); ; {
+		changes, err := feed.After(ctx, pool, after, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) == 0 {
+			break
+		}
+		for _, c := range changes {
+			if want := nirs[c.AccountID]; c.NIR != want {
+				t.Fatalf("change %d of account %d reads NIR %q; want %q", c.Seq, c.AccountID, c.NIR, want)
+			}
+			if c.NIR[6] == 'A' || c.NIR[6] == 'B' {
+				corsica++
+			}
+		}
+		read += len(changes)
+		after = changes[len(changes)-1].Seq
+	}
+	if read != len(nirs) || corsica == 0 {
+		t.Errorf("the feed read %d changes, %d of people born in Corsica, for %d accounts; want one each, some in Corsica", read, corsica, len(nirs))
+	}
+}
