@@ -74,9 +74,11 @@ func (k Key) Derive(accountID int64) Code {
 }
 
 // lookupHashBytes is the length of a code's lookup hash: HMAC-SHA-256 cut
-// to half its length (RFC 2104's least), far more than a code's 55 secret
-// bits need to find its account alone.
-const lookupHashBytes = 16
+// to 64 bits, more than a code's 55 secret bits. It is an index key, not a
+// MAC anyone verifies: a guesser submits codes, never hashes, and the odds
+// that two of 65 million different codes share a hash (about one in
+// 9,000) are handled as two accounts sharing a code are, by birth date.
+const lookupHashBytes = 8
 
 // LookupHash is what the database stores to find a code's account.
 func (k Key) LookupHash(c Code) []byte {

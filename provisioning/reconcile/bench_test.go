@@ -32,7 +32,7 @@ func BenchmarkReconcile(b *testing.B) {
 	// notified with its code, one sent notice each.
 	for _, q := range []string{
 		`UPDATE account SET state = 'notified', notified_at = now() - interval '50 days', deadline = now() - interval '1 day',
-			code_hash = substring(sha256(id::text::bytea) FROM 1 FOR 16) WHERE state = 'pending'`,
+			code_hash = substring(sha256(id::text::bytea) FROM 1 FOR 8) WHERE state = 'pending'`,
 		`INSERT INTO letter_batch (id, wave_id, department, file, manifest, sha256, pages, rendered_at, posted_on, posted_by, acknowledged_at)
 			SELECT g, 1, '75', 'batch-' || g || '.pdf', $1 || '/batch-' || g || '.manifest.csv', 'x', 5000,
 			       now() - interval '50 days', (now() - interval '49 days')::date, 'bench', now() - interval '49 days'

@@ -50,7 +50,7 @@ func TestCodeCollisionsAreHarmless(t *testing.T) {
 		accs = append(accs, a)
 	}
 	rows.Close()
-	hash := []byte("one hash for all")
+	hash := []byte("one hash")
 	var sent []notice.Sent
 	for _, a := range accs {
 		var noticeID int64
