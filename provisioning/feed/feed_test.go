@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ens-sante/ens/fixtures/testdb"
+	"github.com/ens-sante/ens/provisioning"
 	"github.com/ens-sante/ens/provisioning/feed"
 	"github.com/ens-sante/ens/provisioning/wave"
 )
@@ -97,7 +98,8 @@ func TestAChangeCarriesItsPersonsNIRAsWritten(t *testing.T) {
 		}
 		for _, c := range changes {
 			if want := nirs[c.AccountID]; c.NIR != want {
-				t.Fatalf("change %d of account %d reads NIR %q; want %q", c.Seq, c.AccountID, c.NIR, want)
+				t.Fatalf("change %d of account %d reads NIR %s; want %s", c.Seq, c.AccountID,
+					provisioning.NIR(c.NIR).Masked(), provisioning.NIR(want).Masked())
 			}
 			if c.NIR[6] == 'A' || c.NIR[6] == 'B' {
 				corsica++

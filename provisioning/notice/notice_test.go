@@ -315,9 +315,9 @@ func TestAChunksAccountsAreCheckedOncePerStatement(t *testing.T) {
 //   - the change feed's key, which only grows, fills its pages whole: 25.6 B
 //     a change when its pages were filled to 90%, 24.2 B since; and the
 //     feed's numbers, which have no gaps and lie in the table in their
-//     order, need no B-tree: its two block-range indexes take 28.4 B a
-//     change with the key, 8.5 since (here their six fixed pages, which do
-//     not grow with the feed);
+//     order, need no B-tree: the feed's indexes took 28.4 B a change with
+//     the key, and its two block-range indexes alone take 8.5 B (here their
+//     six fixed pages, which do not grow with the feed);
 //   - a change's row stores no word it can compute (the change, from the
 //     states it goes from and to) and no empty cause, and keeps to eight
 //     columns so its header takes 24 bytes, not 32: 93.8 B a change before,
