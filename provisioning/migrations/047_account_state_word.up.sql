@@ -1,0 +1,155 @@
+-- An account's state was text: 'notified' took 9 bytes of the row, where an
+-- enum takes 4. Stored first after the 8-byte numbers and times, followed by
+-- the round number (a smallint: a person is sent a few codes, never 32,767)
+-- and the flag, the state leaves the code's 9-byte hash no padding, so a
+-- notified account takes 95 bytes, 96 in its page, instead of 103 and 104:
+-- 8 bytes a person. The state's table and the allowed transitions take the
+-- same type, so the feed's trigger compares them as they are; the enum also
+-- does what account_state_known checked. The table is rewritten once, in id
+-- order, under an exclusive lock, as migration 042 did; its keys, checks,
+-- triggers and the references to it are recreated as they were.
+LOCK TABLE account IN ACCESS EXCLUSIVE MODE;
+
+CREATE TYPE account_state_word AS ENUM
+    ('pending', 'notified', 'opposed', 'active', 'closed', 'archived', 'purged', 'cancelled', 'unreachable');
+
+ALTER TABLE account_transition DROP CONSTRAINT account_transition_from_state_fkey,
+                               DROP CONSTRAINT account_transition_to_state_fkey;
+ALTER TABLE account_state ALTER COLUMN state TYPE account_state_word USING state::account_state_word;
+ALTER TABLE account_transition ALTER COLUMN from_state TYPE account_state_word USING from_state::account_state_word,
+                               ALTER COLUMN to_state TYPE account_state_word USING to_state::account_state_word,
+                               ADD CONSTRAINT account_transition_from_state_fkey FOREIGN KEY (from_state) REFERENCES account_state,
+                               ADD CONSTRAINT account_transition_to_state_fkey FOREIGN KEY (to_state) REFERENCES account_state;
+
+CREATE TABLE account_rows (
+    id                  bigint      NOT NULL,
+    person_id           bigint,
+    wave_id             bigint      NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    notified_at         timestamptz,
+    deadline            timestamptz,
+    opposed_at          timestamptz,
+    activated_at        timestamptz,
+    closed_at           timestamptz,
+    cancelled_at        timestamptz,
+    unreachable_at      timestamptz,
+    state               account_state_word NOT NULL,
+    notice_round        smallint    NOT NULL DEFAULT 0,
+    activated_by_holder boolean     NOT NULL DEFAULT false,
+    -- Keyed hash of the opposition code; never the code itself.
+    code_hash           bytea,
+    unreachable_reason  text
+);
+INSERT INTO account_rows
+SELECT id, person_id, wave_id, created_at, notified_at, deadline, opposed_at, activated_at, closed_at,
+       cancelled_at, unreachable_at, state::account_state_word, notice_round, activated_by_holder, code_hash, unreachable_reason
+FROM account ORDER BY id;
+
+ALTER SEQUENCE account_id_seq OWNED BY NONE;
+ALTER TABLE notice DROP CONSTRAINT notice_account_id_fkey;
+ALTER TABLE archive DROP CONSTRAINT archive_account_id_fkey;
+ALTER TABLE purge_trace DROP CONSTRAINT purge_trace_account_id_fkey;
+ALTER TABLE opposition DROP CONSTRAINT opposition_account_id_fkey;
+DROP TABLE account;
+ALTER TABLE account_rows RENAME TO account;
+ALTER TABLE account ALTER COLUMN id SET DEFAULT nextval('account_id_seq');
+ALTER SEQUENCE account_id_seq OWNED BY account.id;
+
+ALTER TABLE account
+    ADD CONSTRAINT account_pkey PRIMARY KEY (id),
+    ADD CONSTRAINT account_person_id_key UNIQUE (person_id),
+    ADD CONSTRAINT account_check CHECK (state IN ('pending', 'cancelled', 'unreachable', 'opposed') OR notified_at IS NOT NULL OR activated_at IS NOT NULL),
+    ADD CONSTRAINT account_check1 CHECK (state <> 'notified' OR (notified_at IS NOT NULL AND deadline IS NOT NULL)),
+    ADD CONSTRAINT account_check2 CHECK (state <> 'opposed' OR opposed_at IS NOT NULL),
+    ADD CONSTRAINT account_check3 CHECK (state <> 'active' OR activated_at IS NOT NULL),
+    ADD CONSTRAINT account_check4 CHECK (state NOT IN ('closed', 'archived', 'purged') OR closed_at IS NOT NULL),
+    ADD CONSTRAINT account_check5 CHECK (state <> 'cancelled' OR cancelled_at IS NOT NULL),
+    ADD CONSTRAINT account_check6 CHECK (deadline IS NULL OR notified_at IS NULL OR deadline > notified_at),
+    ADD CONSTRAINT account_check7 CHECK ((state = 'purged') = (person_id IS NULL)),
+    ADD CONSTRAINT account_check8 CHECK ((state = 'unreachable') = (unreachable_reason IS NOT NULL AND unreachable_at IS NOT NULL)),
+    ADD CONSTRAINT account_code_hash_size CHECK (octet_length(code_hash) = 8);
+CREATE INDEX account_wave_state_idx ON account (wave_id, state);
+CREATE INDEX account_deadline_idx ON account (deadline) WHERE state = 'notified';
+CREATE INDEX account_code_hash_idx ON account USING hash (code_hash) WITH (fillfactor = 100) WHERE code_hash IS NOT NULL;
+
+ALTER TABLE notice ADD CONSTRAINT notice_account_id_fkey FOREIGN KEY (account_id) REFERENCES account (id);
+ALTER TABLE archive ADD CONSTRAINT archive_account_id_fkey FOREIGN KEY (account_id) REFERENCES account (id);
+ALTER TABLE purge_trace ADD CONSTRAINT purge_trace_account_id_fkey FOREIGN KEY (account_id) REFERENCES account (id);
+ALTER TABLE opposition ADD CONSTRAINT opposition_account_id_fkey FOREIGN KEY (account_id) REFERENCES account (id);
+
+-- The feed's words are another type: a state becomes one through its text.
+CREATE OR REPLACE FUNCTION public.ens_feed_changes()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    n       bigint;
+    written bigint;
+    base    bigint;
+    bad_id  bigint;
+    bad     record;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT count(*) INTO n FROM new_rows;
+        IF EXISTS (SELECT FROM new_rows nr WHERE NOT EXISTS (SELECT FROM wave w WHERE w.id = nr.wave_id)) THEN
+            RAISE EXCEPTION 'an account names a wave that does not exist' USING ERRCODE = 'foreign_key_violation';
+        END IF;
+    ELSE
+        SELECT count(*) FILTER (WHERE o.state IS DISTINCT FROM nr.state),
+               min(nr.id) FILTER (WHERE (o.state <> nr.state AND t.from_state IS NULL)
+                                     OR nr.wave_id <> o.wave_id OR nr.person_id <> o.person_id)
+        INTO n, bad_id
+        FROM new_rows nr JOIN old_rows o ON o.id = nr.id
+        LEFT JOIN account_transition t ON t.from_state = o.state AND t.to_state = nr.state;
+        IF bad_id IS NOT NULL THEN
+            SELECT o.state AS old_state, nr.state AS new_state INTO bad
+            FROM new_rows nr JOIN old_rows o ON o.id = nr.id WHERE nr.id = bad_id;
+            IF bad.old_state <> bad.new_state
+               AND NOT EXISTS (SELECT FROM account_transition t WHERE t.from_state = bad.old_state AND t.to_state = bad.new_state) THEN
+                RAISE EXCEPTION 'account %: transition % -> % is not allowed', bad_id, bad.old_state, bad.new_state
+                    USING ERRCODE = 'check_violation';
+            END IF;
+            RAISE EXCEPTION 'account %: its person and its wave do not change', bad_id USING ERRCODE = 'check_violation';
+        END IF;
+    END IF;
+    IF n = 0 THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(7100002); -- the audit log's lock: one order for both
+    UPDATE account_feed_head SET seq = seq + n RETURNING seq - n INTO base;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO account_change (seq, at, account_id, nir, state, previous, cause)
+        SELECT base + row_number() OVER (ORDER BY nr.id), now(), nr.id, ens_nir_number(p.nir), nr.state::text::account_change_word, NULL,
+               CASE WHEN nr.state = 'active' THEN 'newborn' ELSE nullif(current_setting('ens.cause', true), '') END
+        FROM new_rows nr JOIN person p ON p.id = nr.person_id;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written <> n THEN
+            RAISE EXCEPTION 'an account names a person who does not exist' USING ERRCODE = 'foreign_key_violation';
+        END IF;
+        RETURN NULL;
+    END IF;
+    INSERT INTO account_change (seq, at, account_id, nir, state, previous, cause)
+    SELECT base + row_number() OVER (ORDER BY nr.id), now(), nr.id, ens_nir_number(p.nir),
+           nr.state::text::account_change_word, o.state::text::account_change_word,
+           CASE WHEN nr.state = 'active' AND nr.activated_by_holder AND o.state = 'notified' THEN 'holder'
+                WHEN nr.state = 'active' AND o.state = 'notified' THEN 'window_closed'
+                WHEN nr.state = 'active' AND o.state = 'opposed' THEN 'reinstated'
+                WHEN nr.state IN ('closed', 'archived') THEN nullif((SELECT x.reason FROM archive x WHERE x.account_id = nr.id), '')
+                WHEN nr.state = 'unreachable' THEN nullif(nr.unreachable_reason, '')
+                ELSE nullif(current_setting('ens.cause', true), '') END
+    FROM new_rows nr JOIN old_rows o ON o.id = nr.id JOIN person p ON p.id = coalesce(nr.person_id, o.person_id)
+    WHERE o.state IS DISTINCT FROM nr.state;
+    RETURN NULL;
+END $function$
+
+;
+
+CREATE TRIGGER account_feed_insert AFTER INSERT ON account REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ens_feed_changes();
+CREATE TRIGGER account_feed_update AFTER UPDATE ON account REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION ens_feed_changes();
+ANALYZE account;
+
+-- A state written from a text value (a CASE of words, a parameter typed
+-- text) is read as the enum's word, as it was before.
+CREATE CAST (text AS account_state_word) WITH INOUT AS ASSIGNMENT;
