@@ -74,7 +74,7 @@ func TestApplicationRoleCannotRewriteTheAuditLog(t *testing.T) {
 		`TRUNCATE audit_event`,
 		`DROP TABLE audit_event`,
 		`CREATE TABLE audit_copy (id int)`,
-		`ALTER TABLE account DROP CONSTRAINT account_state_known`,
+		`ALTER TABLE account DROP CONSTRAINT account_check1`,
 		`CREATE OR REPLACE FUNCTION audit_event_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$`,
 		`DELETE FROM ens_migration`,
 		// Dropping the NIR's uniqueness is for a first load into an empty
