@@ -175,7 +175,7 @@ func RecordReplaced(ctx context.Context, tx pgx.Tx, persons []int64, oldNIRs []s
 		head AS (UPDATE account_feed_head SET seq = seq + (SELECT count(*) FROM r) WHERE (SELECT count(*) FROM lock) > 0
 			RETURNING seq - (SELECT count(*) FROM r) AS base)
 		INSERT INTO account_change (seq, at, account_id, nir, state, previous, cause, replaced_nir)
-		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, ens_nir_number(r.nir), r.state::text::account_change_word, r.state::text::account_change_word,
+		SELECT head.base + row_number() OVER (ORDER BY r.id), $3, r.id, ens_nir_number(r.nir), r.state::account_change_word, r.state::account_change_word,
 			'replaces_nir', ens_nir_number(r.old)
 		FROM r, head`, persons, oldNIRs, now)
 	if err != nil {
